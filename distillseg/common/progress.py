@@ -1,0 +1,163 @@
+"""Progress events: a tqdm bar for people, one JSON object per line for programs.
+
+With ``mode="jsonl"`` every line on stdout is one event (this is what the Slicer job runner parses)::
+
+    {"event": "device", "device": "cpu", "description": "cpu (2 threads)", "precision": "fp32"}
+    {"event": "progress", "stage": "augmenter", "step": 10, "total": 200, "loss": 0.41, "eta_s": 95.2,
+     "elapsed_s": 5.1, "metrics": {"similarity": 0.3}}
+    {"event": "log", "message": "..."}      {"event": "warning", "message": "..."}
+    {"event": "result", ...}                 {"event": "error", "message": "one sentence"}
+
+``mode="tty"`` draws a tqdm bar on stderr and prints log lines; ``mode="none"`` prints warnings and errors only.
+Under ``torchrun`` only rank 0 reports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, TextIO
+
+MODES = ("auto", "tty", "jsonl", "none")
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf become None (JSON has no NaN), numpy/torch scalars become floats."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Stage:
+    """One named loop with a known number of steps; created by ``Progress.stage``."""
+
+    def __init__(self, progress: "Progress", name: str, total: int, start: int, min_interval_s: float):
+        self.progress, self.name, self.total = progress, name, int(total)
+        self.start_step, self.step = int(start), int(start)
+        self.started = time.monotonic()
+        self.min_interval_s = min_interval_s
+        self._last_emit = -math.inf
+        self._bar = None
+        if progress.mode == "tty" and progress.enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total, initial=self.step, desc=name, file=progress.stderr, dynamic_ncols=True)
+
+    def eta_s(self) -> float | None:
+        """Seconds left, from this run's own rate (steps restored from a checkpoint do not count as fast steps)."""
+        done = self.step - self.start_step
+        if done <= 0:
+            return None
+        rate = (time.monotonic() - self.started) / done
+        return rate * max(self.total - self.step, 0)
+
+    def update(self, step: int, loss: float | None = None, **metrics: float) -> None:
+        """Report that ``step`` of ``total`` steps are done, with the current loss and any named metrics."""
+        previous, self.step = self.step, int(step)
+        if self._bar is not None:
+            self._bar.update(self.step - previous)
+            postfix = {"loss": f"{loss:.4f}"} if loss is not None else {}
+            postfix.update({k: f"{v:.4f}" for k, v in metrics.items() if isinstance(v, (int, float))})
+            self._bar.set_postfix(postfix, refresh=False)
+        now = time.monotonic()
+        final = self.step >= self.total
+        if self.progress.mode == "jsonl" and (final or now - self._last_emit >= self.min_interval_s):
+            self._last_emit = now
+            eta = self.eta_s()
+            self.progress.emit(
+                "progress",
+                stage=self.name,
+                step=self.step,
+                total=self.total,
+                loss=loss,
+                eta_s=None if eta is None else round(eta, 1),
+                elapsed_s=round(now - self.started, 2),
+                metrics=metrics,
+            )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> "Stage":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Progress:
+    """Where a job's progress, log lines, warnings, result and error go.
+
+    ``mode``: ``auto`` (a bar when stderr is a terminal, else quiet), ``tty``, ``jsonl`` or ``none``.
+    """
+
+    def __init__(self, mode: str = "auto", stdout: TextIO | None = None, stderr: TextIO | None = None,
+                 min_interval_s: float = 0.5):
+        if mode not in MODES:
+            raise ValueError(f"progress mode must be one of {MODES}, not {mode!r}")
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        if mode == "auto":
+            mode = "tty" if getattr(self.stderr, "isatty", lambda: False)() else "none"
+        self.mode = mode
+        self.min_interval_s = min_interval_s
+        # Under torchrun every rank runs the same code; only rank 0 speaks.
+        self.enabled = int(os.environ.get("RANK", "0")) == 0
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Write one JSON event line (jsonl mode only)."""
+        if not self.enabled or self.mode != "jsonl":
+            return
+        self.stdout.write(json.dumps(_clean({"event": event, **fields})) + "\n")
+        self.stdout.flush()
+
+    def _say(self, prefix: str, message: str, always: bool) -> None:
+        if not self.enabled:
+            return
+        if self.mode == "jsonl":
+            self.emit(prefix, message=message)
+        elif self.mode == "tty" or always:
+            self.stderr.write((f"{prefix}: " if prefix != "log" else "") + message + "\n")
+            self.stderr.flush()
+
+    def log(self, message: str) -> None:
+        self._say("log", message, always=False)
+
+    def warning(self, message: str) -> None:
+        self._say("warning", message, always=True)
+
+    def error(self, message: str) -> None:
+        """The one-sentence error; in jsonl mode also on stderr so a person reading the log sees it."""
+        if self.mode == "jsonl" and self.enabled:
+            self.emit("error", message=message)
+        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.flush()
+
+    def device(self, device: str, description: str, precision: str) -> None:
+        """Which device the job really runs on (shown in Slicer as "running on ...")."""
+        if self.mode == "jsonl":
+            self.emit("device", device=device, description=description, precision=precision)
+        else:
+            self._say("log", f"running on {description}, precision {precision}", always=False)
+
+    def result(self, **payload: Any) -> None:
+        """The job's final outcome (paths written, metrics)."""
+        if self.mode == "jsonl":
+            self.emit("result", **payload)
+        elif self.enabled and self.mode == "tty":
+            self.stderr.write(json.dumps(_clean(payload), indent=1) + "\n")
+
+    def stage(self, name: str, total: int, start: int = 0) -> Stage:
+        """A loop of ``total`` steps, resuming at ``start``; use as a context manager."""
+        return Stage(self, name, total, start, self.min_interval_s)

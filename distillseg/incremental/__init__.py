@@ -1,0 +1,1 @@
+"""IncrementalLap: class-incremental segmentation of laparoscopic RGB frames with diffusion replay."""

@@ -1,0 +1,1 @@
+"""OneShotSeg: one labelled 3D scan + unlabelled scans -> a student segmentation network."""
