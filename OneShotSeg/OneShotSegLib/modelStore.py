@@ -1,0 +1,271 @@
+"""The user's trained models: one folder per model bundle under ``~/.oneshotseg/models`` (outside the extension,
+so models survive extension updates), listed, imported from and exported to zip files, deleted.
+
+A bundle is a folder with ``manifest.json`` (``method``, ``labels``, ``format_version``, ``weights: {name: {file,
+sha256}}``, …) and its ``*.safetensors`` files. The store reads manifests as plain JSON and checks SHA-256 sums
+with ``hashlib``: it never imports torch. One store serves one method (``"oneshot"`` or ``"lap"``), so the
+IncrementalLap module lists only its own models from the same folder.
+
+Zip imports are untrusted: members with absolute paths, ``..`` components, drive letters, links or special files
+are refused before anything is written, and the bundle appears in the store only once it is complete (extracted
+into a hidden temporary folder, checked, then renamed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .labels import LabelTable
+
+MANIFEST = "manifest.json"
+CHECKPOINT_SUFFIX = ".checkpoint"
+HOME_ENVIRONMENT_VARIABLE = "ONESHOTSEG_HOME"
+MAX_UNCOMPRESSED_BYTES = 20 * 2**30  # refuse zip bombs: no real bundle comes near 20 GiB
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+class ModelStoreError(Exception):
+    """A problem the user can fix, as one sentence naming the file."""
+
+
+def defaultStoreFolder() -> Path:
+    """``$ONESHOTSEG_HOME/models`` if that variable is set, else ``~/.oneshotseg/models``."""
+    home = os.environ.get(HOME_ENVIRONMENT_VARIABLE)
+    return (Path(home) if home else Path.home() / ".oneshotseg") / "models"
+
+
+def sha256Of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def readManifest(folder: Path) -> dict[str, Any]:
+    """The bundle's manifest as a dict; ``ModelStoreError`` if it is missing or not a manifest."""
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelStoreError(f"{folder}: not a model bundle (no {MANIFEST}).") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelStoreError(f"{path}: manifest is not readable JSON ({exc.__class__.__name__}).") from None
+    if not isinstance(manifest, dict) or "method" not in manifest:
+        raise ModelStoreError(f"{path}: manifest lacks the 'method' of the model.")
+    return manifest
+
+
+def checkWeights(folder: Path, manifest: dict[str, Any]) -> None:
+    """Every weight file the manifest lists exists inside the bundle and matches its SHA-256."""
+    weights = manifest.get("weights")
+    if not isinstance(weights, dict) or not weights:
+        raise ModelStoreError(f"{folder}: the manifest lists no weight files.")
+    for name, entry in weights.items():
+        fileName = str(entry.get("file", "")) if isinstance(entry, dict) else ""
+        if not fileName or PurePosixPath(fileName).name != fileName or fileName in (".", ".."):
+            raise ModelStoreError(f"{folder}: weight '{name}' has an invalid file name '{fileName}'.")
+        path = Path(folder) / fileName
+        if not path.is_file():
+            raise ModelStoreError(f"{path}: weight file listed in the manifest is missing.")
+        if sha256Of(path) != entry.get("sha256"):
+            raise ModelStoreError(f"{path}: weight file does not match its SHA-256 in the manifest (corrupted or altered).")
+
+
+@dataclass
+class ModelInfo:
+    """One model of the store: its name (the folder name), folder and manifest."""
+
+    name: str
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        return str(self.manifest.get("method", ""))
+
+    @property
+    def labels(self) -> LabelTable:
+        """The structures the model segments (value, name, colour 0-255, terminology), background excluded."""
+        return LabelTable.from_json(self.manifest.get("labels", []))
+
+    def summary(self) -> str:
+        """A few lines for the model list: structures, creation time, training summary if present."""
+        names = [entry.name for entry in self.labels.entries]
+        shown = ", ".join(names[:8]) + (f", … ({len(names)} in all)" if len(names) > 8 else "")
+        lines = [f"Structures: {shown or 'none'}"]
+        if self.manifest.get("created"):
+            lines.append(f"Created: {self.manifest['created']}")
+        training = self.manifest.get("training")
+        if isinstance(training, dict):
+            details = [f"{key} {value}" for key, value in training.items() if isinstance(value, (int, float, str))]
+            if details:
+                lines.append("Training: " + ", ".join(details[:6]))
+        return "\n".join(lines)
+
+
+def _isLinkOrSpecial(member: zipfile.ZipInfo) -> bool:
+    mode = member.external_attr >> 16
+    return bool(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _safeMemberPath(member: zipfile.ZipInfo, zipPath: Path) -> PurePosixPath:
+    """The member's relative path; ``ModelStoreError`` for anything that could land outside the target folder."""
+    name = member.filename.replace("\\", "/")
+    path = PurePosixPath(name)
+    if (name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in path.parts
+            or any(part in ("", ".") for part in name.rstrip("/").split("/")) or "\x00" in name):
+        raise ModelStoreError(f"{zipPath}: refused, member '{member.filename}' would be written outside the model folder.")
+    if _isLinkOrSpecial(member):
+        raise ModelStoreError(f"{zipPath}: refused, member '{member.filename}' is a link or special file.")
+    return path
+
+
+class ModelStore:
+    """The models of one method (``"oneshot"`` or ``"lap"``) in one folder (default: ``defaultStoreFolder()``)."""
+
+    def __init__(self, method: str, folder: str | os.PathLike | None = None):
+        self.method = method
+        self.folder = Path(folder) if folder is not None else defaultStoreFolder()
+
+    def ensureFolder(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
+
+    # --------------------------------------------------------------------------------------------- listing
+    def models(self) -> list[ModelInfo]:
+        """Complete bundles of this store's method, sorted by name; unreadable folders are skipped."""
+        if not self.folder.is_dir():
+            return []
+        found = []
+        for child in sorted(self.folder.iterdir(), key=lambda p: p.name.lower()):
+            if child.name.startswith(".") or child.name.endswith(CHECKPOINT_SUFFIX) or not child.is_dir():
+                continue
+            try:
+                manifest = readManifest(child)
+            except ModelStoreError:
+                continue
+            if manifest.get("method") == self.method:
+                found.append(ModelInfo(child.name, child, manifest))
+        return found
+
+    def model(self, name: str) -> ModelInfo:
+        path = self.modelPath(name)
+        manifest = readManifest(path)
+        if manifest.get("method") != self.method:
+            raise ModelStoreError(f"{path}: this is a '{manifest.get('method')}' model, not a '{self.method}' model.")
+        return ModelInfo(path.name, path, manifest)
+
+    def unfinishedTrainings(self) -> list[str]:
+        """Names whose training left a checkpoint (``<name>.checkpoint/``) that ``--resume`` can continue."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.name[: -len(CHECKPOINT_SUFFIX)] for p in self.folder.iterdir()
+                      if p.is_dir() and p.name.endswith(CHECKPOINT_SUFFIX) and not p.name.startswith("."))
+
+    # --------------------------------------------------------------------------------------------- names and paths
+    @staticmethod
+    def cleanName(name: str) -> str:
+        """A folder-safe model name: letters, digits, ``. _ -`` and spaces; never empty, hidden or a checkpoint."""
+        cleaned = _SAFE_NAME.sub("_", name).strip(" .")
+        if cleaned.endswith(CHECKPOINT_SUFFIX):
+            cleaned = cleaned[: -len(CHECKPOINT_SUFFIX)].rstrip(" .")
+        return cleaned or "model"
+
+    def modelPath(self, name: str) -> Path:
+        """The folder of model ``name``; refuses names that are not plain folder names."""
+        if name != self.cleanName(name):
+            raise ModelStoreError(f"'{name}' is not a valid model name (use letters, digits, spaces, '.', '_', '-').")
+        return self.folder / name
+
+    def checkpointPath(self, name: str) -> Path:
+        """Where the engine keeps the checkpoint of an unfinished training of ``name``."""
+        return self.folder / f"{self.modelPath(name).name}{CHECKPOINT_SUFFIX}"
+
+    def uniqueName(self, base: str) -> str:
+        """``base`` cleaned, with `` 2``, `` 3``… appended if a model or checkpoint of that name exists."""
+        base = self.cleanName(base)
+        name, number = base, 1
+        while (self.folder / name).exists() or (self.folder / f"{name}{CHECKPOINT_SUFFIX}").exists():
+            number += 1
+            name = f"{base} {number}"
+        return name
+
+    # --------------------------------------------------------------------------------------------- import / export
+    def importZip(self, zipPath: str | os.PathLike, name: str | None = None) -> ModelInfo:
+        """Unpack a zipped bundle into the store (new name if taken); returns the imported model.
+
+        The manifest may sit at the zip's root or inside one top folder. Nothing is left behind on failure.
+        """
+        zipPath = Path(zipPath)
+        try:
+            archive = zipfile.ZipFile(zipPath)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise ModelStoreError(f"{zipPath}: not a readable zip file ({exc.__class__.__name__}).") from None
+        with archive:
+            members = [(member, _safeMemberPath(member, zipPath)) for member in archive.infolist()]
+            if sum(member.file_size for member, _ in members) > MAX_UNCOMPRESSED_BYTES:
+                raise ModelStoreError(f"{zipPath}: refused, it would unpack to more than 20 GiB.")
+            manifests = [path for _, path in members if path.name == MANIFEST]
+            if len(manifests) != 1 or len(manifests[0].parts) > 2:
+                raise ModelStoreError(f"{zipPath}: not a model bundle (expected one {MANIFEST} at the top).")
+            prefix = manifests[0].parent
+            self.ensureFolder()
+            staging = Path(tempfile.mkdtemp(prefix=".import-", dir=self.folder))
+            try:
+                for member, path in members:
+                    if member.is_dir():
+                        continue
+                    relative = path.relative_to(prefix) if prefix.parts else path
+                    if prefix.parts and path.parts[: len(prefix.parts)] != prefix.parts:
+                        raise ModelStoreError(f"{zipPath}: member '{member.filename}' lies outside the bundle folder.")
+                    target = staging.joinpath(*relative.parts)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(member) as source, open(target, "wb") as destination:
+                        shutil.copyfileobj(source, destination)
+                manifest = readManifest(staging)
+                if manifest.get("method") != self.method:
+                    raise ModelStoreError(
+                        f"{zipPath}: this is a '{manifest.get('method')}' model, not a '{self.method}' model.")
+                checkWeights(staging, manifest)
+                finalName = self.uniqueName(name or (prefix.name if prefix.parts else zipPath.stem))
+                os.replace(staging, self.folder / finalName)
+            finally:
+                if staging.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+        return self.model(finalName)
+
+    def exportZip(self, name: str, zipPath: str | os.PathLike) -> Path:
+        """Write model ``name`` as a zip with one top folder ``<name>/``; written to a temporary file first."""
+        model = self.model(name)
+        zipPath = Path(zipPath)
+        zipPath.parent.mkdir(parents=True, exist_ok=True)
+        temporary = zipPath.with_name(f".{zipPath.name}.tmp-{os.getpid()}")
+        try:
+            with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                for path in sorted(model.path.rglob("*")):
+                    if path.is_file() and not path.is_symlink():
+                        archive.write(path, str(PurePosixPath(model.name, *path.relative_to(model.path).parts)))
+            os.replace(temporary, zipPath)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return zipPath
+
+    def delete(self, name: str, includeCheckpoint: bool = True) -> None:
+        """Remove model ``name`` (and its unfinished-training checkpoint); only folders inside the store."""
+        paths = [self.modelPath(name)] + ([self.checkpointPath(name)] if includeCheckpoint else [])
+        for path in paths:
+            if path.resolve().parent != self.folder.resolve():
+                raise ModelStoreError(f"{path}: refused to delete a folder outside the model store.")
+            if path.is_dir():
+                shutil.rmtree(path)

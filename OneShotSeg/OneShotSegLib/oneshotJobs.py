@@ -1,0 +1,200 @@
+"""The OneShotSeg jobs: train a model from an atlas and unlabelled scans, and segment a scan with a model.
+
+Each job is: write the nodes to files the engine reads, build the ``distillseg oneshot …`` command, run it with the
+job runner, and bring the result back. Training inputs are kept in ``~/.oneshotseg/jobs/<model name>/`` until the
+training succeeds, so a cancelled training can be resumed later (even after restarting Slicer) from the engine's
+checkpoint ``<model folder>.checkpoint/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import segmentLabels, volumeFiles
+from .engine import defaultThreads, engineCommand, engineEnvironment
+from .jobRunner import EngineJob
+from .modelStore import ModelInfo, ModelStore
+
+METHOD = "oneshot"
+ENGINE_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr")
+INPUTS_FILE = "inputs.json"
+
+
+class OneShotJobError(Exception):
+    """A job that cannot start as asked, as one sentence for the user."""
+
+
+@dataclass
+class TrainingOptions:
+    """Engine options of a training; None leaves the engine's default. ``spacingMm`` 0 = the atlas's spacing."""
+
+    iterations: int | None = None
+    augmenterIterations: int | None = None
+    spacingMm: float = 0.0
+    device: str = "auto"
+    seed: int = 0
+    threads: int = 0
+
+    def arguments(self) -> list[str]:
+        arguments = ["--device", self.device, "--seed", str(self.seed),
+                     "--threads", str(self.threads or defaultThreads())]
+        if self.iterations:
+            arguments += ["--iterations", str(self.iterations)]
+        if self.augmenterIterations:
+            arguments += ["--augmenter-iterations", str(self.augmenterIterations)]
+        if self.spacingMm and self.spacingMm > 0:
+            arguments += ["--spacing", f"{self.spacingMm:g}"]
+        return arguments
+
+
+@dataclass
+class TrainingInputs:
+    """The files of one training job, kept in its folder (and listed in ``inputs.json``) for resuming."""
+
+    folder: Path
+    atlasImage: Path
+    atlasLabels: Path
+    labelNames: Path
+    unlabeled: list[Path] = field(default_factory=list)
+
+    def save(self) -> None:
+        data = {key: (str(value) if isinstance(value, Path) else [str(v) for v in value])
+                for key, value in asdict(self).items()}
+        (self.folder / INPUTS_FILE).write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> "TrainingInputs":
+        try:
+            data = json.loads((Path(folder) / INPUTS_FILE).read_text(encoding="utf-8"))
+            inputs = cls(Path(data["folder"]), Path(data["atlasImage"]), Path(data["atlasLabels"]),
+                         Path(data["labelNames"]), [Path(p) for p in data["unlabeled"]])
+        except (OSError, KeyError, TypeError, ValueError):
+            raise OneShotJobError(f"{folder}: the inputs of this unfinished training are gone; train it anew.") from None
+        missing = [p for p in [inputs.atlasImage, inputs.atlasLabels, *inputs.unlabeled] if not p.is_file()]
+        if missing:
+            raise OneShotJobError(f"{missing[0]}: an input of this unfinished training is gone; train it anew.")
+        return inputs
+
+
+def jobsFolder(store: ModelStore) -> Path:
+    """Where training inputs wait while a training is unfinished: ``<store>/../jobs``."""
+    return store.folder.parent / "jobs"
+
+
+def engineImagesIn(folder: str | Path) -> list[Path]:
+    """The NIfTI/NRRD scans of a folder (segmentation files ``*.seg.nrrd`` excluded), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise OneShotJobError(f"{folder}: the folder of unlabelled scans does not exist.")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(ENGINE_IMAGE_SUFFIXES)
+                  and not p.name.lower().endswith(".seg.nrrd"))
+
+
+def prepareTraining(store: ModelStore, modelName: str, atlasVolume, atlasSegmentation,
+                    unlabeledVolumes=(), unlabeledFiles=()) -> TrainingInputs:
+    """Write the atlas scan, its label map + label table and the unlabelled scans into the job's folder.
+
+    ``unlabeledVolumes``: volume nodes; ``unlabeledFiles``: NIfTI/NRRD paths passed to the engine as they are.
+    """
+    volumeFiles.checkScalarVolume(atlasVolume, "atlas")
+    if atlasSegmentation is None:
+        raise OneShotJobError("Select the atlas segmentation (the labelled structures of the atlas scan).")
+    volumes = [v for v in unlabeledVolumes if v is not None and v.GetID() != atlasVolume.GetID()]
+    files = [Path(f) for f in unlabeledFiles]
+    if not volumes and not files:
+        raise OneShotJobError("Select at least one unlabelled scan (a loaded volume or a folder of scans).")
+    for volume in volumes:
+        volumeFiles.checkScalarVolume(volume, "unlabelled scan")
+    folder = jobsFolder(store) / store.modelPath(modelName).name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    inputs = TrainingInputs(folder, folder / "atlas.nrrd", folder / "atlas_labels.nrrd", folder / "label_names.json")
+    volumeFiles.writeVolumeFile(atlasVolume, inputs.atlasImage)
+    segmentLabels.writeLabelFiles(atlasSegmentation, atlasVolume, inputs.atlasLabels, inputs.labelNames)
+    for index, volume in enumerate(volumes):
+        inputs.unlabeled.append(volumeFiles.writeVolumeFile(volume, folder / f"unlabeled_{index:03d}.nrrd"))
+    inputs.unlabeled.extend(files)
+    inputs.save()
+    return inputs
+
+
+def trainCommand(inputs: TrainingInputs, modelFolder: Path, options: TrainingOptions, resume: bool = False,
+                 python: str | None = None) -> list[str]:
+    arguments = ["oneshot", "train", "--atlas", inputs.atlasImage, "--atlas-labels", inputs.atlasLabels,
+                 "--label-names", inputs.labelNames, "--unlabeled", *inputs.unlabeled, "--out", modelFolder,
+                 *options.arguments(), "--progress", "jsonl"]
+    if resume:
+        arguments.append("--resume")
+    return engineCommand(arguments, python)
+
+
+def startTraining(store: ModelStore, modelName: str, inputs: TrainingInputs, options: TrainingOptions,
+                  resume: bool = False, environment: dict | None = None, onEvent=None) -> EngineJob:
+    """Start ``distillseg oneshot train`` into ``<store>/<modelName>``; returns the running job."""
+    store.ensureFolder()
+    command = trainCommand(inputs, store.modelPath(modelName), options, resume)
+    return EngineJob(command, engineEnvironment(environment), onEvent=onEvent).start()
+
+
+def finishTraining(store: ModelStore, modelName: str, inputs: TrainingInputs) -> ModelInfo:
+    """After a successful training: the new model, and the job's input files removed."""
+    model = store.model(modelName)
+    shutil.rmtree(inputs.folder, ignore_errors=True)
+    return model
+
+
+def segmentCommand(model: ModelInfo, inputFile: Path, outputFile: Path, device: str = "auto",
+                   python: str | None = None) -> list[str]:
+    return engineCommand(["oneshot", "segment", "--model", model.path, "--input", inputFile, "--output", outputFile,
+                          "--device", device, "--progress", "jsonl"], python)
+
+
+@dataclass
+class SegmentationJob:
+    """One scan segmented by one model: its temporary folder, files and running engine job."""
+
+    model: ModelInfo
+    volumeNode: object
+    folder: Path
+    inputFile: Path
+    outputFile: Path
+    job: EngineJob
+
+
+def startSegmentation(model: ModelInfo, volumeNode, folder: str | Path, device: str = "auto",
+                      environment: dict | None = None, onEvent=None) -> SegmentationJob:
+    """Write the scan to ``folder`` and start ``distillseg oneshot segment`` on it."""
+    if model.method != METHOD:
+        raise OneShotJobError(f"Model '{model.name}' is not a OneShotSeg model.")
+    volumeFiles.checkScalarVolume(volumeNode, "scan to segment")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    inputFile = volumeFiles.writeVolumeFile(volumeNode, folder / "input.nrrd")
+    outputFile = folder / "labels.nrrd"
+    command = segmentCommand(model, inputFile, outputFile, device)
+    job = EngineJob(command, engineEnvironment(environment), onEvent=onEvent).start()
+    return SegmentationJob(model, volumeNode, folder, inputFile, outputFile, job)
+
+
+def finishSegmentation(segmentation: SegmentationJob, segmentationNode=None):
+    """Import the engine's label map into ``segmentationNode`` (a new one on the scan if None); returns the node.
+
+    Segments get the model's names, colours and terminology; existing segments of the same structures are
+    updated in place. The temporary folder is removed.
+    """
+    volumeNode = segmentation.volumeNode
+    scene = volumeNode.GetScene()
+    labelmapNode = volumeFiles.readLabelmapOnGrid(segmentation.outputFile, volumeNode)
+    try:
+        if segmentationNode is None:
+            segmentationNode = segmentLabels.newSegmentationFor(
+                volumeNode, f"{volumeNode.GetName()} {segmentation.model.name}")
+        segmentLabels.importLabelmap(labelmapNode, segmentation.model.labels, segmentationNode)
+    finally:
+        scene.RemoveNode(labelmapNode)
+        shutil.rmtree(segmentation.folder, ignore_errors=True)
+    return segmentationNode

@@ -1,0 +1,87 @@
+"""A tiny synthetic one-shot case for self-tests: an atlas with two labelled structures and unlabelled scans.
+
+Each scan is a small anisotropic 3D volume with a bright ellipsoid ("blob", label 1) and a darker box ("box",
+label 3 — a gap in the values on purpose, to check they are kept), moved and resized a little from scan to scan,
+on a smooth background with noise. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import slicer
+
+from . import segmentLabels, volumeFiles
+from .labels import LabelEntry, LabelTable
+
+LABELS = LabelTable([LabelEntry(1, "blob", (230, 159, 0)), LabelEntry(3, "box", (86, 180, 233))])
+SPACING_MM = (1.5, 1.5, 2.0)
+
+
+def syntheticScan(rng: np.random.Generator, shape: tuple[int, int, int] = (24, 24, 24)) -> tuple[np.ndarray, np.ndarray]:
+    """One scan and its truth: ``(image, labels)``, both (K, J, I) arrays (Slicer's order); image float32."""
+    k, j, i = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij")
+    size = np.array(shape, dtype=np.float32)
+    centre = size * (0.42 + rng.uniform(-0.05, 0.05, 3))
+    radii = size * (0.22 + rng.uniform(-0.03, 0.03, 3))
+    blob = ((k - centre[0]) / radii[0]) ** 2 + ((j - centre[1]) / radii[1]) ** 2 + ((i - centre[2]) / radii[2]) ** 2 <= 1
+    corner = (size * (0.62 + rng.uniform(-0.04, 0.04, 3))).astype(int)
+    extent = (size * 0.22).astype(int)
+    box = np.zeros(shape, dtype=bool)
+    box[corner[0]:corner[0] + extent[0], corner[1]:corner[1] + extent[1], corner[2]:corner[2] + extent[2]] = True
+    box &= ~blob
+    labels = np.zeros(shape, dtype=np.uint8)
+    labels[blob] = 1
+    labels[box] = 3
+    image = 100.0 + 20.0 * (k / size[0]) + rng.normal(0.0, 8.0, shape)
+    image[blob] += 300.0
+    image[box] += 150.0
+    return image.astype(np.float32), labels
+
+
+@dataclass
+class SampleCase:
+    """Nodes of the case in a scene, and the true labels of every unlabelled scan (K, J, I arrays)."""
+
+    atlasVolume: object
+    atlasSegmentation: object
+    unlabeledVolumes: list = field(default_factory=list)
+    truths: list = field(default_factory=list)
+
+
+def addVolume(scene, image: np.ndarray, name: str):
+    """A scalar volume node with ``image`` (K, J, I) on a grid with ``SPACING_MM`` spacing."""
+    volumeNode = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    volumeNode.SetSpacing(*SPACING_MM)
+    volumeNode.SetOrigin(-10.0, 5.0, 20.0)
+    slicer.util.updateVolumeFromArray(volumeNode, image)
+    volumeNode.CreateDefaultDisplayNodes()
+    return volumeNode
+
+
+def addSampleCase(scene, unlabeledCount: int = 3, seed: int = 0, shape=(24, 24, 24)) -> SampleCase:
+    """Add an atlas volume with its segmentation and ``unlabeledCount`` unlabelled volumes to ``scene``."""
+    rng = np.random.default_rng(seed)
+    image, labels = syntheticScan(rng, shape)
+    atlasVolume = addVolume(scene, image, "OneShotSeg atlas")
+    atlasSegmentation = segmentLabels.newSegmentationFor(atlasVolume, "OneShotSeg atlas segmentation")
+    labelmapNode = volumeFiles.labelmapNodeFromArray(labels, atlasVolume)
+    try:
+        segmentLabels.importLabelmap(labelmapNode, LABELS, atlasSegmentation)
+    finally:
+        scene.RemoveNode(labelmapNode)
+    case = SampleCase(atlasVolume, atlasSegmentation)
+    for index in range(unlabeledCount):
+        image, labels = syntheticScan(rng, shape)
+        case.unlabeledVolumes.append(addVolume(scene, image, f"OneShotSeg unlabelled {index + 1}"))
+        case.truths.append(labels)
+    return case
+
+
+def dice(predicted: np.ndarray, truth: np.ndarray, value: int) -> float:
+    """Dice overlap of ``value`` between two label arrays (1.0 when both are empty)."""
+    a, b = predicted == value, truth == value
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)

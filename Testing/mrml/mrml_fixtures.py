@@ -1,0 +1,49 @@
+"""A real headless Slicer scene (slicer-core: Slicer's MRML and logic libraries without Qt) for the module Libs.
+
+The application logic with the colour, volumes and segmentations logics is created once per session; every test
+gets the same scene cleared. The module folders are put on ``sys.path`` as Slicer does for scripted modules.
+Test files import the fixtures from here (``from mrml_fixtures import scene``): a second ``conftest.py`` would clash
+with ``Testing/conftest.py``, and this folder is not called ``slicer`` because slicer-core's meta-package imports
+every module of any ``slicer`` folder on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+for moduleFolder in sorted(p for p in REPO.iterdir() if (p / f"{p.name}.py").is_file() or (p / f"{p.name}Lib").is_dir()):
+    if str(moduleFolder) not in sys.path:
+        sys.path.append(str(moduleFolder))
+
+slicer = pytest.importorskip("slicer", reason="slicer-core is not installed")
+
+
+@pytest.fixture(scope="session")
+def slicerApp():
+    """The headless application: scene + application logic + colour/volumes/segmentations logics."""
+    scene = slicer.vtkMRMLScene()
+    appLogic = slicer.vtkSlicerApplicationLogic()
+    appLogic.SetMRMLScene(scene)
+    appLogic.GetColorLogic().SetMRMLScene(scene)
+    appLogic.GetColorLogic().AddDefaultColorNodes()
+    logics = {}
+    for name, logic in (("Colors", slicer.vtkMRMLColorLogic()), ("Volumes", slicer.vtkSlicerVolumesLogic()),
+                        ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic())):
+        logic.SetMRMLScene(scene)
+        logic.SetMRMLApplicationLogic(appLogic)
+        appLogic.SetModuleLogic(name, logic)
+        logics[name] = logic
+    return SimpleNamespace(scene=scene, appLogic=appLogic, logics=logics)
+
+
+@pytest.fixture
+def scene(slicerApp):
+    """The session's scene, emptied before each test."""
+    slicerApp.scene.Clear(0)
+    yield slicerApp.scene
+    slicerApp.scene.Clear(0)
