@@ -1,0 +1,152 @@
+"""2D frame IO with Pillow: RGB frames in, index masks and colour overlays out.
+
+Conventions: a frame is a ``uint8`` array of shape (H, W, 3) (rows, columns, RGB); a label map is an integer array
+of shape (H, W) whose values are class values (0 = background). Grey or otherwise non-colour frames are refused with
+one sentence naming the file, because the IncrementalLap models are trained on colour laparoscopic video. Outputs are
+written atomically (``distillseg.common.atomic``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from distillseg.common.atomic import atomic_file
+from distillseg.common.errors import file_error
+
+FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# Pillow modes that carry colour; palette images are colour unless every palette entry is grey.
+_COLOUR_MODES = ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "P", "PA")
+_BLACK_BORDER_LEVEL = 10  # a row/column whose brightest pixel is at most this is part of the endoscope's black frame
+
+
+def is_frame_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in FRAME_SUFFIXES
+
+
+def _open(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise file_error(path, "file does not exist")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise file_error(path, f"cannot be read as an image (truncated or not a PNG/JPEG/TIFF: "
+                               f"{exc.__class__.__name__})") from None
+    return image
+
+
+def read_frame(path: str | os.PathLike) -> np.ndarray:
+    """An RGB frame as ``uint8`` (H, W, 3); an alpha channel is dropped. Grey or binary images are refused."""
+    path = Path(path)
+    image = _open(path)
+    if image.mode not in _COLOUR_MODES:
+        raise file_error(path, f"is a {image.mode} (grey or single-channel) image; a colour (RGB) frame is needed")
+    if image.mode in ("P", "PA"):
+        palette = np.asarray(image.convert("RGB"))
+        if np.array_equal(palette[..., 0], palette[..., 1]) and np.array_equal(palette[..., 1], palette[..., 2]):
+            raise file_error(path, "is a grey palette image; a colour (RGB) frame is needed")
+    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if array.ndim != 3 or array.shape[0] < 8 or array.shape[1] < 8:
+        raise file_error(path, f"frame of shape {array.shape} is too small (at least 8x8 pixels)")
+    return array
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """An index mask as ``int64`` (H, W). RGB masks are accepted only when their three channels are equal."""
+    path = Path(path)
+    image = _open(path)
+    if image.mode == "P":
+        array = np.asarray(image)  # palette index = label value
+    else:
+        array = np.asarray(image)
+        if array.ndim == 3:
+            channels = array[..., :3]
+            if not (np.array_equal(channels[..., 0], channels[..., 1])
+                    and np.array_equal(channels[..., 1], channels[..., 2])):
+                raise file_error(path, "is a colour image; a mask must hold one label value per pixel (grey/index)")
+            array = channels[..., 0]
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
+            raise file_error(path, "mask holds non-integer values")
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    return array.astype(np.int64)
+
+
+def black_border_box(frame: np.ndarray, level: int = _BLACK_BORDER_LEVEL) -> tuple[slice, slice]:
+    """Rows and columns inside the black frame an endoscope leaves around the picture.
+
+    ``frame``: (H, W, 3) uint8. Returns the slices of the bounding box of rows/columns whose brightest pixel exceeds
+    ``level``; the whole frame when it has no such border (or is black throughout).
+    """
+    bright = frame.max(axis=2) > level
+    rows = np.flatnonzero(bright.any(axis=1))
+    cols = np.flatnonzero(bright.any(axis=0))
+    if rows.size == 0 or cols.size == 0:
+        return slice(0, frame.shape[0]), slice(0, frame.shape[1])
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def write_index_png(path: str | os.PathLike, labels: np.ndarray) -> Path:
+    """Write a (H, W) label map as a grey PNG (8-bit, or 16-bit when a value exceeds 255), atomically."""
+    from PIL import Image
+
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"an index PNG needs a 2D label map, not shape {labels.shape}")
+    if labels.min(initial=0) < 0 or labels.max(initial=0) > 65535:
+        raise ValueError("label values must lie in 0..65535")
+    image = (Image.fromarray(labels.astype(np.uint8), mode="L") if labels.max(initial=0) <= 255
+             else Image.fromarray(labels.astype(np.uint16)))
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        image.save(tmp, format="PNG")
+    return path
+
+
+def write_frame(path: str | os.PathLike, frame: np.ndarray) -> Path:
+    """Write an RGB (H, W, 3) uint8 frame; the format follows the suffix (PNG unless .jpg/.tif)."""
+    from PIL import Image
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    kind = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(suffix, "PNG")
+    with atomic_file(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8), mode="RGB").save(tmp, format=kind)
+    return path
+
+
+def overlay(frame: np.ndarray, labels: np.ndarray, colors: dict[int, Sequence[int]], alpha: float = 0.5,
+            caption: str | None = None) -> np.ndarray:
+    """The frame with each labelled pixel blended with its class colour (``colors``: value -> RGB 0-255).
+
+    ``caption`` is drawn in the top-left corner (used to mark pictures made from synthetic data).
+    """
+    out = frame.astype(np.float32).copy()
+    for value, color in colors.items():
+        where = labels == value
+        if where.any():
+            out[where] = (1 - alpha) * out[where] + alpha * np.asarray(color, dtype=np.float32)
+    out = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    if caption:
+        from PIL import Image, ImageDraw
+
+        image = Image.fromarray(out)
+        draw = ImageDraw.Draw(image)
+        box = draw.textbbox((2, 2), caption)
+        draw.rectangle(box, fill=(0, 0, 0))
+        draw.text((2, 2), caption, fill=(255, 255, 255))
+        out = np.asarray(image)
+    return out
+
+
+def write_overlay(path: str | os.PathLike, frame: np.ndarray, labels: np.ndarray,
+                  colors: dict[int, Sequence[int]], alpha: float = 0.5, caption: str | None = None) -> Path:
+    """Write ``overlay(...)`` as a colour picture (PNG/JPEG by suffix), atomically."""
+    return write_frame(path, overlay(frame, labels, colors, alpha, caption))
