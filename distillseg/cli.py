@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from distillseg import __version__
 from distillseg.common.cli_support import run_verb
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # MONAI announces its grid_sample backend and indexing deprecations on every run; users cannot act on them.
+    warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
+    warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
     args = build_parser().parse_args(argv)
     return run_verb(args.verb_function, args)
 

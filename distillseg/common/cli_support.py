@@ -21,7 +21,9 @@ def add_runtime_options(parser: argparse.ArgumentParser, seed: bool = True) -> N
     group.add_argument("--device", default="auto",
                        help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
     group.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                       help="autocast precision: auto = bf16/fp16 on CUDA, fp32 on CPU (default: auto)")
+                       help="autocast precision: auto = bf16 (fp16 on older GPUs) on CUDA, bf16 on CPUs with "
+                            "native bf16, "
+                            "else fp32 (default: auto)")
     group.add_argument("--threads", type=int, default=0,
                        help="CPU threads for torch; 0 = torch's default (default: 0)")
     group.add_argument("--progress", default="auto", choices=MODES,

@@ -78,8 +78,9 @@ def describe_device(device: torch.device) -> str:
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype for a device, or None for full fp32.
 
-    ``precision``: ``auto`` (bf16 on CUDA GPUs that support it, fp16 on older CUDA GPUs, fp32 elsewhere),
-    ``fp32``, ``bf16`` (also allowed on CPU, where it is often faster for 3D convolutions) or ``fp16`` (CUDA only).
+    ``precision``: ``auto`` (bf16 on CUDA GPUs that support it, fp16 on older CUDA GPUs; bf16 on CPUs with native
+    bf16 instructions (AVX512-BF16/AMX), where it halves the time of 3D convolutions; fp32 elsewhere), ``fp32``,
+    ``bf16`` or ``fp16`` (CUDA only).
     """
     precision = precision.lower()
     if precision == "fp32":
@@ -94,7 +95,17 @@ def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | No
         raise UserError(f"Unknown precision '{precision}'; use auto, fp32, bf16 or fp16.")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and _cpu_has_native_bf16():
+        return torch.bfloat16
     return None
+
+
+def _cpu_has_native_bf16() -> bool:
+    """True when oneDNN runs bf16 natively here (emulated bf16 would be slower than fp32)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

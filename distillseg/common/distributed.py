@@ -31,6 +31,12 @@ class World:
         return self.size > 1
 
 
+def world_from_env() -> World:
+    """This process's place under ``torchrun`` without joining a process group (enough for sharding inputs)."""
+    return World(rank=int(os.environ.get("RANK", "0")), size=int(os.environ.get("WORLD_SIZE", "1")),
+                 local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def init_world(device: torch.device) -> World:
     """Join the process group that ``torchrun`` set up (once per process); a single process gets ``World()``."""
     size = int(os.environ.get("WORLD_SIZE", "1"))

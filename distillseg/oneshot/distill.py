@@ -1,0 +1,74 @@
+"""Stage 3: reconstruction-guided feature distillation (DESIGN §4 step 3).
+
+Teacher: residual U-Net with a 1-channel reconstruction head; it sees the real image and reconstructs it.
+Student: U-Net of the same shape with a segmentation head; it sees the synthetic image and learns its labels.
+Loss = seg_weight·DiceCE(student) + hint_weight·Σ(1 - cos) over the last two decoder features
+       + recon_weight·L1(teacher reconstruction, real image). Both networks train jointly with one optimizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from distillseg.oneshot.losses import hint_loss, reconstruction_loss, segmentation_loss
+from distillseg.oneshot.synthesis import SyntheticPairSampler
+from distillseg.oneshot.unet import FeatureUNet
+
+
+@dataclass(frozen=True)
+class DistillOptions:
+    iterations: int = 1000
+    lr: float = 1e-3
+    warmup: int = 20
+    seg_weight: float = 1.0
+    hint_weight: float = 1.0
+    recon_weight: float = 1.0
+    recon: str = "l1"
+    hint_trains_teacher: bool = False
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    student_residual: bool = True
+
+
+def build_networks(options: DistillOptions, num_classes: int) -> tuple[FeatureUNet, FeatureUNet]:
+    """(teacher, student): same shape; the teacher is always residual (DESIGN), the student as configured."""
+    teacher = FeatureUNet(1, 1, options.channels, residual=True)
+    student = FeatureUNet(1, num_classes, options.channels, residual=options.student_residual)
+    return teacher, student
+
+
+class DistillationLoss(torch.nn.Module):
+    def __init__(self, options: DistillOptions):
+        super().__init__()
+        self.options = options
+        self.segmentation = segmentation_loss()
+
+    def forward(self, teacher: FeatureUNet, student: FeatureUNet, image: torch.Tensor, classes: torch.Tensor,
+                teacher_image: torch.Tensor, autocast) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and its parts for one synthetic batch (images (B, 1, ...), classes (B, 1, ...) int64)."""
+        o = self.options
+        needs_teacher = o.hint_weight > 0 or o.recon_weight > 0
+        with autocast:
+            logits, student_features = student(image)
+            if needs_teacher:
+                reconstruction, teacher_features = teacher(teacher_image)
+        seg = self.segmentation(logits.float(), classes)
+        total = o.seg_weight * seg
+        parts = {"seg": float(seg.detach())}
+        if o.hint_weight > 0:
+            hint = hint_loss(teacher_features, student_features, train_teacher=o.hint_trains_teacher)
+            total = total + o.hint_weight * hint
+            parts["hint"] = float(hint.detach())
+        if o.recon_weight > 0:
+            recon = reconstruction_loss(reconstruction, teacher_image, o.recon)
+            total = total + o.recon_weight * recon
+            parts["recon"] = float(recon.detach())
+        return total, parts
+
+
+def distill_step(loss_function: DistillationLoss, teacher: FeatureUNet, student: FeatureUNet,
+                 sampler: SyntheticPairSampler, generator: torch.Generator, autocast
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    pair = sampler.sample(generator)
+    return loss_function(teacher, student, pair.image, pair.classes, pair.teacher_image, autocast)

@@ -1,0 +1,117 @@
+"""Affine pre-alignment of a scan to the atlas (DESIGN §4 step 0).
+
+A user's scans come from other scanners, positions and fields of view; the networks work in the atlas's frame. We
+find the 4x4 world map ``T`` (atlas world mm -> scan world mm) that makes ``scan(T · p)`` look like ``atlas(p)``:
+initialised by matching intensity centres of mass, then optimised with Adam on MONAI's
+``GlobalMutualInformationLoss`` over a coarse-to-fine pyramid, rigid first (rotation + translation), then affine
+(+ scales and shears). Parameters act about the atlas's centre so rotations and translations do not couple.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from distillseg.oneshot.geometry import Grid, resample, working_grid
+
+
+@dataclass(frozen=True)
+class PrealignOptions:
+    """Pyramid levels (mm) and Adam iterations per level for the rigid and the affine phase."""
+
+    levels_mm: tuple[float, ...] = (8.0, 4.0)
+    rigid_iterations: tuple[int, ...] = (120, 60)
+    affine_iterations: tuple[int, ...] = (80, 60)
+    bins: int = 32
+    samples: int = 20000  # random voxels per iteration for the MI estimate (as ITK's samplers do)
+    seed: int = 0
+
+
+def _smoothed(image: torch.Tensor, grid: Grid, target_mm: float) -> torch.Tensor:
+    """Gaussian-smooth (I, J, K) before sampling it at ``target_mm`` so the coarse level does not alias."""
+    from monai.networks.layers import GaussianFilter
+
+    sigma = [max(0.0, 0.5 * (target_mm / s - 1.0)) for s in grid.spacing]
+    if max(sigma) < 0.3:
+        return image
+    return GaussianFilter(3, sigma=sigma)(image[None, None])[0, 0]
+
+
+def _centre_of_mass(image: torch.Tensor, grid: Grid) -> np.ndarray:
+    """Intensity-weighted centre (world mm) of a non-negative image (I, J, K)."""
+    weights = image.double().clamp_min(0)
+    total = float(weights.sum()) or 1.0
+    centre = [float((weights.sum(dim=tuple(a for a in range(3) if a != axis))
+                     * torch.arange(image.shape[axis], dtype=torch.float64, device=image.device)).sum()) / total
+              for axis in range(3)]
+    return (grid.affine @ np.array([*centre, 1.0]))[:3]
+
+
+def _world_map(params: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """(12,) parameters -> 4x4 world map (float64): rotation vector, translation mm, log-scales, shears."""
+    rotation_vector, translation, log_scale, shear = params[:3], params[3:6], params[6:9], params[9:12]
+    zero = torch.zeros((), dtype=params.dtype, device=params.device)
+    skew = torch.stack([torch.stack([zero, -rotation_vector[2], rotation_vector[1]]),
+                        torch.stack([rotation_vector[2], zero, -rotation_vector[0]]),
+                        torch.stack([-rotation_vector[1], rotation_vector[0], zero])])
+    rotation = torch.linalg.matrix_exp(skew)
+    shear_matrix = torch.eye(3, dtype=params.dtype, device=params.device) + torch.stack([
+        torch.stack([zero, shear[0], shear[1]]), torch.stack([zero, zero, shear[2]]), torch.stack([zero, zero, zero])])
+    linear = rotation @ torch.diag(torch.exp(log_scale)) @ shear_matrix
+    top = torch.cat([linear, (centre + translation - linear @ centre)[:, None]], dim=1)
+    return torch.cat([top, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=params.dtype, device=params.device)])
+
+
+def prealign(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving_grid: Grid,
+             options: PrealignOptions = PrealignOptions()) -> np.ndarray:
+    """World map (4x4, fixed world -> moving world) aligning ``moving`` to ``fixed``.
+
+    ``fixed``, ``moving``: (I, J, K) intensities normalised to [0, 1] on their own grids (any device).
+    """
+    from monai.losses import GlobalMutualInformationLoss
+
+    mutual_information = GlobalMutualInformationLoss(num_bins=options.bins)
+    device = fixed.device
+    centre = torch.as_tensor(fixed_grid.affine @ np.array([*(np.array(fixed_grid.shape) - 1) / 2, 1.0]),
+                             dtype=torch.float64, device=device)[:3]
+    generator = torch.Generator(device=device).manual_seed(options.seed)
+    params = torch.zeros(12, dtype=torch.float64, device=device)
+    params[3:6] = torch.as_tensor(_centre_of_mass(moving, moving_grid) - _centre_of_mass(fixed, fixed_grid),
+                                  device=device)
+    # Per-parameter step sizes: radians, millimetres, log-scale, shear.
+    step = torch.tensor([0.02] * 3 + [1.0] * 3 + [0.01] * 3 + [0.01] * 3, dtype=torch.float64, device=device)
+    for level, level_mm in enumerate(options.levels_mm):
+        fixed_level_grid = working_grid(fixed_grid, level_mm, margin_mm=0.0, multiple=1)
+        moving_level_grid = working_grid(moving_grid, level_mm, margin_mm=0.0, multiple=1)
+        fixed_level = resample(_smoothed(fixed, fixed_grid, level_mm)[None], fixed_grid, fixed_level_grid)[0]
+        moving_level = resample(_smoothed(moving, moving_grid, level_mm)[None], moving_grid, moving_level_grid)[0]
+        to_moving_index = torch.as_tensor(np.linalg.inv(moving_level_grid.affine), device=device)
+        from_fixed_index = torch.as_tensor(fixed_level_grid.affine, device=device)
+        fixed_values = fixed_level.reshape(-1).float()
+        moving_batch = moving_level[None, None].float()
+        size = torch.tensor(moving_level_grid.shape, dtype=torch.float32, device=device)
+        for phase, iterations in (("rigid", options.rigid_iterations[level]),
+                                  ("affine", options.affine_iterations[level])):
+            free = torch.zeros(12, dtype=torch.bool, device=device)
+            free[: 6 if phase == "rigid" else 12] = True
+            delta = torch.zeros(12, dtype=torch.float64, device=device, requires_grad=True)
+            optimizer = torch.optim.Adam([delta], lr=1.0)
+            for _ in range(iterations):
+                # A fresh random subset of fixed voxels each iteration: cheap and it smooths the MI landscape.
+                picked = torch.randint(0, fixed_values.numel(), (min(options.samples, fixed_values.numel()),),
+                                       generator=generator, device=device)
+                ijk = torch.stack(torch.unravel_index(picked, fixed_level.shape), dim=1).float()
+                current = params + torch.where(free, delta * step, torch.zeros_like(delta))
+                index_map = (to_moving_index @ _world_map(current, centre) @ from_fixed_index).float()
+                moving_ijk = ijk @ index_map[:3, :3].T + index_map[:3, 3]
+                normalised = (moving_ijk * (2.0 / (size - 1).clamp_min(1)) - 1.0).flip(-1)  # (k, j, i) order
+                warped = F.grid_sample(moving_batch, normalised[None, :, None, None], align_corners=True)
+                loss = mutual_information(warped.reshape(1, 1, -1), fixed_values[picked].reshape(1, 1, -1))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            params = (params + torch.where(free, delta.detach() * step, torch.zeros_like(delta))).detach()
+    return _world_map(params, centre).cpu().numpy()

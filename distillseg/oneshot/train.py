@@ -1,0 +1,246 @@
+"""``distillseg oneshot train``: prepare the data, train the augmenter, distil the student, write the bundle.
+
+Both stages checkpoint to ``<out>.checkpoint/`` every ``checkpoint_every`` steps (and every
+``checkpoint_seconds``); ``resume=True`` continues from there with the same per-step random streams, so a resumed
+run ends where an uninterrupted one would. The bundle appears only when training has finished; a cancelled or
+killed job leaves the checkpoint (for ``--resume``) and no bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from distillseg.common.atomic import OutputLock, remove_stale_temporaries
+from distillseg.common.bundle import save_bundle
+from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
+from distillseg.common.cli_support import seed_everything
+from distillseg.common.device import amp_dtype, autocast, describe_device, resolve_device
+from distillseg.common.errors import UserError, file_error
+from distillseg.common.progress import Progress
+from distillseg.common.volume_io import read_image
+from distillseg.oneshot.data import align_scan, prepare_atlas
+from distillseg.oneshot.distill import DistillationLoss, DistillOptions, build_networks, distill_step
+from distillseg.oneshot.losses import RegistrationLoss
+from distillseg.oneshot.prealign import PrealignOptions
+from distillseg.oneshot.synthesis import SynthesisOptions, SyntheticPairSampler
+from distillseg.oneshot.train_augmenter import AugmenterOptions, augmenter_step, build_augmenter
+
+CURVE_EVERY = 10  # steps between points of the learning curve stored in the manifest
+
+
+@dataclass
+class TrainOptions:
+    atlas: str
+    atlas_labels: str
+    unlabeled: list[str]
+    out: str
+    label_names: str | None = None
+    spacing: str = "auto"
+    modality: str = "auto"
+    ct_window: tuple[float, float] = (-1000.0, 1000.0)
+    augmenter: AugmenterOptions = field(default_factory=AugmenterOptions)
+    distill: DistillOptions = field(default_factory=DistillOptions)
+    synthesis: SynthesisOptions = field(default_factory=SynthesisOptions)
+    prealign: bool = True
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    checkpoint_every: int = 50
+    checkpoint_seconds: float = 300.0
+
+
+def _fingerprint(options: TrainOptions) -> str:
+    """What a checkpoint must agree with to be resumed: inputs (path, size, mtime) and every training option."""
+    files = [options.atlas, options.atlas_labels, *options.unlabeled]
+    stats = [(str(Path(p).resolve()), Path(p).stat().st_size, int(Path(p).stat().st_mtime)) for p in files]
+    settings = {k: v for k, v in asdict(options).items() if k not in ("resume", "device", "out")}
+    return hashlib.sha256(json.dumps([stats, settings], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _generator(seed: int, stage: int, step: int) -> torch.Generator:
+    """Independent random stream per (seed, stage, step): a resumed run draws exactly what the first run would."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + stage * 10_007_777 + step) % 2**63)
+
+
+class _Checkpointer:
+    """Saves the training state every N steps / T seconds and restores it on resume."""
+
+    def __init__(self, path: Path, options: TrainOptions, fingerprint: str):
+        self.path, self.options, self.fingerprint = path, options, fingerprint
+        self.last_save = time.monotonic()
+        self.state = None
+        if options.resume:
+            loaded = load_checkpoint(path)
+            if loaded is None:
+                raise file_error(path, "there is no checkpoint to resume from; start without --resume")
+            if loaded[1].get("fingerprint") != fingerprint:
+                raise file_error(path, "checkpoint was made with other inputs or options; start without --resume")
+            self.state = loaded
+        elif path.exists():
+            shutil.rmtree(path)
+
+    def due(self, step: int, total: int) -> bool:
+        return (step % self.options.checkpoint_every == 0 or step == total
+                or time.monotonic() - self.last_save > self.options.checkpoint_seconds)
+
+    def save(self, meta: dict, networks: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> None:
+        optimizer_tensors, optimizer_meta = optimizer_to_flat(optimizer)
+        groups = {name: net.state_dict() for name, net in networks.items()}
+        groups["optimizer"] = optimizer_tensors
+        save_checkpoint(self.path, groups, {**meta, "optimizer": optimizer_meta, "fingerprint": self.fingerprint})
+        self.last_save = time.monotonic()
+
+
+def _run_stage(name: str, index: int, total: int, networks: dict, optimizer, scheduler, step_function,
+               checkpointer: _Checkpointer, progress: Progress, options: TrainOptions, meta: dict) -> None:
+    """The resumable loop shared by both stages; ``step_function(generator)`` returns (loss, parts)."""
+    start = meta.get("steps", {}).get(name, 0)
+    curve = meta.setdefault("curves", {}).setdefault(name, [])
+    for _ in range(start):
+        scheduler.step()  # the schedule is a function of the step: replay it
+    for net in networks.values():
+        if any(p.requires_grad for p in net.parameters()):
+            net.train()
+    began = time.monotonic() - meta.get("seconds", {}).get(name, 0.0)
+    with progress.stage(name, total=total, start=start) as bar:
+        for step in range(start + 1, total + 1):
+            loss, parts = step_function(_generator(options.seed, index, step))
+            if not torch.isfinite(loss):
+                raise UserError(f"Training diverged at {name} step {step} (loss {float(loss)}); "
+                                "try a lower learning rate or another --seed.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            bar.update(step, loss=float(loss), **parts)
+            if step % CURVE_EVERY == 0 or step == total:
+                curve.append([step, round(float(loss), 5), round(time.monotonic() - began, 1),
+                              {k: round(v, 5) for k, v in parts.items()}])
+            if checkpointer.due(step, total):
+                meta.setdefault("steps", {})[name] = step
+                meta.setdefault("seconds", {})[name] = round(time.monotonic() - began, 1)
+                checkpointer.save(meta, networks, optimizer)
+    meta.setdefault("steps", {})[name] = total
+    meta.setdefault("seconds", {})[name] = round(time.monotonic() - began, 1)
+
+
+def _restore(checkpointer: _Checkpointer, networks: dict, optimizer, stage: str) -> None:
+    """Load networks (and the optimizer if the checkpoint is in this stage) from the checkpoint, if any."""
+    if checkpointer.state is None:
+        return
+    groups, meta = checkpointer.state
+    for name, net in networks.items():
+        if name in groups:
+            net.load_state_dict(groups[name])
+    if meta.get("stage") == stage and "optimizer" in groups:
+        optimizer_from_flat(optimizer, groups["optimizer"], meta["optimizer"])
+
+
+def _warmup_cosine(optimizer, warmup: int, total: int):
+    from monai.optimizers import WarmupCosineSchedule
+
+    return WarmupCosineSchedule(optimizer, warmup_steps=min(warmup, max(total - 1, 0)), t_total=max(total, 1))
+
+
+def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
+    """Run the whole training job and return the bundle's path."""
+    out = Path(options.out)
+    if not options.unlabeled:
+        raise UserError("At least one unlabelled scan is needed (--unlabeled).")
+    device = resolve_device(options.device)
+    dtype = amp_dtype(device, options.precision)
+    progress.device(str(device), describe_device(device), str(dtype).replace("torch.", "") if dtype else "fp32")
+    seed_everything(options.seed)
+    with OutputLock(out):
+        remove_stale_temporaries(out)
+        checkpoint_path = out.with_name(out.name + ".checkpoint")
+        checkpointer = _Checkpointer(checkpoint_path, options, _fingerprint(options))
+        meta = dict(checkpointer.state[1]) if checkpointer.state else {}
+        meta.pop("optimizer", None)
+
+        atlas = prepare_atlas(options.atlas, options.atlas_labels, options.label_names, options.spacing,
+                              options.modality, options.ct_window, device.type)
+        progress.log(f"working grid {atlas.grid.shape} at {atlas.grid.spacing[0]:.2f} mm, "
+                     f"{len(atlas.values) - 1} structures")
+        atlas_image = atlas.image.to(device)[None, None]
+        targets = []
+        with progress.stage("prealign", total=len(options.unlabeled)) as bar:
+            for number, path in enumerate(options.unlabeled, 1):
+                aligned = align_scan(read_image(path), atlas.image.to(device), atlas.grid, atlas.normalization,
+                                     PrealignOptions(seed=options.seed), device, options.prealign)
+                targets.append(aligned.image.to(device)[None, None])
+                bar.update(number)
+        images = [atlas_image, *targets]
+
+        augmenter = build_augmenter(options.augmenter).to(device)
+        amp = autocast(device, dtype)
+        if meta.get("stage", "augmenter") == "augmenter":
+            optimizer = torch.optim.Adam(augmenter.parameters(), lr=options.augmenter.lr)
+            _restore(checkpointer, {"augmenter": augmenter}, optimizer, "augmenter")
+            registration_loss = RegistrationLoss(options.augmenter.similarity, options.augmenter.window,
+                                                 options.augmenter.smooth_weight,
+                                                 options.augmenter.contrastive_weight,
+                                                 options.augmenter.temperature)
+            meta["stage"] = "augmenter"
+            _run_stage("augmenter", 1, options.augmenter.iterations, {"augmenter": augmenter}, optimizer,
+                       torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
+                       lambda g: augmenter_step(augmenter, registration_loss, images, g,
+                                                options.augmenter.batch_pairs, amp),
+                       checkpointer, progress, options, meta)
+            meta["stage"] = "distill"
+        else:
+            _restore(checkpointer, {"augmenter": augmenter}, None, "augmenter")
+        augmenter.eval().requires_grad_(False)
+
+        teacher, student = build_networks(options.distill, len(atlas.values))
+        teacher, student = teacher.to(device), student.to(device)
+        optimizer = torch.optim.Adam([*student.parameters(), *teacher.parameters()], lr=options.distill.lr)
+        _restore(checkpointer, {"teacher": teacher, "student": student}, optimizer, "distill")
+        sampler = SyntheticPairSampler(augmenter, atlas_image, atlas.classes.to(device)[None, None],
+                                       len(atlas.values), targets, options.synthesis)
+        distillation = DistillationLoss(options.distill)
+        _run_stage("distill", 2, options.distill.iterations, {"augmenter": augmenter, "teacher": teacher,
+                                                            "student": student}, optimizer,
+                   _warmup_cosine(optimizer, options.distill.warmup, options.distill.iterations),
+                   lambda g: distill_step(distillation, teacher, student, sampler, g, amp),
+                   checkpointer, progress, options, meta)
+
+        manifest = {
+            "method": "oneshot",
+            "name": out.name,
+            "labels": atlas.table.to_json(),
+            "class_values": atlas.values,
+            "networks": {"student": student.config, "augmenter": augmenter.config},
+            "preprocessing": {
+                "grid": atlas.grid.to_json(),
+                "intensity": atlas.normalization.to_json(),
+                "prealign": options.prealign,
+                "atlas_spacing": atlas.source_spacing,
+            },
+            "contents": "student and augmenter weights; the atlas image and labels on the working grid "
+                        "(needed to pre-align new scans)",
+            "training": {
+                "atlas": str(options.atlas), "unlabeled": [str(p) for p in options.unlabeled],
+                "options": json.loads(json.dumps(asdict(options), default=str)),
+                "device": describe_device(device), "precision": str(dtype) if dtype else "fp32",
+                "seconds": meta.get("seconds", {}), "curves": meta.get("curves", {}),
+            },
+        }
+        weights = {
+            "student": student.state_dict(),
+            "augmenter": augmenter.state_dict(),
+            "atlas": {"image": atlas.image.half().cpu(), "classes": atlas.classes.to(torch.uint8 if len(
+                atlas.values) < 256 else torch.int16).cpu()},
+        }
+        save_bundle(out, manifest, weights)
+        shutil.rmtree(checkpoint_path, ignore_errors=True)
+    progress.result(model=str(out), structures=len(atlas.values) - 1, seconds=meta.get("seconds", {}))
+    return out
