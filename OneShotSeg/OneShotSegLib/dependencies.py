@@ -4,7 +4,8 @@ Three kinds of requirement:
 
 - ``torch``: only through the PyTorch extension (``PyTorchUtils``), which picks the build for the user's GPU;
 - packages Slicer itself ships (numpy, scipy): never installed or replaced here; if too old, the user is told;
-- everything else (MONAI, nibabel, …): listed in the module's ``Resources/requirements.txt`` and installed with pip,
+- everything else (MONAI, nibabel, …): listed in ``OneShotSeg/Resources/distillseg-requirements.txt`` (one file for
+  every module of the extension, since they all run the same engine) and installed with pip,
   under a constraints file that pins Slicer's own numpy, scipy, SimpleITK and requests (and the installed torch),
   so installing them can never replace what Slicer runs on.
 
@@ -19,6 +20,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Resources of all scripted modules are installed into one shared Resources/ folder next to this package's folder;
+# in a developer checkout they sit in OneShotSeg/Resources. Both are "one folder up, then Resources".
+ENGINE_REQUIREMENTS_FILE = Path(__file__).resolve().parents[1] / "Resources" / "distillseg-requirements.txt"
 TORCH_REQUIREMENT = "torch>=2.3"
 SLICER_PROVIDED = ("numpy>=1.24", "scipy>=1.10")
 PINNED_WHEN_INSTALLING = ("numpy", "scipy", "SimpleITK", "requests", "torch")
@@ -85,7 +89,8 @@ class DependencyPlan:
         return "\n".join(lines)
 
 
-def checkDependencies(requirementsFile: str | Path, torchRequirement: str = TORCH_REQUIREMENT) -> DependencyPlan:
+def checkDependencies(requirementsFile: str | Path = ENGINE_REQUIREMENTS_FILE,
+                      torchRequirement: str = TORCH_REQUIREMENT) -> DependencyPlan:
     """The plan for this Python: missing torch and packages from ``requirementsFile``, and Slicer packages that
     are too old (those are problems to report, not to install)."""
     plan = DependencyPlan()
@@ -143,3 +148,28 @@ def installDependencies(plan: DependencyPlan, requester: str = "OneShotSeg") -> 
             slicer.util.pip_install(["-c", str(constraints), *plan.packages])
     finally:
         constraints.unlink(missing_ok=True)
+
+
+def ensureDependencies(requester: str = "OneShotSeg", confirm=None,
+                       requirementsFile: str | Path = ENGINE_REQUIREMENTS_FILE) -> bool:
+    """Check, and if something is missing ask once (listing every package) and install; True when ready.
+
+    ``confirm(text, windowTitle)`` shows the question and returns True for OK (default:
+    ``slicer.util.confirmOkCancelDisplay``). False means the user declined; nothing was installed.
+    """
+    plan = checkDependencies(requirementsFile)
+    if plan.problems:
+        raise RuntimeError(" ".join(plan.problems))
+    if not plan.needsInstall:
+        return True
+    if confirm is None:
+        import slicer
+
+        confirm = slicer.util.confirmOkCancelDisplay
+    text = (f"{requester} runs its engine with these Python packages, which are not installed in Slicer yet. "
+            "They will be downloaded and installed now (this needs the internet and can take several minutes; "
+            "PyTorch alone is about 1-3 GB):\n\n" + plan.confirmationText() + "\n\nInstall them?")
+    if not confirm(text, f"{requester} - install Python packages"):
+        return False
+    installDependencies(plan, requester)
+    return True

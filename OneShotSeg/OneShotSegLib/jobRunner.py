@@ -218,6 +218,8 @@ class EngineJob:
                 self.errorMessage = self._crashMessage(returnCode)
 
     def _crashMessage(self, returnCode: int) -> str:
+        if returnCode == EXIT_USER_ERROR and self._lastStderrLine.startswith("error: "):
+            return self._lastStderrLine[len("error: "):]  # a verb without jsonl progress says it on stderr
         if returnCode == EXIT_OUT_OF_MEMORY:
             return "The job ran out of memory; try a coarser working spacing or another device."
         if returnCode < 0:

@@ -115,8 +115,9 @@ class ModelInfo:
 
 
 def _isLinkOrSpecial(member: zipfile.ZipInfo) -> bool:
-    mode = member.external_attr >> 16
-    return bool(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+    # Unix file type bits in the high word; zips written on Windows (or by writestr) carry none.
+    fileType = stat.S_IFMT(member.external_attr >> 16)
+    return fileType not in (0, stat.S_IFREG, stat.S_IFDIR)
 
 
 def _safeMemberPath(member: zipfile.ZipInfo, zipPath: Path) -> PurePosixPath:

@@ -1,4 +1,5 @@
-"""A tiny synthetic one-shot case for self-tests: an atlas with two labelled structures and unlabelled scans.
+"""A tiny synthetic one-shot case for self-tests: an atlas with two labelled structures and unlabelled scans, and
+the whole train -> segment story run on it (the module's self-test in Slicer and the pytest suite share it).
 
 Each scan is a small anisotropic 3D volume with a bright ellipsoid ("blob", label 1) and a darker box ("box",
 label 3 — a gap in the values on purpose, to check they are kept), moved and resized a little from scan to scan,
@@ -7,14 +8,19 @@ on a smooth background with noise. Nothing is downloaded.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 import slicer
 
-from . import segmentLabels, volumeFiles
+from . import oneshotJobs, segmentLabels, volumeFiles
+from .jobRunner import SUCCEEDED
 from .labels import LabelEntry, LabelTable
+from .modelStore import ModelStore
+from .oneshotJobs import TrainingOptions
 
 LABELS = LabelTable([LabelEntry(1, "blob", (230, 159, 0)), LabelEntry(3, "box", (86, 180, 233))])
 SPACING_MM = (1.5, 1.5, 2.0)
@@ -85,3 +91,43 @@ def dice(predicted: np.ndarray, truth: np.ndarray, value: int) -> float:
     a, b = predicted == value, truth == value
     total = a.sum() + b.sum()
     return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
+
+
+def waitFor(job, pump=None, timeoutSeconds: float = 600.0, interval: float = 0.1):
+    """Follow a job until it ends; ``pump`` (e.g. ``slicer.app.processEvents``) keeps a GUI alive meanwhile."""
+    deadline = time.monotonic() + timeoutSeconds
+    while job.running:
+        job.poll()
+        if pump is not None:
+            pump()
+        if time.monotonic() > deadline:
+            job.cancel()
+            job.wait(30)
+            raise TimeoutError(f"The engine job did not finish within {timeoutSeconds:.0f} s.")
+        time.sleep(interval)
+    return job
+
+
+def trainAndSegment(scene, store: ModelStore, workFolder, options: TrainingOptions, pump=None,
+                    timeoutSeconds: float = 900.0) -> tuple[object, dict[int, float]]:
+    """The whole user story on the sample case: train a model, segment the first unlabelled scan with it.
+
+    Returns the new segmentation node and the Dice overlap with the truth per label value.
+    """
+    case = addSampleCase(scene)
+    inputs = oneshotJobs.prepareTraining(store, "sample case", case.atlasVolume, case.atlasSegmentation,
+                                         case.unlabeledVolumes)
+    training = waitFor(oneshotJobs.startTraining(store, "sample case", inputs, options), pump, timeoutSeconds)
+    if training.state != SUCCEEDED:
+        raise RuntimeError(f"Training {training.state}: {training.errorMessage}")
+    model = oneshotJobs.finishTraining(store, "sample case", inputs)
+    segmentation = oneshotJobs.startSegmentation(model, case.unlabeledVolumes[0], Path(workFolder) / "segment",
+                                                 options.device)
+    waitFor(segmentation.job, pump, timeoutSeconds)
+    if segmentation.job.state != SUCCEEDED:
+        raise RuntimeError(f"Segmentation {segmentation.job.state}: {segmentation.job.errorMessage}")
+    segmentationNode = oneshotJobs.finishSegmentation(segmentation)
+    ids = segmentLabels.segmentIds(segmentationNode)
+    values = [segmentLabels.taggedLabelValue(segmentationNode.GetSegmentation().GetSegment(i)) for i in ids]
+    predicted = segmentLabels.mergedLabelArray(segmentationNode, case.unlabeledVolumes[0], ids, values)
+    return segmentationNode, {value: dice(predicted, case.truths[0], value) for value in LABELS.values}
