@@ -58,7 +58,7 @@ def find_records(data: str | Path, classes: list[str], source: str = "auto", spl
 
 def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """(h, w, 3) uint8 -> (3, H, W) uint8 with antialiased bilinear resampling."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
+    tensor = torch.from_numpy(np.require(frame, requirements=["C", "W"])).permute(2, 0, 1)[None].float()
     resized = torch.nn.functional.interpolate(tensor, size=tuple(size), mode="bilinear", antialias=True,
                                               align_corners=False)
     return resized[0].round().clamp(0, 255).to(torch.uint8)

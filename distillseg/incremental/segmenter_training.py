@@ -1,6 +1,6 @@
 """Training the segmenter: the base step (or the joint upper bound) and an incremental step under a strategy.
 
-One iteration takes a batch of real frames (and, with replay, as many synthetic frames), runs the current model
+One iteration takes a batch of real frames (and, with replay, half as many synthetic frames), runs the current model
 (and the frozen previous model), and adds up the strategy's losses:
 
     real frames:      CE (plain, MiB-unbiased, or on PLOP pseudo-labels)
@@ -95,7 +95,9 @@ class SegmenterTrainer:
         self.plan = BatchPlan(len(images), options.batch_size, world, options.seed)
         self.replay_plan = None
         if step is not None and step.replay_images is not None and len(step.replay_images):
-            self.replay_plan = BatchPlan(len(step.replay_images), options.batch_size, world, options.seed + 1)
+            # Half as many replayed as real frames per batch: they carry the old structures, the real ones the new.
+            self.replay_plan = BatchPlan(len(step.replay_images), max(1, options.batch_size // 2), world,
+                                         options.seed + 1)
         self.ddp_model = wrap_ddp(self.model, device, world)
         self.ddp_projection = wrap_ddp(self.projection, device, world) if self.projection else None
         if step is not None:

@@ -1,0 +1,116 @@
+"""IncrementalLap losses on hand-computed tiny cases, and head growth that changes no prediction."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from distillseg.incremental.contrastive import MemoryBank, pixel_info_nce, sample_pixels
+from distillseg.incremental.mib_losses import (IGNORE, pseudo_label_cross_entropy, unbiased_cross_entropy,
+                                               unbiased_distillation)
+from distillseg.incremental.pod_loss import local_pod_embedding, pod_distillation
+from distillseg.incremental.segmenter import Segmenter, SegmenterConfig
+
+
+def _pixels(*rows):
+    """logits for a (1, K, 1, N) map from per-pixel rows of K values."""
+    return torch.tensor(rows, dtype=torch.float32).T.reshape(1, len(rows[0]), 1, len(rows))
+
+
+def test_unbiased_cross_entropy_by_hand():
+    # outputs: 0 background, 1 old structure, 2 new structure; old model had 2 outputs.
+    logits = _pixels([1.0, 2.0, 0.0], [0.0, 0.0, 3.0], [5.0, 5.0, 5.0])
+    targets = torch.tensor([[[0, 2, IGNORE]]])
+    z = [math.exp(1) + math.exp(2) + 1, 2 + math.exp(3)]
+    background_pixel = -math.log((math.exp(1) + math.exp(2)) / z[0])  # P(bg) + P(old)
+    new_pixel = -math.log(math.exp(3) / z[1])
+    expected = (background_pixel + new_pixel) / 2
+    assert unbiased_cross_entropy(logits, targets, old_outputs=2).item() == pytest.approx(expected, rel=1e-6)
+    # A target of an old class counts as background (the old model knows it).
+    old_target = torch.tensor([[[1, 2, IGNORE]]])
+    assert unbiased_cross_entropy(logits, old_target, 2).item() == pytest.approx(expected, rel=1e-6)
+    # With no old structures it is the plain cross-entropy.
+    plain = torch.nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE)
+    assert unbiased_cross_entropy(logits, targets, 1).item() == pytest.approx(plain.item(), rel=1e-6)
+
+
+def test_unbiased_distillation_by_hand():
+    new = _pixels([0.0, 1.0, 2.0])          # bg, old, new
+    old = _pixels([1.0, 0.0])               # bg, old
+    q_bg, q_old = math.exp(1) / (math.exp(1) + 1), 1 / (math.exp(1) + 1)
+    z = 1 + math.exp(1) + math.exp(2)
+    log_bg = math.log((1 + math.exp(2)) / z)   # new model's bg ∪ new class
+    log_old = math.log(math.exp(1) / z)
+    expected = -(q_bg * log_bg + q_old * log_old) / 2
+    assert unbiased_distillation(new, old).item() == pytest.approx(expected, rel=1e-6)
+    # A model that equals its teacher on the merged outputs has the teacher's entropy / 2 as loss, its minimum.
+    assert unbiased_distillation(new, old).item() > unbiased_distillation(
+        _pixels([1.0 - math.log(2), 0.0, 1.0 - math.log(2)]), old).item()
+
+
+def test_pseudo_label_cross_entropy_by_hand():
+    logits = _pixels([0.0, 1.0, 2.0], [0.0, 1.0, 2.0])   # bg, old, new
+    targets = torch.tensor([[[0, 1]]])                    # old model said: background, old structure
+    z = 1 + math.exp(1) + math.exp(2)
+    expected = (-math.log((1 + math.exp(2)) / z) - math.log(math.exp(1) / z)) / 2
+    assert pseudo_label_cross_entropy(logits, targets, old_outputs=2).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_local_pod_by_hand():
+    # One channel, 2x2 map, pyramid of the whole map only: squared values [[1, 4], [9, 16]].
+    features = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    embedding = local_pod_embedding(features, scales=(1,))
+    width_pooled = torch.tensor([2.5, 12.5])    # mean over columns of each row
+    height_pooled = torch.tensor([5.0, 10.0])   # mean over rows of each column
+    expected = torch.cat([width_pooled / width_pooled.norm(), height_pooled / height_pooled.norm()])
+    torch.testing.assert_close(embedding[0], expected)
+    assert pod_distillation([features], [features.clone()]).item() == pytest.approx(0.0, abs=1e-7)
+    other = torch.tensor([[[[2.0, 1.0], [3.0, 4.0]]]])
+    difference = local_pod_embedding(features, (1,))[0] - local_pod_embedding(other, (1,))[0]
+    assert pod_distillation([features], [other], scales=(1,)).item() == pytest.approx(difference.norm().item())
+
+
+def test_pixel_info_nce_by_hand():
+    anchors = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1])
+    tau = 0.5
+    # Anchors 0 and 1: positive similarity 1, one negative with similarity 0. Anchor 2 has no positive: skipped.
+    expected = -math.log(math.exp(1 / tau) / (math.exp(1 / tau) + math.exp(0)))
+    assert pixel_info_nce(anchors, labels, None, tau).item() == pytest.approx(expected, rel=1e-6)
+    # A bank entry of class 1 along anchor 2 gives it a positive; for anchors 0/1 it is a second negative.
+    bank = (torch.tensor([[0.0, 1.0]]), torch.tensor([1]))
+    first = -math.log(math.exp(2) / (math.exp(2) + 2))
+    third = -math.log(math.exp(2) / (math.exp(2) + 2))
+    assert pixel_info_nce(anchors, labels, bank, tau).item() == pytest.approx((2 * first + third) / 3, rel=1e-6)
+
+
+def test_memory_bank_and_pixel_sampling():
+    bank = MemoryBank(size=3)
+    bank.push(torch.eye(4)[:, :2], torch.tensor([0, 0, 1, 1]))
+    bank.push(torch.ones(3, 2), torch.tensor([0, 0, 0]))
+    embeddings, labels = bank.contents()
+    assert (labels == 0).sum() == 3 and (labels == 1).sum() == 2   # class 0 keeps its newest 3
+    maps = torch.randn(2, 4, 3, 3)
+    classes = torch.tensor([[[0, 0, 1], [1, 1, 1], [IGNORE, 0, 0]]] * 2)
+    picked, picked_labels = sample_pixels(maps, classes, per_class=2, generator=torch.Generator().manual_seed(0))
+    assert picked.shape == (4, 4) and sorted(picked_labels.tolist()) == [0, 0, 1, 1]
+
+
+def test_head_growth_keeps_old_predictions():
+    torch.manual_seed(0)
+    net = Segmenter(SegmenterConfig(backbone="resnet10", decoder_channels=(16, 16, 8, 8, 8)), num_outputs=4).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        before = net(x).logits
+        net.grow_head(2)
+        after = net(x).logits
+    assert after.shape[1] == 6
+    torch.testing.assert_close(after[:, 1:4], before[:, 1:4], rtol=0, atol=0)    # old structures: identical
+    merged = torch.logsumexp(torch.cat([after[:, :1], after[:, 4:]], dim=1), dim=1)
+    torch.testing.assert_close(merged, before[:, 0], rtol=1e-6, atol=1e-5)         # bg = bg ∪ new
+    torch.testing.assert_close(torch.softmax(after, 1)[:, 1:4], torch.softmax(before, 1)[:, 1:4])
+    probs = torch.softmax(after, 1)
+    folded = torch.cat([probs[:, :1] + probs[:, 4:].sum(1, keepdim=True), probs[:, 1:4]], dim=1)
+    assert torch.equal(folded.argmax(1), before.argmax(1))   # with new classes read as background: same labels
