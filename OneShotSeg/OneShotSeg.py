@@ -57,9 +57,10 @@ class OneShotSegParameterNode:
     unlabeledVolumes: list[vtkMRMLScalarVolumeNode]
     unlabeledFolder: str = ""
     modelName: str = "one-shot model"
-    iterations: Annotated[int, WithinRange(1, 1000000)] = 2000
-    augmenterIterations: Annotated[int, WithinRange(1, 1000000)] = 1000
+    iterations: Annotated[int, WithinRange(1, 1000000)] = 1000
+    augmenterIterations: Annotated[int, WithinRange(1, 1000000)] = 300
     spacingMm: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
+    alreadyAligned: bool = False
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     inputVolume: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
@@ -334,11 +335,13 @@ class OneShotSegLogic(ScriptedLoadableModuleLogic):
     def canResume(self, modelName: str) -> bool:
         name = ModelStore.cleanName(modelName or "")
         inputs = oneshotJobs.jobsFolder(self.store) / name / oneshotJobs.INPUTS_FILE
-        return self.store.checkpointPath(name).is_dir() and inputs.is_file()
+        options = oneshotJobs.jobsFolder(self.store) / name / oneshotJobs.OPTIONS_FILE
+        return self.store.checkpointPath(name).is_dir() and inputs.is_file() and options.is_file()
 
     def startTraining(self, parameters, resume: bool = False):
         """Write the inputs (or reuse them to resume) and start training ``parameters.modelName``."""
         name = ModelStore.cleanName(parameters.modelName)
+        options = None  # a resumed training continues with the options it was started with
         if resume:
             inputs = oneshotJobs.TrainingInputs.load(oneshotJobs.jobsFolder(self.store) / name)
         else:
@@ -348,9 +351,10 @@ class OneShotSegLogic(ScriptedLoadableModuleLogic):
             files = oneshotJobs.engineImagesIn(parameters.unlabeledFolder) if parameters.unlabeledFolder else []
             inputs = oneshotJobs.prepareTraining(self.store, name, parameters.atlasVolume, parameters.atlasSegmentation,
                                                  parameters.unlabeledVolumes, files)
-        options = oneshotJobs.TrainingOptions(iterations=parameters.iterations,
-                                              augmenterIterations=parameters.augmenterIterations,
-                                              spacingMm=parameters.spacingMm, device=parameters.device)
+            options = oneshotJobs.TrainingOptions(iterations=parameters.iterations,
+                                                  augmenterIterations=parameters.augmenterIterations,
+                                                  spacingMm=parameters.spacingMm, device=parameters.device,
+                                                  prealign=not parameters.alreadyAligned)
         self.job = oneshotJobs.startTraining(self.store, name, inputs, options, resume, slicer.util.startupEnvironment())
 
         def finish():

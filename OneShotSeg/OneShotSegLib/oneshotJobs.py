@@ -21,6 +21,7 @@ from .modelStore import ModelInfo, ModelStore
 METHOD = "oneshot"
 ENGINE_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr")
 INPUTS_FILE = "inputs.json"
+OPTIONS_FILE = "options.json"
 
 
 class OneShotJobError(Exception):
@@ -29,17 +30,22 @@ class OneShotJobError(Exception):
 
 @dataclass
 class TrainingOptions:
-    """Engine options of a training; None leaves the engine's default. ``spacingMm`` 0 = the atlas's spacing."""
+    """Engine options of a training; None or 0 leaves the engine's default (``spacingMm`` 0: automatic, the
+    atlas's spacing coarsened to fit the device). ``prealign`` False skips the affine pre-alignment of scans that
+    are already aligned to the atlas."""
 
     iterations: int | None = None
     augmenterIterations: int | None = None
     spacingMm: float = 0.0
     device: str = "auto"
+    precision: str = "auto"
+    prealign: bool = True
     seed: int = 0
     threads: int = 0
+    checkpointEvery: int | None = None
 
     def arguments(self) -> list[str]:
-        arguments = ["--device", self.device, "--seed", str(self.seed),
+        arguments = ["--device", self.device, "--precision", self.precision, "--seed", str(self.seed),
                      "--threads", str(self.threads or defaultThreads())]
         if self.iterations:
             arguments += ["--iterations", str(self.iterations)]
@@ -47,6 +53,10 @@ class TrainingOptions:
             arguments += ["--augmenter-iterations", str(self.augmenterIterations)]
         if self.spacingMm and self.spacingMm > 0:
             arguments += ["--spacing", f"{self.spacingMm:g}"]
+        if not self.prealign:
+            arguments.append("--no-prealign")
+        if self.checkpointEvery:
+            arguments += ["--checkpoint-every", str(self.checkpointEvery)]
         return arguments
 
 
@@ -132,10 +142,23 @@ def trainCommand(inputs: TrainingInputs, modelFolder: Path, options: TrainingOpt
     return engineCommand(arguments, python)
 
 
-def startTraining(store: ModelStore, modelName: str, inputs: TrainingInputs, options: TrainingOptions,
+def startTraining(store: ModelStore, modelName: str, inputs: TrainingInputs, options: TrainingOptions | None,
                   resume: bool = False, environment: dict | None = None, onEvent=None) -> EngineJob:
-    """Start ``distillseg oneshot train`` into ``<store>/<modelName>``; returns the running job."""
+    """Start ``distillseg oneshot train`` into ``<store>/<modelName>``; returns the running job.
+
+    The options are kept with the inputs: a resumed training (``options`` None) continues with the options it was
+    started with, since the engine resumes a checkpoint only for the same inputs and options.
+    """
     store.ensureFolder()
+    optionsFile = inputs.folder / OPTIONS_FILE
+    if options is None:
+        try:
+            options = TrainingOptions(**json.loads(optionsFile.read_text(encoding="utf-8")))
+        except (OSError, TypeError, ValueError):
+            raise OneShotJobError(f"{optionsFile}: the options of this unfinished training are gone; train it anew.") \
+                from None
+    else:
+        optionsFile.write_text(json.dumps(asdict(options), indent=1), encoding="utf-8")
     command = trainCommand(inputs, store.modelPath(modelName), options, resume)
     return EngineJob(command, engineEnvironment(environment), onEvent=onEvent).start()
 

@@ -1,0 +1,122 @@
+"""The job runner driving the real engine CLI on a tiny case (24^3 scans, 2 iterations, CPU): progress parsed, the
+trained model segments a scan into a segmentation node on its grid, cancel leaves no bundle behind and Resume
+finishes the training, and the engine's error sentence reaches the user."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
+from distillseg.common.volume_io import read_image, write_labels
+from OneShotSegLib import jobRunner, oneshotJobs, sampleCase, segmentLabels, volumeFiles
+from OneShotSegLib.engine import engineCommand, engineEnvironment
+from OneShotSegLib.modelStore import ModelStore
+
+import slicer
+
+TINY = dict(iterations=2, augmenterIterations=2, device="cpu", prealign=False, threads=2)
+TIMEOUT_S = 240
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ModelStore(oneshotJobs.METHOD, tmp_path / "home" / "models")
+
+
+def test_train_then_segment_through_the_job_runner(scene, store, tmp_path):
+    case = sampleCase.addSampleCase(scene, unlabeledCount=2)
+    inputs = oneshotJobs.prepareTraining(store, "tiny", case.atlasVolume, case.atlasSegmentation, case.unlabeledVolumes)
+    events = []
+    job = oneshotJobs.startTraining(store, "tiny", inputs, oneshotJobs.TrainingOptions(**TINY), onEvent=events.append)
+    assert job.wait(TIMEOUT_S) == jobRunner.SUCCEEDED, job.errorMessage
+
+    assert job.device == "cpu" and job.deviceDescription.startswith("cpu")
+    stages = [e["stage"] for e in events if e["event"] == "progress"]
+    assert "augmenter" in stages and "distill" in stages
+    assert job.progress.stage == "distill" and job.progress.step == job.progress.total == 2
+    assert isinstance(job.progress.loss, float) and job.progress.etaSeconds is not None
+    assert "distill 2/2" in jobRunner.describeProgress(job.progress)
+    assert job.result is not None and job.exitCode == 0
+
+    model = oneshotJobs.finishTraining(store, "tiny", inputs)
+    assert not inputs.folder.exists()  # the job's input copies are gone once the model exists
+    assert model.labels.names() == {1: "blob", 3: "box"}
+
+    scan = case.unlabeledVolumes[0]
+    segmentation = oneshotJobs.startSegmentation(model, scan, tmp_path / "segment", "cpu")
+    assert segmentation.job.wait(TIMEOUT_S) == jobRunner.SUCCEEDED, segmentation.job.errorMessage
+    node = oneshotJobs.finishSegmentation(segmentation)
+    assert not (tmp_path / "segment").exists()
+    segments = {sid: node.GetSegmentation().GetSegment(sid) for sid in segmentLabels.segmentIds(node)}
+    assert {s.GetName() for s in segments.values()} == {"blob", "box"}
+    assert {segmentLabels.taggedLabelValue(s) for s in segments.values()} == {1, 3}
+    assert np.allclose(segments[segmentLabels.segmentIds(node)[0]].GetColor(), (230 / 255, 159 / 255, 0))
+    labels = segmentLabels.mergedLabelArray(node, scan, list(segments), [1, 3])
+    assert labels.shape == slicer.util.arrayFromVolume(scan).shape and set(np.unique(labels)) <= {0, 1, 3}
+
+
+def _runUntil(job, condition):
+    deadline = time.monotonic() + TIMEOUT_S
+    while job.running and not condition() and time.monotonic() < deadline:
+        job.poll()
+        time.sleep(0.05)
+    assert condition(), job.errorMessage
+
+
+def test_cancel_leaves_no_bundle_and_resume_continues(scene, store):
+    case = sampleCase.addSampleCase(scene, unlabeledCount=2)
+    inputs = oneshotJobs.prepareTraining(store, "cancelled", case.atlasVolume, case.atlasSegmentation,
+                                         case.unlabeledVolumes)
+    options = oneshotJobs.TrainingOptions(**{**TINY, "iterations": 400, "checkpointEvery": 2})
+    job = oneshotJobs.startTraining(store, "cancelled", inputs, options)
+    _runUntil(job, lambda: job.progress.stage == "distill" and job.progress.step >= 3)  # a checkpoint at step 2
+    job.cancel()
+    assert job.wait(60) == jobRunner.CANCELLED
+    assert job.errorMessage is None
+    assert not store.modelPath("cancelled").exists()
+    assert [p.name for p in store.folder.iterdir() if p.name.startswith(".cancelled.tmp")] == []
+    assert store.models() == [] and store.unfinishedTrainings() == ["cancelled"]
+
+    # What the module's Resume button does: reload the kept inputs and options, continue from the checkpoint.
+    events = []
+    resumed = oneshotJobs.startTraining(store, "cancelled", oneshotJobs.TrainingInputs.load(inputs.folder), None,
+                                        resume=True, onEvent=events.append)
+    _runUntil(resumed, lambda: any(e.get("stage") == "distill" for e in events))
+    stages = [e["stage"] for e in events if e["event"] == "progress"]
+    first = next(e for e in events if e.get("stage") == "distill")
+    assert "augmenter" not in stages and first["step"] >= 3, events  # continued in distill, not restarted
+    resumed.cancel()
+    assert resumed.wait(60) == jobRunner.CANCELLED and not store.modelPath("cancelled").exists()
+
+
+def test_engine_error_sentence_reaches_the_user(scene, store, tmp_path):
+    case = sampleCase.addSampleCase(scene, unlabeledCount=1)
+    inputs = oneshotJobs.prepareTraining(store, "empty", case.atlasVolume, case.atlasSegmentation,
+                                         case.unlabeledVolumes)
+    atlas = read_image(inputs.atlasImage)
+    write_labels(inputs.atlasLabels, np.zeros(atlas.shape, dtype=np.uint8), atlas.affine)  # an atlas without labels
+    job = oneshotJobs.startTraining(store, "empty", inputs, oneshotJobs.TrainingOptions(**TINY))
+    assert job.wait(TIMEOUT_S) == jobRunner.FAILED
+    assert job.exitCode == 2
+    assert job.errorMessage == f"{inputs.atlasLabels}: atlas label map is empty (no voxel has a non-zero label)."
+    assert not store.modelPath("empty").exists()
+
+
+def test_user_error_without_jsonl_and_crash_messages(tmp_path):
+    """A verb without JSON progress (``model info``) still gives its sentence; a crash gives its last stderr line."""
+    job = jobRunner.runEngine(engineCommand(["model", "info", str(tmp_path)]), engineEnvironment(), TIMEOUT_S)
+    assert job.state == jobRunner.FAILED and job.exitCode == 2
+    assert job.errorMessage == f"{tmp_path}: not a model bundle (no manifest.json in the folder)."
+    crash = jobRunner.runEngine([engineCommand([])[0], "-c", "import sys; print('oops', file=sys.stderr); sys.exit(7)"])
+    assert crash.state == jobRunner.FAILED and crash.errorMessage == "The engine stopped unexpectedly (exit code 7): oops"
+
+
+def test_volume_sent_to_the_engine_is_what_segment_reads(scene, tmp_path):
+    """The file a segmentation job writes for the engine is the scan node, voxel for voxel."""
+    case = sampleCase.addSampleCase(scene, unlabeledCount=1)
+    path = volumeFiles.writeVolumeFile(case.unlabeledVolumes[0], tmp_path / "input.nrrd")
+    np.testing.assert_array_equal(read_image(path).array.transpose(2, 1, 0),
+                                  slicer.util.arrayFromVolume(case.unlabeledVolumes[0]))
