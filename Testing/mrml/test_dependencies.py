@@ -52,3 +52,16 @@ def test_constraints_pin_slicer_packages(tmp_path):
     pins = path.read_text().split()
     assert f"numpy=={dependencies.installedVersion('numpy')}" in pins
     assert f"torch=={dependencies.installedVersion('torch')}" in pins
+
+
+def test_declining_the_one_dialog_installs_nothing(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("surely-not-an-installed-package-xyz>=2\nnibabel>=1.0\n")
+    asked = []
+    ready = dependencies.ensureDependencies("OneShotSeg", confirm=lambda text, title: asked.append((text, title)) or False,
+                                            requirementsFile=requirements)
+    assert ready is False and len(asked) == 1  # one dialog, declined
+    text, title = asked[0]
+    assert "surely-not-an-installed-package-xyz>=2" in text and "nibabel" not in text and "OneShotSeg" in title
+    assert dependencies.ensureDependencies("OneShotSeg", confirm=lambda *a: 1 / 0,
+                                           requirementsFile=REQUIREMENTS) is True  # nothing missing: no dialog
