@@ -209,7 +209,8 @@ class OneShotSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onModelSelected(self, name) -> None:
         if self._parameterNode and self._parameterNode.selectedModel != name:
             self._parameterNode.selectedModel = name
-        self.ui.modelInfoLabel.text = self.logic.store.model(name).summary() if name else _("No trained model yet.")
+        models = {model.name: model for model in self.logic.store.models()}
+        self.ui.modelInfoLabel.text = models[name].summary() if name in models else _("No trained model yet.")
         self.updateButtons()
 
     # ------------------------------------------------------------------------------------------------ jobs
@@ -244,7 +245,7 @@ class OneShotSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onJobTimer(self) -> None:
         job = self.logic.job
         for event in job.poll():
-            self.showEvent(job, event)
+            self.showJobEvent(job, event)
         progress = job.progress
         self.ui.progressBar.value = int(1000 * progress.fraction)
         if job.running:
@@ -256,7 +257,7 @@ class OneShotSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.finishJob(job)
         self.updateButtons()
 
-    def showEvent(self, job, event) -> None:
+    def showJobEvent(self, job, event) -> None:
         kind = event.get("event")
         if kind == "device":
             self.ui.deviceLabel.text = _("{title} running on {device} ({precision}).").format(
