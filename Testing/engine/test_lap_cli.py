@@ -56,7 +56,7 @@ def test_base_and_incremental_step_bundle(trained):
     # The earlier version inside the new bundle is exactly the old model.
     for key, value in m0.segmenter.items():
         assert torch.equal(m1.earlier_weights(0)[key], value)
-    assert not list(trained.glob(".m1*")) and not (trained / "m1.checkpoint").exists()
+    assert not list(trained.glob(".m1.tmp-*")) and not (trained / "m1.checkpoint").exists()
 
 
 def test_bundle_holds_no_frame(trained):
@@ -91,7 +91,11 @@ def test_segment_evaluate_sample_restore(trained):
     labels = read_mask(trained / "seg.png")
     assert labels.shape == read_frame(frame).shape[:2] and labels.max() <= 4
     assert read_frame(trained / "seg_overlay.png").shape == read_frame(frame).shape
-    assert lap("segment", "--model", trained / "m1", "--input", frame.parent, "--output", trained / "segs",
+    frames = trained / "frames04"
+    frames.mkdir(exist_ok=True)
+    for image in frame.parent.glob("image*.png"):
+        shutil.copy(image, frames / image.name)
+    assert lap("segment", "--model", trained / "m1", "--input", frames, "--output", trained / "segs",
                "--progress", "none") == 0
     assert len(list((trained / "segs").glob("*.png"))) == 3
     assert lap("evaluate", "--model", trained / "m1", "--data", trained / "demo", "--source", "multilabel",
@@ -152,7 +156,7 @@ def test_interrupted_training_resumes_to_the_same_weights(trained, tmp_path, mon
     """A run cancelled after a checkpoint, then resumed, ends bit for bit where an uninterrupted run ends."""
     from distillseg.incremental import segmenter_training
 
-    common = ["train", "--data", trained / "demo", "--classes", "liver,colon", "--patients", "01",
+    common = ["train", "--data", trained / "demo", "--classes", "liver,colon", "--patients", "01,02",
               "--iterations", 4, "--checkpoint-every", 2, "--diffusion-iterations", 0, *TINY_TRAIN]
     assert lap(*common, "--out", tmp_path / "whole") == 0
     original = segmenter_training.SegmenterTrainer.loss
@@ -170,3 +174,19 @@ def test_interrupted_training_resumes_to_the_same_weights(trained, tmp_path, mon
     assert not (tmp_path / "resumed.checkpoint").exists()
     whole, resumed = load_lap_model(tmp_path / "whole"), load_lap_model(tmp_path / "resumed")
     assert all(torch.equal(resumed.segmenter[k], v) for k, v in whole.segmenter.items())
+
+
+def test_segment_odd_paths_and_a_bad_frame_in_a_folder(trained, tmp_path, capsys):
+    frame = sorted((trained / "demo" / "multilabel" / "04").glob("image*.png"))[0]
+    folder = tmp_path / "frames with spaces ü"
+    folder.mkdir()
+    shutil.copy(frame, folder / "a frame é.png")
+    assert lap("segment", "--model", trained / "m1", "--input", folder, "--output", tmp_path / "out ö",
+               "--overlay", "--progress", "none") == 0
+    assert sorted(p.name for p in (tmp_path / "out ö").iterdir()) == ["a frame é.png", "a frame é_overlay.png"]
+    (folder / "b truncated.png").write_bytes(frame.read_bytes()[:200])
+    out = tmp_path / "second"
+    _assert_failed_cleanly(lap("segment", "--model", trained / "m1", "--input", folder, "--output", out,
+                               "--progress", "none"), capsys, out / "b truncated.png", "b truncated.png",
+                           "cannot be read as an image")
+    assert not out.exists()   # the good frame's output was taken back too, and the folder made for it

@@ -17,7 +17,6 @@ from distillseg.incremental.prediction import predict_frame, predict_working_gri
 from distillseg.incremental.synthetic_scenes import SYNTHETIC_NOTE, is_synthetic, write_demo_data
 from distillseg.incremental.training_jobs import runtime
 
-SYNTHETIC_CAPTION = "SYNTHETIC DATA"
 MODEL_ON_SYNTHETIC_CAPTION = "model trained on SYNTHETIC data"
 
 
@@ -56,6 +55,8 @@ def run_segment(args, progress) -> int:
     if source.is_file() and not single and target.suffix:
         raise file_error(target, "output for one frame must be a .png file (or a folder)")
     mine = shard(inputs, world)
+    folder = target.parent if single else target
+    created = not folder.exists()
     written: list[Path] = []
     caption = MODEL_ON_SYNTHETIC_CAPTION if model.synthetic_training_data else None
     try:
@@ -73,6 +74,8 @@ def run_segment(args, progress) -> int:
     except BaseException:
         for path in written:  # nothing half-done: a run that fails takes its outputs with it
             path.unlink(missing_ok=True)
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
         raise
     progress.result(outputs=[str(p) for p in written], classes=model.registry.labels_json(),
                     model_trained_on_synthetic_data=model.synthetic_training_data)

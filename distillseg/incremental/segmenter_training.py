@@ -125,13 +125,15 @@ class SegmenterTrainer:
             if step is None:
                 ce = F.cross_entropy(out.logits.float(), y, ignore_index=IGNORE)
                 return ce, {"ce": float(ce.detach())}
-            with torch.no_grad():
-                old = step.old(x, features=bool(step.strategy.pod_weight))
+            old = None
+            if step.strategy.uses_old_model:
+                with torch.no_grad():
+                    old = step.old(x, features=bool(step.strategy.pod_weight))
         return self._step_loss(out, old, y, real)
 
     def _step_loss(self, out, old, y, real: int) -> tuple[torch.Tensor, dict[str, float]]:
         strategy, old_outputs = self.step.strategy, self.step.old_outputs
-        logits, old_logits = out.logits, old.logits
+        logits, old_logits = out.logits, (old.logits if old is not None else None)
         terms: dict[str, torch.Tensor] = {}
         if strategy.pseudo_labels:
             targets = _old_model_labels(y[:real], old_logits[:real], strategy.confidence, ignore_uncertain=True)
@@ -147,7 +149,8 @@ class SegmenterTrainer:
         if strategy.pod_weight:
             terms["pod"] = strategy.pod_weight * pod_distillation(_pod_layers(out), _pod_layers(old))
         if strategy.contrastive_weight:
-            embeddings = self.ddp_projection(out.decoder[self.model.config.embedding_level])
+            with autocast(self.device, self.amp_dtype):
+                embeddings = self.ddp_projection(out.decoder[self.model.config.embedding_level])
             labels = torch.cat([_old_model_labels(y[:real], old_logits[:real], strategy.confidence, True), y[real:]])
             labels = _downsample_labels(labels, tuple(embeddings.shape[-2:]))
             generator = iteration_generator(self.options.seed, "contrast", self._iteration, self.world.rank)

@@ -40,7 +40,6 @@ STRATEGIES = {
     "plop": Strategy("plop", pod_weight=0.01, pseudo_labels=True),
     "ours": Strategy("ours", unbiased_ce=True, kd_weight=10.0, pod_weight=0.01, replay=True, contrastive_weight=0.1),
 }
-INCREMENTAL_STRATEGIES = tuple(STRATEGIES)
 
 
 def strategy_named(name: str, **overrides) -> Strategy:

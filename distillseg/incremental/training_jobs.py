@@ -17,7 +17,7 @@ from distillseg.incremental.classes import ClassRegistry, parse_class_list
 from distillseg.incremental.data import FrameSet, find_records, load_frameset
 from distillseg.incremental.diffusion import DiffusionConfig
 from distillseg.incremental.diffusion_training import train_diffusion
-from distillseg.incremental.evaluation import confusion_scores, group_means, named_scores
+from distillseg.incremental.evaluation import confusion_scores, named_scores
 from distillseg.incremental.job_state import JobState
 from distillseg.incremental.model_bundle import LapModel, load_lap_model, save_lap_model
 from distillseg.incremental.prediction import predict_working_grid
