@@ -12,4 +12,11 @@ Shared by every module of the extension (OneShotSeg, its Segment Editor effect, 
 - ``sampleCase``: a tiny synthetic atlas and unlabelled scans for self-tests.
 
 Nothing here imports torch or MONAI: the engine runs in a child process.
+
+Reuse by another module of the extension (e.g. IncrementalLap): declare ``parent.dependencies = ["OneShotSeg"]``
+and import from ``OneShotSegLib`` (installed modules share one folder; in developer mode every module folder is on
+``sys.path``). What is method-neutral is parameterised rather than copied: ``ModelStore("lap")`` lists that
+method's bundles, ``EngineJob`` runs any ``engine.engineCommand([...])``, ``segmentLabels.importLabelmap`` and
+``writeLabelFiles`` work on any label map (2D frames as one-slice volumes too), and
+``dependencies.ensureDependencies`` checks the one engine requirements file.
 """

@@ -31,7 +31,7 @@ MANIFEST = "manifest.json"
 CHECKPOINT_SUFFIX = ".checkpoint"
 HOME_ENVIRONMENT_VARIABLE = "ONESHOTSEG_HOME"
 MAX_UNCOMPRESSED_BYTES = 20 * 2**30  # refuse zip bombs: no real bundle comes near 20 GiB
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+_SAFE_NAME = re.compile(r"[^\w. -]+")  # letters of any script, digits, "_", ".", " ", "-"
 
 
 class ModelStoreError(Exception):
@@ -177,7 +177,8 @@ class ModelStore:
     # --------------------------------------------------------------------------------------------- names and paths
     @staticmethod
     def cleanName(name: str) -> str:
-        """A folder-safe model name: letters, digits, ``. _ -`` and spaces; never empty, hidden or a checkpoint."""
+        """A folder-safe model name: letters (any script), digits, ``. _ -`` and spaces; never empty, hidden or a
+        checkpoint folder's name."""
         cleaned = _SAFE_NAME.sub("_", name).strip(" .")
         if cleaned.endswith(CHECKPOINT_SUFFIX):
             cleaned = cleaned[: -len(CHECKPOINT_SUFFIX)].rstrip(" .")

@@ -92,7 +92,8 @@ def test_cancel_leaves_no_bundle_and_resume_continues(scene, store):
     assert resumed.wait(60) == jobRunner.CANCELLED and not store.modelPath("cancelled").exists()
 
 
-def test_engine_error_sentence_reaches_the_user(scene, store, tmp_path):
+def test_engine_error_sentence_reaches_the_user(scene, tmp_path):
+    store = ModelStore(oneshotJobs.METHOD, tmp_path / "Bénédicte's scans" / "models")  # spaces, non-ASCII, quote
     case = sampleCase.addSampleCase(scene, unlabeledCount=1)
     inputs = oneshotJobs.prepareTraining(store, "empty", case.atlasVolume, case.atlasSegmentation,
                                          case.unlabeledVolumes)

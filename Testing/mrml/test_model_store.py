@@ -45,6 +45,7 @@ def test_lists_only_complete_bundles_of_its_method(store):
     assert ModelStore("lap", store.folder).models()[0].name == "frames"
     assert store.uniqueName("brain") == "brain 3"  # "brain 2" is taken by the checkpoint
     assert store.uniqueName("../etc/passwd") == "_etc_passwd"
+    assert store.uniqueName("Gehirn (Müller) 脳") == "Gehirn _Müller_ 脳"  # any script, no brackets or slashes
 
 
 def test_export_then_import_gives_the_same_bundle(store, tmp_path):
@@ -58,6 +59,7 @@ def test_export_then_import_gives_the_same_bundle(store, tmp_path):
     weights = load_bundle(imported.path, "oneshot").load_weights("student")
     assert torch.equal(weights["conv.weight"], torch.arange(12, dtype=torch.float32).reshape(3, 4))
     assert other.importZip(archive).name == "brain 2"  # a second import never overwrites
+    assert other.importZip(archive, name="cerveau é").name == "cerveau é"
     assert _leftovers(other) == []
 
 
