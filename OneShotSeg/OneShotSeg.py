@@ -113,7 +113,9 @@ class OneShotSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         self.removeObservers()
         if self.logic and self.logic.job and self.logic.job.running:
+            # Slicer is closing: stop the engine's process tree rather than leave an orphan training behind.
             self.logic.job.cancel()
+            self.logic.job.wait(self.logic.job.cancelGraceSeconds + 2)
         if self._jobTimer:
             self._jobTimer.stop()
 

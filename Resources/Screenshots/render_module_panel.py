@@ -17,7 +17,8 @@ import xml.etree.ElementTree as ET
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice
 from PySide6.QtUiTools import QUiLoader
-from PySide6.QtWidgets import QApplication, QComboBox, QGroupBox, QLabel, QLineEdit, QListWidget, QPlainTextEdit
+from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QLabel, QLineEdit, QListWidget,
+                               QPlainTextEdit)
 
 STAND_INS = {"qMRMLWidget": "QWidget", "ctkCollapsibleButton": "QGroupBox", "qMRMLNodeComboBox": "QComboBox",
              "qMRMLCheckableNodeComboBox": "QComboBox", "ctkPathLineEdit": "QLineEdit"}
@@ -58,17 +59,12 @@ def main(uiPath, statePath, outPath):
             widget.setCurrentRow(0)
         elif isinstance(widget, QPlainTextEdit):
             widget.setPlainText("\n".join(value))
+        elif isinstance(widget, QCheckBox):
+            widget.setChecked(bool(value))
         elif isinstance(widget, (QLabel, QLineEdit)):
             widget.setText(value)
-        elif hasattr(widget, "setValue"):
+        else:
             widget.setValue(value)
-        elif hasattr(widget, "setEnabled"):
-            widget.setEnabled(bool(value))
-    for name in state.get("collapsed", []):
-        box = panel.findChild(QGroupBox, name)
-        for child in box.findChildren(object):
-            if hasattr(child, "setVisible") and child.parent() is box:
-                child.setVisible(False)
     panel.resize(*state.get("size", [420, 900]))
     panel.grab().save(outPath)
     app.quit()
