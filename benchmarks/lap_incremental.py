@@ -215,6 +215,32 @@ def markdown(results: list[dict], summaries: list[dict], settings: dict, total_s
     return "\n".join(lines)
 
 
+def write_report(out: Path, results: list[dict], used: dict, threads: int, total: float, skipped: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    for result in results:
+        summaries.append(summarize(result))
+        plot(result, summaries[-1], out / f"lap_incremental_{result['protocol']}.png")
+    (out / "lap_incremental.json").write_text(json.dumps(
+        {"not_laparoscopic_data": True, "total_seconds": total, "settings": used, "skipped": skipped,
+         "results": results, "summaries": summaries}, indent=1) + "\n")
+    (out / "lap_incremental.md").write_text(markdown(results, summaries, {"threads": threads, **used}, total,
+                                                     skipped))
+
+
+def rebuild_report(args) -> int:
+    results, used = [], {}
+    for name in args.protocols.split(","):
+        raw = args.work / name / "raw_result.json"
+        if raw.is_file():
+            data = json.loads(raw.read_text())
+            results.append(data["result"])
+            used[name] = data["settings"]
+    total = sum(sum(r["seconds"].values()) for r in results)
+    write_report(args.out, results, used, args.threads, total, [])
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=REPO / "benchmarks" / "results", type=Path)
@@ -225,9 +251,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--smoke", action="store_true",
                         help="a few iterations per step, to check the pipeline (its scores mean nothing)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild the report from the raw results a previous run left in --work")
     args = parser.parse_args()
     started = time.monotonic()
-    results, summaries, skipped, used = [], [], [], {}
+    if args.report_only:
+        return rebuild_report(args)
+    results, skipped, used = [], [], {}
     for name in args.protocols.split(","):
         protocol = PROTOCOLS[name]
         work = args.work / name
@@ -247,19 +277,13 @@ def main() -> int:
         used[name] = settings
         print(f"[{time.strftime('%H:%M:%S')}] protocol {name}", file=sys.stderr, flush=True)
         result = run_protocol(name, protocol, data, work, settings, args.threads)
-        summary = summarize(result)
+        # Raw scores first, so a report can be rebuilt (--report-only) whatever happens later.
+        (work / "raw_result.json").write_text(json.dumps({"result": result, "settings": settings}, indent=1))
         results.append(result)
-        summaries.append(summary)
-        args.out.mkdir(parents=True, exist_ok=True)
-        plot(result, summary, args.out / f"lap_incremental_{name}.png")
-        print(json.dumps(summary["checks"], indent=1), file=sys.stderr, flush=True)
+        print(json.dumps(summarize(result)["checks"], indent=1), file=sys.stderr, flush=True)
+        write_report(args.out, results, used, args.threads, time.monotonic() - started, skipped)
     total = time.monotonic() - started
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "lap_incremental.json").write_text(json.dumps(
-        {"not_laparoscopic_data": True, "total_seconds": total, "settings": used, "skipped": skipped,
-         "results": results, "summaries": summaries}, indent=1) + "\n")
-    (args.out / "lap_incremental.md").write_text(markdown(results, summaries, {"threads": args.threads, **used},
-                                                          total, skipped))
+    write_report(args.out, results, used, args.threads, total, skipped)
     print(f"total {total / 60:.1f} min", file=sys.stderr)
     return 0
 
