@@ -114,3 +114,23 @@ def test_head_growth_keeps_old_predictions():
     probs = torch.softmax(after, 1)
     folded = torch.cat([probs[:, :1] + probs[:, 4:].sum(1, keepdim=True), probs[:, 1:4]], dim=1)
     assert torch.equal(folded.argmax(1), before.argmax(1))   # with new classes read as background: same labels
+
+
+def test_encoder_weights_from_a_local_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    from distillseg.common.errors import UserError
+    from distillseg.incremental.encoder_weights import load_encoder_weights
+
+    config = SegmenterConfig(backbone="resnet10", decoder_channels=(16, 16, 8, 8, 8))
+    source, target = Segmenter(config, 2), Segmenter(config, 2)
+    # torchvision/timm-style names with a prefix and a classifier that the encoder does not have
+    state = {f"backbone.{k}": v.clone() for k, v in source.encoder.state_dict().items()}
+    state["fc.weight"] = torch.zeros(10, 512)
+    save_file(state, str(tmp_path / "enc.safetensors"))
+    loaded = load_encoder_weights(target.encoder, str(tmp_path / "enc.safetensors"), "resnet10")
+    assert loaded == len(source.encoder.state_dict())
+    assert all(torch.equal(target.encoder.state_dict()[k], v) for k, v in source.encoder.state_dict().items())
+    save_file({"unrelated": torch.zeros(3)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(UserError, match="holds no tensor of a 2D resnet10 encoder"):
+        load_encoder_weights(target.encoder, str(tmp_path / "other.safetensors"), "resnet10")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distillseg.common.atomic import atomic_directory, atomic_file
+from distillseg.common.atomic import OutputLock, atomic_directory, atomic_file
 from distillseg.common.distributed import shard
 from distillseg.common.errors import UserError, file_error
 from distillseg.common.frames import is_frame_file, read_frame, write_frame, write_index_png, write_overlay
@@ -107,10 +107,18 @@ def run_evaluate(args, progress) -> int:
               **group_means(scores, model.registry, model.step)}
     if synthetic:
         report["note"] = SYNTHETIC_NOTE
-    with atomic_file(args.report) as tmp:
-        tmp.write_text(json.dumps(report, indent=1, allow_nan=True) + "\n", encoding="utf-8")
+    with atomic_file(args.report) as tmp:  # NaN (a structure absent from prediction and truth) becomes null
+        tmp.write_text(json.dumps(_without_nan(report), indent=1) + "\n", encoding="utf-8")
     progress.result(report=str(args.report), **{k: v for k, v in report.items() if k.startswith("mean_")})
     return 0
+
+
+def _without_nan(value):
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nan(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
 
 
 def run_sample(args, progress) -> int:
@@ -145,6 +153,7 @@ def run_restore(args, progress) -> int:
     """Write an earlier version of a model (after step K) as a model of its own."""
     model = load_lap_model(args.model)
     restored = restore_version(model, args.step)
-    save_lap_model(args.out, restored)
+    with OutputLock(args.out):
+        save_lap_model(args.out, restored)
     progress.result(model=str(args.out), step=restored.step, classes=restored.registry.labels_json())
     return 0
