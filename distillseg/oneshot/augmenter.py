@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from distillseg.common.device import run_tiny_in_fp32
+
 
 def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Module:
     from monai.networks.blocks import Convolution
@@ -66,7 +68,7 @@ class RegistrationAugmenter(nn.Module):
     def encode(self, image: torch.Tensor) -> list[torch.Tensor]:
         features = []
         for layer in self.encoder:
-            image = layer(image)
+            image = run_tiny_in_fp32(layer, image)
             features.append(image)
         return features
 
@@ -84,8 +86,8 @@ class RegistrationAugmenter(nn.Module):
         x = torch.cat([moving_features[-1], fixed_features[-1]], dim=1)
         for index, layer in enumerate(self.decoder):
             level = len(moving_features) - 2 - index
-            x = F.interpolate(layer(x), scale_factor=2, mode="trilinear", align_corners=False)
-            x = torch.cat([x, moving_features[level], fixed_features[level]], dim=1)
+            x = F.interpolate(run_tiny_in_fp32(layer, x), scale_factor=2, mode="trilinear", align_corners=False)
+            x = torch.cat([x.to(moving_features[level].dtype), moving_features[level], fixed_features[level]], dim=1)
         x = self.refine_half(x)
         if self.refine_full is not None:
             x = F.interpolate(x, scale_factor=2, mode="trilinear", align_corners=False)

@@ -69,6 +69,16 @@ def _evaluate(args, progress) -> int:
     return 0
 
 
+def _demo_data(args, progress) -> int:
+    from distillseg.oneshot.demo_data import NOTICE, make_demo_data
+
+    paths = make_demo_data(args.out, unlabeled=args.unlabeled, test=args.test, seed=args.seed)
+    progress.warning(NOTICE)
+    progress.result(folder=str(args.out), atlas=str(paths["atlas"]), unlabeled=[str(p) for p in paths["unlabeled"]],
+                    test=[str(p) for p in paths["test"]], synthetic=True)
+    return 0
+
+
 def _add_segment_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="trained one-shot model bundle")
     parser.add_argument("--predictor", default="student", choices=["student", "augmenter"],
@@ -148,3 +158,12 @@ def add_oneshot_verbs(subparsers) -> None:
     evaluate.add_argument("--report", required=True, metavar="R.json", help="report to write")
     add_runtime_options(evaluate, seed=False)
     evaluate.set_defaults(verb_function=_evaluate)
+
+    demo = verbs.add_parser("demo-data", help="write built-in demo data: an MNI152 tissue atlas and SYNTHETIC "
+                                              "subjects made from it (needs nilearn)")
+    demo.add_argument("--out", required=True, metavar="DIR")
+    demo.add_argument("--unlabeled", type=int, default=4, help="unlabelled subjects (default: 4)")
+    demo.add_argument("--test", type=int, default=2, help="held-out subjects with labels (default: 2)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--progress", default="auto", choices=["auto", "tty", "jsonl", "none"])
+    demo.set_defaults(verb_function=_demo_data)

@@ -27,6 +27,8 @@ class PrealignOptions:
     affine_iterations: tuple[int, ...] = (80, 60)
     bins: int = 32
     samples: int = 20000  # random voxels per iteration for the MI estimate (as ITK's samplers do)
+    patience: int = 20    # stop a phase when the loss has not improved by ``tolerance`` for this many iterations
+    tolerance: float = 1e-4
     seed: int = 0
 
 
@@ -99,6 +101,7 @@ def prealign(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving
             free[: 6 if phase == "rigid" else 12] = True
             delta = torch.zeros(12, dtype=torch.float64, device=device, requires_grad=True)
             optimizer = torch.optim.Adam([delta], lr=1.0)
+            best, since_best, smoothed = float("inf"), 0, None
             for _ in range(iterations):
                 # A fresh random subset of fixed voxels each iteration: cheap and it smooths the MI landscape.
                 picked = torch.randint(0, fixed_values.numel(), (min(options.samples, fixed_values.numel()),),
@@ -113,5 +116,14 @@ def prealign(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+                # The MI estimate is noisy (random samples): judge progress on its moving average.
+                value = float(loss.detach())
+                smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
+                if smoothed < best - options.tolerance:
+                    best, since_best = smoothed, 0
+                else:
+                    since_best += 1
+                    if since_best >= options.patience:
+                        break
             params = (params + torch.where(free, delta.detach() * step, torch.zeros_like(delta))).detach()
     return _world_map(params, centre).cpu().numpy()

@@ -120,7 +120,7 @@ def _run_stage(name: str, index: int, total: int, networks: dict, optimizer, sch
             loss.backward()
             optimizer.step()
             scheduler.step()
-            bar.update(step, loss=float(loss), **parts)
+            bar.update(step, loss=float(loss.detach()), **parts)
             if step % CURVE_EVERY == 0 or step == total:
                 curve.append([step, round(float(loss), 5), round(time.monotonic() - began, 1),
                               {k: round(v, 5) for k, v in parts.items()}])

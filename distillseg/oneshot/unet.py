@@ -15,6 +15,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from distillseg.common.device import run_tiny_in_fp32
+
 
 def _block(in_channels: int, out_channels: int, stride: int, residual: bool) -> nn.Module:
     from monai.networks.blocks import Convolution, ResidualUnit
@@ -58,11 +60,13 @@ class FeatureUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         skips = []
         for encoder in self.encoders:
-            x = encoder(x)
+            x = run_tiny_in_fp32(encoder, x)
             skips.append(x)
         x = skips.pop()
         decoded = []
         for upsample, decoder in zip(self.upsamplers, self.decoders):
-            x = decoder(torch.cat([upsample(x), skips.pop()], dim=1))
+            x = run_tiny_in_fp32(upsample, x)
+            skip = skips.pop()
+            x = run_tiny_in_fp32(decoder, torch.cat([x.to(skip.dtype), skip], dim=1))
             decoded.append(x)
         return self.head(x), decoded[-2:]
