@@ -27,7 +27,7 @@ SPACING_MM = (1.5, 1.5, 2.0)
 # The module's self-test: a small CPU training (fp32: bf16 on a CPU diverged once on this case) and the overlap
 # it must reach. The scans are generated on one grid and roughly aligned, so pre-alignment is skipped.
 SELF_TEST_OPTIONS = dict(iterations=150, augmenterIterations=40, device="cpu", precision="fp32", prealign=False)
-SELF_TEST_MIN_DICE = 0.5
+SELF_TEST_MIN_DICE = 0.7  # measured with these options: blob 0.94, box 0.90 (see README picture)
 
 
 def syntheticScan(rng: np.random.Generator, shape: tuple[int, int, int] = (24, 24, 24)) -> tuple[np.ndarray, np.ndarray]:

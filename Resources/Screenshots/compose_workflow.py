@@ -34,17 +34,23 @@ def overlay(axis, image, predicted, truth, aspect, title):
     axis.axis("off")
 
 
+def throughEveryStructure(truth, axis):
+    """The slice index along ``axis`` that cuts every structure, with the most voxels of the smallest one."""
+    counts = np.stack([(truth == value).sum(axis=tuple(a for a in range(3) if a != axis)) for value in COLOURS])
+    return int(np.argmax(counts.min(axis=0)))
+
+
 def main(resultPath, runPath, panelPath, outPath):
     result = np.load(resultPath)
     run = json.load(open(runPath, encoding="utf-8"))
     image, truth, predicted = result["image"], result["truth"], result["pred"]
     spacing = result["spacing"]  # (i, j, k) mm
-    k, j, i = (s // 2 for s in image.shape)
-    figure = plt.figure(figsize=(13.5, 8.2), dpi=100)
-    grid = figure.add_gridspec(2, 3, width_ratios=[1.15, 1, 1], height_ratios=[1, 1], wspace=0.05, hspace=0.18)
+    k, j, i = (throughEveryStructure(truth, axis) for axis in range(3))
+    figure = plt.figure(figsize=(15, 10.5), dpi=100)
+    grid = figure.add_gridspec(2, 3, width_ratios=[1.35, 1, 1], height_ratios=[1, 1], wspace=0.04, hspace=0.15)
     panel = figure.add_subplot(grid[:, 0])
     panel.imshow(plt.imread(panelPath))
-    panel.set_title("OneShotSeg module (from its .ui), during the run", fontsize=10)
+    panel.set_title("OneShotSeg module (rendered from its .ui) after the run", fontsize=11)
     panel.axis("off")
     overlay(figure.add_subplot(grid[0, 1]), image[k], predicted[k], truth[k], spacing[1] / spacing[0], "axial slice")
     overlay(figure.add_subplot(grid[0, 2]), image[:, j], predicted[:, j], truth[:, j], spacing[2] / spacing[0],
@@ -65,9 +71,10 @@ def main(resultPath, runPath, panelPath, outPath):
         "1 atlas + 3 unlabelled scans)",
         f"Training: {options['iterations']} student + {options['augmenterIterations']} augmenter",
         f"iterations on {run['device']}, {run['precision']}: {run['train_s'] / 60:.1f} min",
+        "(2 shared CPU cores, other jobs running)",
         f"Segmentation: {run['segment_s']:.0f} s",
         f"Dice vs truth: {dice}",
-    ]), va="top", fontsize=10, family="DejaVu Sans")
+    ]), va="top", fontsize=11, family="DejaVu Sans")
     figure.savefig(outPath, bbox_inches="tight", facecolor="white")
 
 
