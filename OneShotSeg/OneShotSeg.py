@@ -27,6 +27,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from OneShotSegLib import dependencies, jobRunner, oneshotJobs, sampleCase, segmentLabels
+from OneShotSegLib.jobControl import OneShotJobControl
 from OneShotSegLib.modelStore import ModelStore
 
 JOB_POLL_INTERVAL_MS = 250
@@ -179,7 +180,7 @@ class OneShotSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameters = self._parameterNode
         if not parameters:
             return
-        busy = self.logic.job is not None and self.logic.job.running
+        busy = self.logic.busy
         haveScans = bool(parameters.unlabeledVolumes) or bool(parameters.unlabeledFolder)
         self.ui.trainButton.enabled = not busy and bool(parameters.atlasVolume and parameters.atlasSegmentation
                                                         and haveScans and parameters.modelName.strip())
@@ -220,13 +221,16 @@ class OneShotSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
             if not dependencies.ensureDependencies("OneShotSeg"):
                 return
-            self.startJob(self.logic.startTraining(self._parameterNode, resume), _("Training"))
+            job = self.logic.startTraining(self._parameterNode, resume, slicer.util.startupEnvironment())
+            self.startJob(job, _("Training"))
 
     def onSegment(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
             if not dependencies.ensureDependencies("OneShotSeg"):
                 return
-            self.startJob(self.logic.startSegmentation(self._parameterNode), _("Segmentation"))
+            folder = tempfile.mkdtemp(prefix="OneShotSeg-", dir=slicer.app.temporaryPath)
+            job = self.logic.startSegmentation(self._parameterNode, folder, slicer.util.startupEnvironment())
+            self.startJob(job, _("Segmentation"))
 
     def startJob(self, job, title) -> None:
         self._jobTitle = title
@@ -278,8 +282,15 @@ class OneShotSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if job.state == jobRunner.SUCCEEDED:
             self.ui.progressBar.value = 1000
             with slicer.util.tryWithErrorDisplay(_("The result could not be loaded."), waitCursor=True):
-                message = self.logic.finishJob()
-                self.ui.statusLabel.text = _("{message} ({time}).").format(message=message, time=elapsed)
+                outcome = self.logic.finishJob()
+                if outcome.kind == "training":
+                    message = _("Model '{name}' is ready ({time}).").format(name=outcome.modelName, time=elapsed)
+                else:
+                    outcome.segmentationNode.CreateClosedSurfaceRepresentation()
+                    message = _("Segmented '{volume}' into '{segmentation}' ({time}).").format(
+                        volume=self._parameterNode.inputVolume.GetName(),
+                        segmentation=outcome.segmentationNode.GetName(), time=elapsed)
+                self.ui.statusLabel.text = message
             self.refreshModels()
         elif job.state == jobRunner.CANCELLED:
             self.ui.statusLabel.text = _("Cancelled after {time}.").format(time=elapsed)
@@ -323,76 +334,15 @@ class OneShotSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(self.logic.store.ensureFolder())))
 
 
-class OneShotSegLogic(ScriptedLoadableModuleLogic):
-    """Starts and finishes the module's jobs from its parameters; usable from scripts without the widget."""
+class OneShotSegLogic(ScriptedLoadableModuleLogic, OneShotJobControl):
+    """The module's jobs (``OneShotSegLib.jobControl``) plus its parameter node; usable from scripts."""
 
     def __init__(self, storeFolder=None) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.store = ModelStore(oneshotJobs.METHOD, storeFolder)
-        self.job = None
-        self._finish = None
+        OneShotJobControl.__init__(self, storeFolder)
 
     def getParameterNode(self):
         return OneShotSegParameterNode(super().getParameterNode())
-
-    def canResume(self, modelName: str) -> bool:
-        name = ModelStore.cleanName(modelName or "")
-        inputs = oneshotJobs.jobsFolder(self.store) / name / oneshotJobs.INPUTS_FILE
-        options = oneshotJobs.jobsFolder(self.store) / name / oneshotJobs.OPTIONS_FILE
-        return self.store.checkpointPath(name).is_dir() and inputs.is_file() and options.is_file()
-
-    def startTraining(self, parameters, resume: bool = False):
-        """Write the inputs (or reuse them to resume) and start training ``parameters.modelName``."""
-        name = ModelStore.cleanName(parameters.modelName)
-        options = None  # a resumed training continues with the options it was started with
-        if resume:
-            inputs = oneshotJobs.TrainingInputs.load(oneshotJobs.jobsFolder(self.store) / name)
-        else:
-            if self.store.modelPath(name).exists() or self.store.checkpointPath(name).exists():
-                name = self.store.uniqueName(name)
-                parameters.modelName = name
-            files = oneshotJobs.engineImagesIn(parameters.unlabeledFolder) if parameters.unlabeledFolder else []
-            inputs = oneshotJobs.prepareTraining(self.store, name, parameters.atlasVolume, parameters.atlasSegmentation,
-                                                 parameters.unlabeledVolumes, files)
-            options = oneshotJobs.TrainingOptions(iterations=parameters.iterations,
-                                                  augmenterIterations=parameters.augmenterIterations,
-                                                  spacingMm=parameters.spacingMm, device=parameters.device,
-                                                  prealign=not parameters.alreadyAligned)
-        self.job = oneshotJobs.startTraining(self.store, name, inputs, options, resume, slicer.util.startupEnvironment())
-
-        def finish():
-            model = oneshotJobs.finishTraining(self.store, name, inputs)
-            parameters.selectedModel = model.name
-            return _("Model '{name}' is ready").format(name=model.name)
-
-        self._finish = finish
-        return self.job
-
-    def startSegmentation(self, parameters):
-        """Start segmenting ``parameters.inputVolume`` with ``parameters.selectedModel``."""
-        model = self.store.model(parameters.selectedModel)
-        segmentation = oneshotJobs.startSegmentation(model, parameters.inputVolume, tempfile.mkdtemp(
-            prefix="OneShotSeg-", dir=slicer.app.temporaryPath), parameters.device, slicer.util.startupEnvironment())
-        self.job = segmentation.job
-
-        def finish():
-            node = oneshotJobs.finishSegmentation(segmentation, parameters.outputSegmentation)
-            parameters.outputSegmentation = node
-            node.CreateClosedSurfaceRepresentation()
-            return _("Segmented '{volume}' into '{segmentation}'").format(
-                volume=parameters.inputVolume.GetName(), segmentation=node.GetName())
-
-        self._finish = finish
-        return self.job
-
-    def finishJob(self) -> str:
-        """Bring a successful job's result into Slicer; returns a sentence for the status line."""
-        finish, self._finish = self._finish, None
-        return finish()
-
-    def abandonJob(self) -> None:
-        """Forget a failed or cancelled job (a cancelled training keeps its inputs for Resume)."""
-        self._finish = None
 
 
 class OneShotSegTest(ScriptedLoadableModuleTest):

@@ -5,6 +5,7 @@ finishes the training, and the engine's error sentence reaches the user."""
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
 from distillseg.common.volume_io import read_image, write_labels
 from OneShotSegLib import jobRunner, oneshotJobs, sampleCase, segmentLabels, volumeFiles
 from OneShotSegLib.engine import engineCommand, engineEnvironment
+from OneShotSegLib.jobControl import OneShotJobControl
 from OneShotSegLib.modelStore import ModelStore
 
 import slicer
@@ -26,13 +28,25 @@ def store(tmp_path):
     return ModelStore(oneshotJobs.METHOD, tmp_path / "home" / "models")
 
 
-def test_train_then_segment_through_the_job_runner(scene, store, tmp_path):
-    case = sampleCase.addSampleCase(scene, unlabeledCount=2)
-    inputs = oneshotJobs.prepareTraining(store, "tiny", case.atlasVolume, case.atlasSegmentation, case.unlabeledVolumes)
-    events = []
-    job = oneshotJobs.startTraining(store, "tiny", inputs, oneshotJobs.TrainingOptions(**TINY), onEvent=events.append)
-    assert job.wait(TIMEOUT_S) == jobRunner.SUCCEEDED, job.errorMessage
+def _parameters(case, **changes):
+    """What the module's parameter node holds, for ``OneShotJobControl`` (the module logic's engine side)."""
+    values = dict(atlasVolume=case.atlasVolume, atlasSegmentation=case.atlasSegmentation,
+                  unlabeledVolumes=case.unlabeledVolumes, unlabeledFolder="", modelName="tiny", iterations=2,
+                  augmenterIterations=2, spacingMm=0.0, device="cpu", alreadyAligned=True,
+                  inputVolume=case.unlabeledVolumes[0], outputSegmentation=None, selectedModel="")
+    return SimpleNamespace(**{**values, **changes})
 
+
+def test_train_then_segment_as_the_module_does(scene, tmp_path):
+    """Train, then segment twice into the same segmentation node, through the module logic's job control."""
+    control = OneShotJobControl(tmp_path / "home" / "models")
+    case = sampleCase.addSampleCase(scene, unlabeledCount=2)
+    parameters = _parameters(case)
+    events = []
+    job = control.startTraining(parameters)
+    job.onEvent = events.append
+    assert control.busy
+    assert job.wait(TIMEOUT_S) == jobRunner.SUCCEEDED, job.errorMessage
     assert job.device == "cpu" and job.deviceDescription.startswith("cpu")
     stages = [e["stage"] for e in events if e["event"] == "progress"]
     assert "augmenter" in stages and "distill" in stages
@@ -40,22 +54,39 @@ def test_train_then_segment_through_the_job_runner(scene, store, tmp_path):
     assert isinstance(job.progress.loss, float) and job.progress.etaSeconds is not None
     assert "distill 2/2" in jobRunner.describeProgress(job.progress)
     assert job.result is not None and job.exitCode == 0
+    outcome = control.finishJob()
+    assert outcome.kind == "training" and parameters.selectedModel == "tiny" == outcome.modelName
+    assert not (oneshotJobs.jobsFolder(control.store) / "tiny").exists()  # input copies gone once the model exists
+    assert control.store.model("tiny").labels.names() == {1: "blob", 3: "box"}
 
-    model = oneshotJobs.finishTraining(store, "tiny", inputs)
-    assert not inputs.folder.exists()  # the job's input copies are gone once the model exists
-    assert model.labels.names() == {1: "blob", 3: "box"}
-
-    scan = case.unlabeledVolumes[0]
-    segmentation = oneshotJobs.startSegmentation(model, scan, tmp_path / "segment", "cpu")
-    assert segmentation.job.wait(TIMEOUT_S) == jobRunner.SUCCEEDED, segmentation.job.errorMessage
-    node = oneshotJobs.finishSegmentation(segmentation)
-    assert not (tmp_path / "segment").exists()
+    nodes = []
+    for _ in range(2):  # the second run updates the first run's segmentation in place
+        job = control.startSegmentation(parameters, tmp_path / "segment")
+        assert job.wait(TIMEOUT_S) == jobRunner.SUCCEEDED, job.errorMessage
+        outcome = control.finishJob()
+        nodes.append(outcome.segmentationNode)
+        assert parameters.outputSegmentation is outcome.segmentationNode
+    assert nodes[0] is nodes[1] and not (tmp_path / "segment").exists()
+    node, scan = nodes[0], case.unlabeledVolumes[0]
     segments = {sid: node.GetSegmentation().GetSegment(sid) for sid in segmentLabels.segmentIds(node)}
-    assert {s.GetName() for s in segments.values()} == {"blob", "box"}
+    assert {s.GetName() for s in segments.values()} == {"blob", "box"}  # not duplicated by the second run
     assert {segmentLabels.taggedLabelValue(s) for s in segments.values()} == {1, 3}
     assert np.allclose(segments[segmentLabels.segmentIds(node)[0]].GetColor(), (230 / 255, 159 / 255, 0))
     labels = segmentLabels.mergedLabelArray(node, scan, list(segments), [1, 3])
     assert labels.shape == slicer.util.arrayFromVolume(scan).shape and set(np.unique(labels)) <= {0, 1, 3}
+
+
+def test_a_new_training_never_overwrites(scene, tmp_path):
+    control = OneShotJobControl(tmp_path / "models")
+    (control.store.folder / "tiny.checkpoint").mkdir(parents=True)  # an unfinished training of that name
+    case = sampleCase.addSampleCase(scene, unlabeledCount=1)
+    parameters = _parameters(case)
+    job = control.startTraining(parameters)
+    job.cancel()
+    assert job.wait(60) == jobRunner.CANCELLED
+    control.abandonJob()
+    assert parameters.modelName == "tiny 2"
+    assert not control.canResume("tiny")  # a checkpoint alone, without its inputs and options, is not resumable
 
 
 def _runUntil(job, condition):
@@ -79,6 +110,8 @@ def test_cancel_leaves_no_bundle_and_resume_continues(scene, store):
     assert not store.modelPath("cancelled").exists()
     assert [p.name for p in store.folder.iterdir() if p.name.startswith(".cancelled.tmp")] == []
     assert store.models() == [] and store.unfinishedTrainings() == ["cancelled"]
+    control = OneShotJobControl(store.folder)
+    assert control.canResume("cancelled")  # what enables the module's Resume button
 
     # What the module's Resume button does: reload the kept inputs and options, continue from the checkpoint.
     events = []
