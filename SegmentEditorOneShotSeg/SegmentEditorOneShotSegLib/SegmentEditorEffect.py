@@ -112,7 +112,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         for name in names:
             self.modelComboBox.addItem(name)
         self.modelComboBox.blockSignals(wasBlocked)
-        self.updateGUIFromMRML()
+        if self.scriptedEffect.parameterSetNode() is not None:  # not yet while the options frame is being built
+            self.updateGUIFromMRML()
 
     def updateGUIFromMRML(self):
         for comboBox, parameter in ((self.modelComboBox, "Model"), (self.deviceComboBox, "Device")):
