@@ -55,12 +55,17 @@ def shutdown_world() -> None:
         dist.destroy_process_group()
 
 
-def wrap_ddp(module: torch.nn.Module, device: torch.device, world: World) -> torch.nn.Module:
-    """The module wrapped in DistributedDataParallel when there are several processes, else unchanged."""
+def wrap_ddp(module: torch.nn.Module, device: torch.device, world: World,
+             find_unused_parameters: bool = False) -> torch.nn.Module:
+    """The module wrapped in DistributedDataParallel when there are several processes, else unchanged.
+
+    ``find_unused_parameters``: set it when options switch part of the module off (e.g. a loss weight of 0).
+    """
     if not world.distributed:
         return module
     return torch.nn.parallel.DistributedDataParallel(
-        module, device_ids=[device.index] if device.type == "cuda" else None)
+        module, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters)
 
 
 def barrier(world: World) -> None:

@@ -22,7 +22,8 @@ def _train(args, progress) -> int:
         augmenter=AugmenterOptions(iterations=args.augmenter_iterations, lr=args.augmenter_lr,
                                    batch_pairs=args.batch_pairs, smooth_weight=args.smooth_weight,
                                    contrastive_weight=args.contrastive_weight),
-        distill=DistillOptions(iterations=args.iterations, lr=args.lr, seg_weight=args.seg_weight,
+        distill=DistillOptions(iterations=args.iterations, lr=args.lr, batch_size=args.batch_size,
+                               seg_weight=args.seg_weight,
                                hint_weight=args.hint_weight, recon_weight=args.recon_weight,
                                student_residual=args.student == "residual"),
         synthesis=SynthesisOptions(mix_beta=args.mix_beta, appearance_probability=args.appearance,
@@ -120,7 +121,10 @@ def add_oneshot_verbs(subparsers) -> None:
     advanced = train.add_argument_group("method")
     advanced.add_argument("--lr", type=float, default=1e-3, help="distillation learning rate (Adam)")
     advanced.add_argument("--augmenter-lr", type=float, default=1e-4, help="augmenter learning rate (Adam)")
-    advanced.add_argument("--batch-pairs", type=int, default=2, help="image pairs per augmenter step")
+    advanced.add_argument("--batch-pairs", type=int, default=2,
+                          help="image pairs per augmenter step (the global batch, shared out under torchrun)")
+    advanced.add_argument("--batch-size", type=int, default=1,
+                          help="synthetic samples per distillation step (the global batch, shared out under torchrun)")
     advanced.add_argument("--smooth-weight", type=float, default=1.0, help="augmenter smoothness weight")
     advanced.add_argument("--contrastive-weight", type=float, default=0.01, help="augmenter NT-Xent weight")
     advanced.add_argument("--seg-weight", type=float, default=1.0, help="student Dice+CE weight")

@@ -4,6 +4,7 @@ Teacher: residual U-Net with a 1-channel reconstruction head; it sees the real i
 Student: U-Net of the same shape with a segmentation head; it sees the synthetic image and learns its labels.
 Loss = seg_weight·DiceCE(student) + hint_weight·Σ(1 - cos) over the last two decoder features
        + recon_weight·L1(teacher reconstruction, real image). Both networks train jointly with one optimizer.
+``DistillationObjective`` holds both networks and the loss so DistributedDataParallel can wrap a whole step.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from distillseg.oneshot.losses import hint_loss, reconstruction_loss, segmentation_loss
-from distillseg.oneshot.synthesis import SyntheticPairSampler
 from distillseg.oneshot.unet import FeatureUNet
 
 
@@ -22,6 +23,7 @@ class DistillOptions:
     iterations: int = 1000
     lr: float = 1e-3
     warmup: int = 20
+    batch_size: int = 1
     seg_weight: float = 1.0
     hint_weight: float = 1.0
     recon_weight: float = 1.0
@@ -38,21 +40,21 @@ def build_networks(options: DistillOptions, num_classes: int) -> tuple[FeatureUN
     return teacher, student
 
 
-class DistillationLoss(torch.nn.Module):
-    def __init__(self, options: DistillOptions):
+class DistillationObjective(nn.Module):
+    def __init__(self, teacher: FeatureUNet, student: FeatureUNet, options: DistillOptions):
         super().__init__()
-        self.options = options
+        self.teacher, self.student, self.options = teacher, student, options
         self.segmentation = segmentation_loss()
 
-    def forward(self, teacher: FeatureUNet, student: FeatureUNet, image: torch.Tensor, classes: torch.Tensor,
-                teacher_image: torch.Tensor, autocast) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss and its parts for one synthetic batch (images (B, 1, ...), classes (B, 1, ...) int64)."""
+    def forward(self, image: torch.Tensor, classes: torch.Tensor, teacher_image: torch.Tensor, autocast
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and its parts: ``image``/``teacher_image`` (B, 1, ...), ``classes`` (B, 1, ...) int64."""
         o = self.options
         needs_teacher = o.hint_weight > 0 or o.recon_weight > 0
         with autocast:
-            logits, student_features = student(image)
+            logits, student_features = self.student(image)
             if needs_teacher:
-                reconstruction, teacher_features = teacher(teacher_image)
+                reconstruction, teacher_features = self.teacher(teacher_image)
         seg = self.segmentation(logits.float(), classes)
         total = o.seg_weight * seg
         parts = {"seg": float(seg.detach())}
@@ -65,10 +67,3 @@ class DistillationLoss(torch.nn.Module):
             total = total + o.recon_weight * recon
             parts["recon"] = float(recon.detach())
         return total, parts
-
-
-def distill_step(loss_function: DistillationLoss, teacher: FeatureUNet, student: FeatureUNet,
-                 sampler: SyntheticPairSampler, generator: torch.Generator, autocast
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
-    pair = sampler.sample(generator)
-    return loss_function(teacher, student, pair.image, pair.classes, pair.teacher_image, autocast)

@@ -142,3 +142,10 @@ class SyntheticPairSampler:
         image = (image.clamp(0, 1) ** gamma + noise).clamp(0, 1)
         info.update(appearance=use_appearance, gamma=gamma)
         return SyntheticPair(image=image, classes=classes, teacher_image=teacher, info=info)
+
+    def sample_batch(self, generators: list[torch.Generator]) -> SyntheticPair:
+        """One sample per generator, concatenated along the batch axis (the patch size must be fixed)."""
+        pairs = [self.sample(g) for g in generators]
+        return SyntheticPair(image=torch.cat([p.image for p in pairs]), classes=torch.cat([p.classes for p in pairs]),
+                             teacher_image=torch.cat([p.teacher_image for p in pairs]),
+                             info={"samples": [p.info for p in pairs]})

@@ -8,6 +8,7 @@ killed job leaves the checkpoint (for ``--resume``) and no bundle.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -22,15 +23,15 @@ from distillseg.common.bundle import save_bundle
 from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from distillseg.common.cli_support import seed_everything
 from distillseg.common.device import amp_dtype, autocast, describe_device, resolve_device
+from distillseg.common.distributed import World, barrier, init_world, shutdown_world, wrap_ddp
 from distillseg.common.errors import UserError, file_error
 from distillseg.common.progress import Progress
 from distillseg.common.volume_io import read_image
 from distillseg.oneshot.data import align_scan, prepare_atlas
-from distillseg.oneshot.distill import DistillationLoss, DistillOptions, build_networks, distill_step
-from distillseg.oneshot.losses import RegistrationLoss
+from distillseg.oneshot.distill import DistillationObjective, DistillOptions, build_networks
 from distillseg.oneshot.prealign import PrealignOptions
 from distillseg.oneshot.synthesis import SynthesisOptions, SyntheticPairSampler
-from distillseg.oneshot.train_augmenter import AugmenterOptions, augmenter_step, build_augmenter
+from distillseg.oneshot.train_augmenter import AugmenterObjective, AugmenterOptions, build_augmenter, pair_batch
 
 CURVE_EVERY = 10  # steps between points of the learning curve stored in the manifest
 
@@ -57,6 +58,15 @@ class TrainOptions:
     checkpoint_seconds: float = 300.0
 
 
+def _check_inputs(options: TrainOptions) -> None:
+    """Refuse missing inputs up front, before any work or output."""
+    if not options.unlabeled:
+        raise UserError("At least one unlabelled scan is needed (--unlabeled).")
+    for path in [options.atlas, options.atlas_labels, *options.unlabeled]:
+        if not Path(path).is_file():
+            raise file_error(path, "file does not exist")
+
+
 def _fingerprint(options: TrainOptions) -> str:
     """What a checkpoint must agree with to be resumed: inputs (path, size, mtime) and every training option."""
     files = [options.atlas, options.atlas_labels, *options.unlabeled]
@@ -65,15 +75,20 @@ def _fingerprint(options: TrainOptions) -> str:
     return hashlib.sha256(json.dumps([stats, settings], sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _generator(seed: int, stage: int, step: int) -> torch.Generator:
-    """Independent random stream per (seed, stage, step): a resumed run draws exactly what the first run would."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + stage * 10_007_777 + step) % 2**63)
+def _generators(seed: int, stage: int, step: int, batch: int, world: World) -> list[torch.Generator]:
+    """This process's share of the step's per-sample random streams: samples ``rank, rank + N, …`` of ``batch``.
+
+    Each (seed, stage, step, sample) has its own stream, so a resumed run draws exactly what the first run would,
+    and N processes draw together exactly what one process would.
+    """
+    return [torch.Generator().manual_seed((((seed * 1_000_003 + stage) * 10_007_777 + step) * 1009 + sample) % 2**63)
+            for sample in range(world.rank, batch, world.size)]
 
 
 class _Checkpointer:
     """Saves the training state every N steps / T seconds and restores it on resume."""
 
-    def __init__(self, path: Path, options: TrainOptions, fingerprint: str):
+    def __init__(self, path: Path, options: TrainOptions, fingerprint: str, world: World):
         self.path, self.options, self.fingerprint = path, options, fingerprint
         self.last_save = time.monotonic()
         self.state = None
@@ -84,7 +99,7 @@ class _Checkpointer:
             if loaded[1].get("fingerprint") != fingerprint:
                 raise file_error(path, "checkpoint was made with other inputs or options; start without --resume")
             self.state = loaded
-        elif path.exists():
+        elif path.exists() and world.is_main:
             shutil.rmtree(path)
 
     def due(self, step: int, total: int) -> bool:
@@ -99,9 +114,13 @@ class _Checkpointer:
         self.last_save = time.monotonic()
 
 
-def _run_stage(name: str, index: int, total: int, networks: dict, optimizer, scheduler, step_function,
-               checkpointer: _Checkpointer, progress: Progress, options: TrainOptions, meta: dict) -> None:
-    """The resumable loop shared by both stages; ``step_function(generator)`` returns (loss, parts)."""
+def _run_stage(name: str, index: int, total: int, batch: int, networks: dict, optimizer, scheduler, step_function,
+               checkpointer: _Checkpointer, progress: Progress, options: TrainOptions, meta: dict,
+               world: World) -> None:
+    """The resumable loop shared by both stages; ``step_function(generators)`` returns (loss, parts).
+
+    Only rank 0 checkpoints; every rank replays the same schedule.
+    """
     start = meta.get("steps", {}).get(name, 0)
     curve = meta.setdefault("curves", {}).setdefault(name, [])
     for _ in range(start):
@@ -112,7 +131,7 @@ def _run_stage(name: str, index: int, total: int, networks: dict, optimizer, sch
     began = time.monotonic() - meta.get("seconds", {}).get(name, 0.0)
     with progress.stage(name, total=total, start=start) as bar:
         for step in range(start + 1, total + 1):
-            loss, parts = step_function(_generator(options.seed, index, step))
+            loss, parts = step_function(_generators(options.seed, index, step, batch, world))
             if not torch.isfinite(loss):
                 raise UserError(f"Training diverged at {name} step {step} (loss {float(loss)}); "
                                 "try a lower learning rate or another --seed.")
@@ -124,7 +143,7 @@ def _run_stage(name: str, index: int, total: int, networks: dict, optimizer, sch
             if step % CURVE_EVERY == 0 or step == total:
                 curve.append([step, round(float(loss), 5), round(time.monotonic() - began, 1),
                               {k: round(v, 5) for k, v in parts.items()}])
-            if checkpointer.due(step, total):
+            if world.is_main and checkpointer.due(step, total):
                 meta.setdefault("steps", {})[name] = step
                 meta.setdefault("seconds", {})[name] = round(time.monotonic() - began, 1)
                 checkpointer.save(meta, networks, optimizer)
@@ -150,97 +169,120 @@ def _warmup_cosine(optimizer, warmup: int, total: int):
     return WarmupCosineSchedule(optimizer, warmup_steps=min(warmup, max(total - 1, 0)), t_total=max(total, 1))
 
 
+def _prepare(options: TrainOptions, device: torch.device, progress: Progress):
+    """The atlas on its working grid and the unlabelled scans pre-aligned into it: (atlas, [(1, 1, I, J, K)])."""
+    atlas = prepare_atlas(options.atlas, options.atlas_labels, options.label_names, options.spacing,
+                          options.modality, options.ct_window, device.type)
+    progress.log(f"working grid {atlas.grid.shape} at {atlas.grid.spacing[0]:.2f} mm, "
+                 f"{len(atlas.values) - 1} structures")
+    targets = []
+    with progress.stage("prealign", total=len(options.unlabeled)) as bar:
+        for number, path in enumerate(options.unlabeled, 1):
+            aligned = align_scan(read_image(path), atlas.image.to(device), atlas.grid, atlas.normalization,
+                                 PrealignOptions(seed=options.seed), device, options.prealign)
+            targets.append(aligned.image.to(device)[None, None])
+            bar.update(number)
+    return atlas, targets
+
+
+def _manifest(options: TrainOptions, atlas, student, augmenter, device, dtype, meta: dict) -> dict:
+    return {
+        "method": "oneshot",
+        "name": Path(options.out).name,
+        "labels": atlas.table.to_json(),
+        "class_values": atlas.values,
+        "networks": {"student": student.config, "augmenter": augmenter.config},
+        "preprocessing": {
+            "grid": atlas.grid.to_json(),
+            "intensity": atlas.normalization.to_json(),
+            "prealign": options.prealign,
+            "atlas_spacing": atlas.source_spacing,
+        },
+        "contents": "student and augmenter weights; the atlas image and labels on the working grid "
+                    "(needed to pre-align new scans)",
+        "training": {
+            "atlas": str(options.atlas), "unlabeled": [str(p) for p in options.unlabeled],
+            "options": json.loads(json.dumps(asdict(options), default=str)),
+            "device": describe_device(device), "precision": str(dtype) if dtype else "fp32",
+            "processes": meta.get("processes", 1),
+            "seconds": meta.get("seconds", {}), "curves": meta.get("curves", {}),
+        },
+    }
+
+
 def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
-    """Run the whole training job and return the bundle's path."""
+    """Run the whole training job (one process, or one of ``torchrun``'s) and return the bundle's path."""
     out = Path(options.out)
-    if not options.unlabeled:
-        raise UserError("At least one unlabelled scan is needed (--unlabeled).")
+    _check_inputs(options)
     device = resolve_device(options.device)
     dtype = amp_dtype(device, options.precision)
+    world = init_world(device)
     progress.device(str(device), describe_device(device), str(dtype).replace("torch.", "") if dtype else "fp32")
     seed_everything(options.seed)
-    with OutputLock(out):
-        remove_stale_temporaries(out)
-        checkpoint_path = out.with_name(out.name + ".checkpoint")
-        checkpointer = _Checkpointer(checkpoint_path, options, _fingerprint(options))
-        meta = dict(checkpointer.state[1]) if checkpointer.state else {}
-        meta.pop("optimizer", None)
+    lock = OutputLock(out) if world.is_main else contextlib.nullcontext()
+    try:
+        with lock:
+            if world.is_main:
+                remove_stale_temporaries(out)
+            barrier(world)
+            checkpoint_path = out.with_name(out.name + ".checkpoint")
+            checkpointer = _Checkpointer(checkpoint_path, options, _fingerprint(options), world)
+            meta = dict(checkpointer.state[1]) if checkpointer.state else {}
+            meta.pop("optimizer", None)
+            meta["processes"] = world.size
+            atlas, targets = _prepare(options, device, progress)
+            atlas_image = atlas.image.to(device)[None, None]
+            images = [atlas_image, *targets]
+            amp = autocast(device, dtype)
 
-        atlas = prepare_atlas(options.atlas, options.atlas_labels, options.label_names, options.spacing,
-                              options.modality, options.ct_window, device.type)
-        progress.log(f"working grid {atlas.grid.shape} at {atlas.grid.spacing[0]:.2f} mm, "
-                     f"{len(atlas.values) - 1} structures")
-        atlas_image = atlas.image.to(device)[None, None]
-        targets = []
-        with progress.stage("prealign", total=len(options.unlabeled)) as bar:
-            for number, path in enumerate(options.unlabeled, 1):
-                aligned = align_scan(read_image(path), atlas.image.to(device), atlas.grid, atlas.normalization,
-                                     PrealignOptions(seed=options.seed), device, options.prealign)
-                targets.append(aligned.image.to(device)[None, None])
-                bar.update(number)
-        images = [atlas_image, *targets]
+            augmenter = build_augmenter(options.augmenter).to(device)
+            if meta.get("stage", "augmenter") == "augmenter":
+                objective = AugmenterObjective(augmenter, options.augmenter)
+                trained = wrap_ddp(objective, device, world,
+                                   find_unused_parameters=options.augmenter.contrastive_weight == 0)
+                optimizer = torch.optim.Adam(augmenter.parameters(), lr=options.augmenter.lr)
+                _restore(checkpointer, {"augmenter": augmenter}, optimizer, "augmenter")
+                meta["stage"] = "augmenter"
+                _run_stage("augmenter", 1, options.augmenter.iterations, options.augmenter.batch_pairs,
+                           {"augmenter": augmenter}, optimizer,
+                           torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
+                           lambda generators: trained(*pair_batch(images, generators), amp),
+                           checkpointer, progress, options, meta, world)
+                meta["stage"] = "distill"
+            else:
+                _restore(checkpointer, {"augmenter": augmenter}, None, "augmenter")
+            augmenter.eval().requires_grad_(False)
 
-        augmenter = build_augmenter(options.augmenter).to(device)
-        amp = autocast(device, dtype)
-        if meta.get("stage", "augmenter") == "augmenter":
-            optimizer = torch.optim.Adam(augmenter.parameters(), lr=options.augmenter.lr)
-            _restore(checkpointer, {"augmenter": augmenter}, optimizer, "augmenter")
-            registration_loss = RegistrationLoss(options.augmenter.similarity, options.augmenter.window,
-                                                 options.augmenter.smooth_weight,
-                                                 options.augmenter.contrastive_weight,
-                                                 options.augmenter.temperature)
-            meta["stage"] = "augmenter"
-            _run_stage("augmenter", 1, options.augmenter.iterations, {"augmenter": augmenter}, optimizer,
-                       torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
-                       lambda g: augmenter_step(augmenter, registration_loss, images, g,
-                                                options.augmenter.batch_pairs, amp),
-                       checkpointer, progress, options, meta)
-            meta["stage"] = "distill"
-        else:
-            _restore(checkpointer, {"augmenter": augmenter}, None, "augmenter")
-        augmenter.eval().requires_grad_(False)
+            teacher, student = build_networks(options.distill, len(atlas.values))
+            objective = DistillationObjective(teacher, student, options.distill).to(device)
+            trained = wrap_ddp(objective, device, world, find_unused_parameters=not (
+                options.distill.hint_weight > 0 and options.distill.recon_weight > 0))
+            optimizer = torch.optim.Adam(objective.parameters(), lr=options.distill.lr)
+            _restore(checkpointer, {"teacher": teacher, "student": student}, optimizer, "distill")
+            sampler = SyntheticPairSampler(augmenter, atlas_image, atlas.classes.to(device)[None, None],
+                                           len(atlas.values), targets, options.synthesis)
 
-        teacher, student = build_networks(options.distill, len(atlas.values))
-        teacher, student = teacher.to(device), student.to(device)
-        optimizer = torch.optim.Adam([*student.parameters(), *teacher.parameters()], lr=options.distill.lr)
-        _restore(checkpointer, {"teacher": teacher, "student": student}, optimizer, "distill")
-        sampler = SyntheticPairSampler(augmenter, atlas_image, atlas.classes.to(device)[None, None],
-                                       len(atlas.values), targets, options.synthesis)
-        distillation = DistillationLoss(options.distill)
-        _run_stage("distill", 2, options.distill.iterations, {"augmenter": augmenter, "teacher": teacher,
-                                                            "student": student}, optimizer,
-                   _warmup_cosine(optimizer, options.distill.warmup, options.distill.iterations),
-                   lambda g: distill_step(distillation, teacher, student, sampler, g, amp),
-                   checkpointer, progress, options, meta)
+            def distill_step(generators):
+                pair = sampler.sample_batch(generators)
+                return trained(pair.image, pair.classes, pair.teacher_image, amp)
 
-        manifest = {
-            "method": "oneshot",
-            "name": out.name,
-            "labels": atlas.table.to_json(),
-            "class_values": atlas.values,
-            "networks": {"student": student.config, "augmenter": augmenter.config},
-            "preprocessing": {
-                "grid": atlas.grid.to_json(),
-                "intensity": atlas.normalization.to_json(),
-                "prealign": options.prealign,
-                "atlas_spacing": atlas.source_spacing,
-            },
-            "contents": "student and augmenter weights; the atlas image and labels on the working grid "
-                        "(needed to pre-align new scans)",
-            "training": {
-                "atlas": str(options.atlas), "unlabeled": [str(p) for p in options.unlabeled],
-                "options": json.loads(json.dumps(asdict(options), default=str)),
-                "device": describe_device(device), "precision": str(dtype) if dtype else "fp32",
-                "seconds": meta.get("seconds", {}), "curves": meta.get("curves", {}),
-            },
-        }
-        weights = {
-            "student": student.state_dict(),
-            "augmenter": augmenter.state_dict(),
-            "atlas": {"image": atlas.image.half().cpu(), "classes": atlas.classes.to(torch.uint8 if len(
-                atlas.values) < 256 else torch.int16).cpu()},
-        }
-        save_bundle(out, manifest, weights)
-        shutil.rmtree(checkpoint_path, ignore_errors=True)
-    progress.result(model=str(out), structures=len(atlas.values) - 1, seconds=meta.get("seconds", {}))
+            _run_stage("distill", 2, options.distill.iterations, options.distill.batch_size,
+                       {"augmenter": augmenter, "teacher": teacher, "student": student}, optimizer,
+                       _warmup_cosine(optimizer, options.distill.warmup, options.distill.iterations),
+                       distill_step, checkpointer, progress, options, meta, world)
+            if world.is_main:
+                weights = {
+                    "student": student.state_dict(),
+                    "augmenter": augmenter.state_dict(),
+                    "atlas": {"image": atlas.image.half().cpu(),
+                              "classes": atlas.classes.to(torch.uint8 if len(atlas.values) < 256 else torch.int16)
+                              .cpu()},
+                }
+                save_bundle(out, _manifest(options, atlas, student, augmenter, device, dtype, meta), weights)
+                shutil.rmtree(checkpoint_path, ignore_errors=True)
+            barrier(world)
+    finally:
+        shutdown_world()
+    progress.result(model=str(out), structures=len(atlas.values) - 1, seconds=meta.get("seconds", {}),
+                    processes=world.size)
     return out

@@ -1,7 +1,9 @@
 """Stage 1: train the registration-based augmenter on random pairs of all images (atlas included).
 
-One step draws ``batch_pairs`` ordered pairs (moving, fixed) of distinct images, registers each pair, and minimises
-LNCC + λ·smoothness + 0.01·NT-Xent (see ``losses.RegistrationLoss``). Drawing pairs among *all* images — not always
+A step's global batch holds ``batch_pairs`` ordered pairs (moving, fixed) of distinct images, pair ``i`` drawn from
+its own random stream, so that under ``torchrun`` each process takes pairs ``rank, rank + N, …`` and the result
+equals one process with the whole batch. Loss: LNCC + λ·smoothness + 0.01·NT-Xent (``losses.RegistrationLoss``);
+the NT-Xent compares embeddings gathered from every process. Drawing pairs among *all* images — not always
 (atlas, target) — keeps the contrastive negatives from being copies of the atlas.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from distillseg.oneshot.augmenter import RegistrationAugmenter
 from distillseg.oneshot.losses import RegistrationLoss
@@ -33,26 +36,50 @@ def build_augmenter(options: AugmenterOptions) -> RegistrationAugmenter:
     return RegistrationAugmenter(half_res=options.half_res, diffeomorphic=options.diffeomorphic)
 
 
-def draw_pairs(count: int, pairs: int, generator: torch.Generator) -> list[tuple[int, int]]:
-    """``pairs`` ordered (moving, fixed) index pairs of distinct images among ``count`` images."""
-    drawn = []
-    for _ in range(pairs):
-        moving = int(torch.randint(count, (), generator=generator))
-        fixed = int(torch.randint(count - 1, (), generator=generator))
-        drawn.append((moving, fixed + (fixed >= moving)))
-    return drawn
+def draw_pair(count: int, generator: torch.Generator) -> tuple[int, int]:
+    """An ordered (moving, fixed) pair of distinct image indices among ``count`` images."""
+    moving = int(torch.randint(count, (), generator=generator))
+    fixed = int(torch.randint(count - 1, (), generator=generator))
+    return moving, fixed + (fixed >= moving)
 
 
-def augmenter_step(augmenter: RegistrationAugmenter, loss_function: RegistrationLoss, images: list[torch.Tensor],
-                   generator: torch.Generator, batch_pairs: int, autocast) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one batch of pairs; ``images`` are (1, 1, I, J, K) on the working grid; ``autocast`` a context."""
-    pairs = draw_pairs(len(images), batch_pairs, generator)
-    moving = torch.cat([images[m] for m, _ in pairs])
-    fixed = torch.cat([images[f] for _, f in pairs])
-    with autocast:
-        velocity, _, fixed_deep = augmenter.velocity(moving, fixed, return_features=True)
-        displacement = augmenter.displacement(velocity, moving.shape[2:])
-        warped = augmenter.warp(moving, displacement)
-        warped_embedding = augmenter.embed(warped) if loss_function.contrastive_weight else None
-        fixed_embedding = augmenter.embed_features(fixed_deep) if loss_function.contrastive_weight else None
-    return loss_function(warped, fixed, velocity, warped_embedding, fixed_embedding)
+def _gather(embedding: torch.Tensor) -> torch.Tensor:
+    """Embeddings of the whole global batch, in sample order, keeping gradients (identity in one process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return embedding
+    from torch.distributed.nn.functional import all_gather
+
+    parts = all_gather(embedding)  # rank r holds samples r, r + N, ...: interleave back to sample order
+    return torch.stack(parts, dim=1).reshape(-1, embedding.shape[-1])
+
+
+class AugmenterObjective(nn.Module):
+    """The augmenter and its loss as one module, so DistributedDataParallel can wrap a whole step."""
+
+    def __init__(self, augmenter: RegistrationAugmenter, options: AugmenterOptions):
+        super().__init__()
+        self.augmenter = augmenter
+        self.loss = RegistrationLoss(options.similarity, options.window, options.smooth_weight,
+                                     options.contrastive_weight, options.temperature)
+
+    def forward(self, moving: torch.Tensor, fixed: torch.Tensor, autocast) -> tuple[torch.Tensor, dict[str, float]]:
+        """``moving``, ``fixed``: (B, 1, I, J, K) pairs -> (loss, its parts)."""
+        augmenter = self.augmenter
+        contrastive = self.loss.contrastive_weight > 0
+        with autocast:
+            velocity, _, fixed_deep = augmenter.velocity(moving, fixed, return_features=True)
+            warped = augmenter.warp(moving, augmenter.displacement(velocity, moving.shape[2:]))
+            warped_embedding = _gather(augmenter.embed(warped)) if contrastive else None
+            fixed_embedding = _gather(augmenter.embed_features(fixed_deep)) if contrastive else None
+        # Under DDP every process computes the same global NT-Xent; all_gather's backward sums the gradients of the
+        # N copies and DDP divides by N, so the update equals the one-process update (the similarity terms are
+        # per-process means over equal shares, which DDP's average turns into the global mean).
+        return self.loss(warped, fixed, velocity, warped_embedding, fixed_embedding)
+
+
+def pair_batch(images: list[torch.Tensor], generators: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(moving, fixed) batches (B, 1, I, J, K), one pair per generator."""
+    pairs = [draw_pair(len(images), g) for g in generators]
+    return torch.cat([images[m] for m, _ in pairs]), torch.cat([images[f] for _, f in pairs])
