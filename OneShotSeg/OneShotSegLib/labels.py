@@ -7,6 +7,6 @@ from .engine import ensureEngineImportable
 
 ensureEngineImportable()
 
-from distillseg.common.labels import LabelEntry, LabelTable, default_color  # noqa: E402
+from distillseg.common.labels import LabelEntry, LabelTable  # noqa: E402
 
-__all__ = ["LabelEntry", "LabelTable", "default_color"]
+__all__ = ["LabelEntry", "LabelTable"]
