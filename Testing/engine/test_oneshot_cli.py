@@ -138,6 +138,16 @@ def test_bad_training_inputs(case, tmp_path):
         _assert_clean_failure(run(*base, *arguments, check=False), fragment, out)
 
 
+def test_training_that_cannot_fit_the_memory_budget_stops_first(case, tmp_path):
+    out = tmp_path / "model"
+    result = run("oneshot", "train", "--atlas", case["atlas"], "--atlas-labels", case["atlas_labels"],
+                 "--unlabeled", case["scans"][0], "--out", out, "--no-prealign", *TINY, "--max-memory", "300M",
+                 check=False)
+    assert result.returncode == 3, result.stderr
+    assert "--patch-size" in result.stderr and "needs about" in result.stderr
+    assert not out.exists()
+
+
 def test_bad_model_folders(case, tmp_path):
     (tmp_path / "not a model").mkdir()
     out = tmp_path / "seg.nii.gz"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from distillseg.oneshot.unet import FeatureUNet
@@ -30,3 +31,31 @@ def test_bf16_gradients_are_repeatable_and_finite_on_a_tiny_volume():
     for later in gradients[1:]:
         assert all(torch.equal(a, b) for a, b in zip(gradients[0], later))
     assert all(torch.isfinite(g).all() for g in gradients[0])
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    net = FeatureUNet(1, 3)
+    image = torch.rand(1, 1, 32, 32, 32)
+    gradients = []
+    for checkpointing in (False, True):
+        net.zero_grad()
+        net.checkpointing = checkpointing
+        output, features = net(image)
+        (output.square().mean() + features[0].mean()).backward()
+        gradients.append([p.grad.clone() for p in net.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*gradients))
+
+
+def test_sliding_window_is_chosen_from_the_budget():
+    from distillseg.common.errors import OutOfMemoryError
+    from distillseg.oneshot.memory_plan import FIXED_OVERHEAD, inference_bytes, sliding_window
+
+    channels, classes, grid = (16, 32, 64, 128, 256), 36, (160, 192, 224)
+    whole = inference_bytes(channels, classes, 160 * 192 * 224, half_precision=True)
+    assert sliding_window(grid, channels, classes, True, FIXED_OVERHEAD + whole) is None
+    window = sliding_window(grid, channels, classes, True, FIXED_OVERHEAD + whole // 5)
+    assert window is not None and all(w % 16 == 0 and w <= g for w, g in zip(window, grid))
+    assert inference_bytes(channels, classes, window[0] * window[1] * window[2], True) <= whole // 5
+    with pytest.raises(OutOfMemoryError, match="--max-memory"):
+        sliding_window(grid, channels, classes, True, FIXED_OVERHEAD + 1000)

@@ -25,11 +25,11 @@ def _train(args, progress) -> int:
         distill=DistillOptions(iterations=args.iterations, lr=args.lr, batch_size=args.batch_size,
                                seg_weight=args.seg_weight,
                                hint_weight=args.hint_weight, recon_weight=args.recon_weight,
-                               student_residual=args.student == "residual"),
+                               student_residual=args.student == "residual", checkpointing=args.checkpointing),
         synthesis=SynthesisOptions(mix_beta=args.mix_beta, appearance_probability=args.appearance,
                                    patch=tuple(args.patch_size) if args.patch_size else None),
         prealign=not args.no_prealign, device=args.device, precision=args.precision, seed=args.seed,
-        resume=args.resume, checkpoint_every=args.checkpoint_every,
+        resume=args.resume, checkpoint_every=args.checkpoint_every, max_memory=args.max_memory,
     )
     train_oneshot(options, progress)
     return 0
@@ -86,7 +86,10 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
                         help="student network (default) or the augmenter's registration of the atlas labels")
     parser.add_argument("--sliding-window", type=int, nargs=3, default=None, metavar=("I", "J", "K"),
                         help="run the network in overlapping windows of this size (working-grid voxels) with "
-                             "Gaussian blending; default: the whole grid at once")
+                             "Gaussian blending; default: the whole grid at once when it fits the memory budget, "
+                             "else the largest window that does")
+    parser.add_argument("--max-memory", default=None, metavar="SIZE",
+                        help="memory budget, e.g. 6G (default: what the device has free)")
     parser.add_argument("--keep-largest", action="store_true",
                         help="keep only the largest connected component of each structure")
 
@@ -118,6 +121,9 @@ def add_oneshot_verbs(subparsers) -> None:
                                                                   "aligned to the atlas)")
     train.add_argument("--resume", action="store_true", help="continue from MODEL_DIR.checkpoint")
     train.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
+    train.add_argument("--max-memory", default=None, metavar="SIZE",
+                       help="memory budget, e.g. 12G; a training that would not fit stops before it starts with a "
+                            "suggestion (default: what the device has free)")
     advanced = train.add_argument_group("method")
     advanced.add_argument("--lr", type=float, default=1e-3, help="distillation learning rate (Adam)")
     advanced.add_argument("--augmenter-lr", type=float, default=1e-4, help="augmenter learning rate (Adam)")
@@ -135,6 +141,8 @@ def add_oneshot_verbs(subparsers) -> None:
                           help="β of the Beta(β, β) deformation mixing; 0 = no mixing")
     advanced.add_argument("--appearance", type=float, default=0.5,
                           help="probability of transferring a target's appearance onto a synthetic image")
+    advanced.add_argument("--checkpointing", action="store_true",
+                          help="gradient checkpointing of teacher and student: less memory, about 30%% more time")
     advanced.add_argument("--patch-size", type=int, nargs=3, default=None, metavar=("I", "J", "K"),
                           help="train the student on random patches of this size (working-grid voxels)")
     add_runtime_options(train)

@@ -16,6 +16,8 @@ from distillseg.common.device import amp_dtype, describe_device, peak_memory_byt
 from distillseg.common.distributed import shard, world_from_env
 from distillseg.common.errors import file_error
 from distillseg.common.volume_io import read_image, volume_format, write_labels
+from distillseg.common.memory import budget_bytes
+from distillseg.oneshot.memory_plan import sliding_window
 from distillseg.oneshot.predict import OneShotPredictor
 
 
@@ -37,7 +39,12 @@ def load_predictor(args) -> OneShotPredictor:
     device = resolve_device(args.device)
     dtype = amp_dtype(device, args.precision)
     bundle = load_bundle(args.model, method="oneshot")
-    window = tuple(args.sliding_window) if args.sliding_window else None
+    if args.sliding_window:
+        window = tuple(args.sliding_window)
+    else:
+        manifest = bundle.manifest
+        window = sliding_window(manifest["preprocessing"]["grid"]["shape"], manifest["networks"]["student"]["channels"],
+                                len(manifest["class_values"]), dtype is not None, budget_bytes(device, args.max_memory))
     return OneShotPredictor(bundle, device, dtype, args.predictor, window)
 
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from distillseg.common.atomic import OutputLock, remove_stale_temporaries
@@ -24,11 +25,13 @@ from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, o
 from distillseg.common.cli_support import seed_everything
 from distillseg.common.device import amp_dtype, autocast, describe_device, resolve_device
 from distillseg.common.distributed import World, barrier, init_world, shutdown_world, wrap_ddp
-from distillseg.common.errors import UserError, file_error
+from distillseg.common.errors import OutOfMemoryError, UserError, file_error
+from distillseg.common.memory import budget_bytes, human
 from distillseg.common.progress import Progress
 from distillseg.common.volume_io import read_image
 from distillseg.oneshot.data import align_scan, prepare_atlas
 from distillseg.oneshot.distill import DistillationObjective, DistillOptions, build_networks
+from distillseg.oneshot.memory_plan import FIXED_OVERHEAD, training_bytes
 from distillseg.oneshot.prealign import PrealignOptions
 from distillseg.oneshot.synthesis import SynthesisOptions, SyntheticPairSampler
 from distillseg.oneshot.train_augmenter import AugmenterObjective, AugmenterOptions, build_augmenter, pair_batch
@@ -56,6 +59,7 @@ class TrainOptions:
     resume: bool = False
     checkpoint_every: int = 50
     checkpoint_seconds: float = 300.0
+    max_memory: str | None = None
 
 
 def _check_inputs(options: TrainOptions) -> None:
@@ -185,6 +189,20 @@ def _prepare(options: TrainOptions, device: torch.device, progress: Progress):
     return atlas, targets
 
 
+def _check_memory(options: TrainOptions, atlas, device: torch.device, dtype) -> None:
+    """Stop before training when one step would not fit the memory budget, and say what to change."""
+    patch = options.synthesis.patch or atlas.grid.shape
+    voxels = int(np.prod([min(p, s) for p, s in zip(patch, atlas.grid.shape)]))
+    needed = FIXED_OVERHEAD + training_bytes(options.distill.channels, len(atlas.values), voxels, dtype is not None,
+                                             options.distill.checkpointing, options.distill.batch_size)
+    budget = budget_bytes(device, options.max_memory)
+    if needed > budget:
+        raise OutOfMemoryError(
+            f"A training step on the {'x'.join(map(str, atlas.grid.shape))} working grid needs about {human(needed)} "
+            f"but {human(budget)} is available; use --patch-size 64 64 64, --checkpointing, a coarser --spacing "
+            "or --precision bf16.")
+
+
 def _manifest(options: TrainOptions, atlas, student, augmenter, device, dtype, meta: dict) -> dict:
     return {
         "method": "oneshot",
@@ -231,6 +249,7 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
             meta.pop("optimizer", None)
             meta["processes"] = world.size
             atlas, targets = _prepare(options, device, progress)
+            _check_memory(options, atlas, device, dtype)
             atlas_image = atlas.image.to(device)[None, None]
             images = [atlas_image, *targets]
             amp = autocast(device, dtype)

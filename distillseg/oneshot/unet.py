@@ -51,6 +51,15 @@ class FeatureUNet(nn.Module):
         self.decoders = nn.ModuleList([_block(2 * channels[i - 1], channels[i - 1], 1, residual)
                                        for i in range(len(channels) - 1, 0, -1)])
         self.head = nn.Conv3d(channels[0], out_channels, kernel_size=1)
+        # Recompute block activations in the backward pass instead of storing them (training memory / ~1.3 time).
+        self.checkpointing = False
+
+    def _run(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(run_tiny_in_fp32, block, x, use_reentrant=False)
+        return run_tiny_in_fp32(block, x)
 
     @property
     def levels(self) -> int:
@@ -60,13 +69,13 @@ class FeatureUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         skips = []
         for encoder in self.encoders:
-            x = run_tiny_in_fp32(encoder, x)
+            x = self._run(encoder, x)
             skips.append(x)
         x = skips.pop()
         decoded = []
         for upsample, decoder in zip(self.upsamplers, self.decoders):
-            x = run_tiny_in_fp32(upsample, x)
+            x = self._run(upsample, x)
             skip = skips.pop()
-            x = run_tiny_in_fp32(decoder, torch.cat([x.to(skip.dtype), skip], dim=1))
+            x = self._run(decoder, torch.cat([x.to(skip.dtype), skip], dim=1))
             decoded.append(x)
         return self.head(x), decoded[-2:]

@@ -1,0 +1,63 @@
+"""How much memory the one-shot networks need, so jobs can pick a sliding window or refuse early.
+
+Estimates are activation counts of ``FeatureUNet`` scaled by constants fitted to peak-memory measurements
+(``benchmarks/speed_scale.py``): inference keeps roughly ``INFERENCE_FACTOR`` full-resolution feature maps of
+``channels[0]`` channels alive, plus the logits and their softmax; training keeps every block's activations for the
+backward pass (``TRAINING_FACTOR`` times the sum over levels), of the student and the teacher.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from distillseg.common.errors import OutOfMemoryError
+from distillseg.common.memory import human
+
+# Peak live activations during inference, in full-resolution maps of channels[0] channels (concatenations,
+# residual branches and the upsampled tensor coexist in the last decoder block).
+INFERENCE_FACTOR = 8.0
+# Stored activations per block for the backward pass, in maps of the block's width (convolutions, norms,
+# activations of two subunits and the residual branch).
+TRAINING_FACTOR = 12.0
+FIXED_OVERHEAD = 700 * 2**20  # the Python process with torch and MONAI loaded
+
+
+def inference_bytes(channels: Sequence[int], num_classes: int, voxels: int, half_precision: bool) -> int:
+    """Peak bytes of one ``FeatureUNet`` forward over ``voxels`` voxels (logits and softmax kept in fp32)."""
+    element = 2 if half_precision else 4
+    features = INFERENCE_FACTOR * channels[0] * voxels * element
+    outputs = 2 * num_classes * voxels * 4
+    return int(features + outputs)
+
+
+def training_bytes(channels: Sequence[int], num_classes: int, voxels: int, half_precision: bool,
+                   checkpointing: bool, batch: int = 1) -> int:
+    """Peak bytes of one joint teacher + student training step on ``batch`` samples of ``voxels`` voxels."""
+    element = 2 if half_precision else 4
+    per_level = [c * voxels / 8**level for level, c in enumerate(channels)]
+    stored = TRAINING_FACTOR * sum(per_level) * 2  # encoder and decoder blocks
+    if checkpointing:
+        stored = 2 * sum(per_level) * 2 + TRAINING_FACTOR * per_level[0]  # block inputs + one block recomputed
+    networks = 2 * stored * element  # teacher and student
+    outputs = 3 * num_classes * voxels * 4  # logits, softmax, one-hot labels of the loss
+    return int(batch * (networks + outputs))
+
+
+def sliding_window(grid_shape: Sequence[int], channels: Sequence[int], num_classes: int, half_precision: bool,
+                   budget: int) -> tuple[int, int, int] | None:
+    """None when the whole grid fits ``budget`` bytes, else the largest window (multiples of 16, at most the grid)
+    that does; ``OutOfMemoryError`` when not even a 32³ window fits."""
+    usable = budget - FIXED_OVERHEAD
+    voxels = int(grid_shape[0] * grid_shape[1] * grid_shape[2])
+    if inference_bytes(channels, num_classes, voxels, half_precision) <= usable:
+        return None
+    window = [min(s, 256) for s in grid_shape]
+    while True:
+        if inference_bytes(channels, num_classes, window[0] * window[1] * window[2], half_precision) <= usable:
+            return tuple(max(16, (w // 16) * 16) for w in window)
+        largest = max(range(3), key=lambda axis: window[axis])
+        if window[largest] <= 32:
+            raise OutOfMemoryError(
+                f"Segmenting needs more than the {human(budget)} allowed even with 32³ sliding windows; "
+                "allow more memory (--max-memory) or close other programs.")
+        window[largest] = max(32, window[largest] // 2 // 16 * 16 or 32)
