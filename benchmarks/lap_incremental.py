@@ -170,7 +170,10 @@ def markdown(results: list[dict], summaries: list[dict], settings: dict, total_s
              "(`distillseg lap demo-data`); `proxy` = 2.5D slices of real brain MRI and spine CT.", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, CPU only, "
              f"torch threads {settings['threads']}. Total wall time {total_s / 60:.1f} min.", "",
-             "Command: `flock /work/heavy.lock .venv/bin/python benchmarks/lap_incremental.py`", "",
+             "Command: `flock /work/heavy.lock .venv/bin/python benchmarks/lap_incremental.py` (the report can be "
+             "rebuilt from the raw scores with `--report-only`).", "",
+             "Times are wall-clock under the shared lock; other jobs that did not take the lock shared the 2 cores "
+             "during parts of this run, so read them as upper bounds.", "",
              f"Settings: {json.dumps({k: v for k, v in settings.items() if k != 'threads'})}", ""]
     for note in skipped:
         lines += [f"*Skipped:* {note}", ""]
@@ -236,8 +239,11 @@ def rebuild_report(args) -> int:
             data = json.loads(raw.read_text())
             results.append(data["result"])
             used[name] = data["settings"]
-    total = sum(sum(r["seconds"].values()) for r in results)
-    write_report(args.out, results, used, args.threads, total, [])
+    previous = args.out / "lap_incremental.json"
+    total = (json.loads(previous.read_text())["total_seconds"] if previous.is_file()
+             else sum(sum(r["seconds"].values()) for r in results))
+    skipped = [] if results else [f"no raw results in {args.work}"]
+    write_report(args.out, results, used, args.threads, total, skipped)
     return 0
 
 
