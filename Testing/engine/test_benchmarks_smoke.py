@@ -1,0 +1,152 @@
+"""The benchmark scripts import, measure a child process, score label files and write their reports (markdown,
+JSON, PNG) from small fake results, so a broken benchmark fails here rather than after hours of computing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import common_estimates  # noqa: E402
+import common_oneshot  # noqa: E402
+import common_run  # noqa: E402
+import oneshot_brain  # noqa: E402
+import oneshot_spine  # noqa: E402
+import speed_scale  # noqa: E402
+from common_report import about  # noqa: E402
+
+
+def _case(dices: list[float], names=None) -> dict:
+    keys = names or [str(v) for v in range(1, len(dices) + 1)]
+    return {"case": "c0", "structures": {k: {"dice": d, "hd95": 2.0 * (1 - d), "name": f"s{k}"}
+                                         for k, d in zip(keys, dices)}}
+
+
+def _method(name: str, kind: str, dices: list[float], seconds: float | None, resolution=2.0, train=False,
+            settings=None) -> dict:
+    method = {"name": name, "kind": kind, "resolution_mm": resolution, "cases": [_case(dices)],
+              "segment": None if seconds is None else {
+                  "seconds_per_volume": seconds, "peak_rss_mb": 900.0, "registration_seconds": seconds / 2,
+                  "in_process_seconds_per_volume": seconds / 3},
+              "train": None}
+    if kind == "ours":
+        method["max_dice_difference_segment_vs_evaluate"] = 0.0
+    if train:
+        method["train"] = {"seconds": 600.0, "peak_rss_mb": 3000, "stage_seconds": {"augmenter": 100, "distill": 400},
+                           "working_grid": [80, 96, 112], "resolution_mm": 2.0, "precision": "torch.bfloat16",
+                           "augmenter_iterations": 2, "iterations": 3, "augmenter_step_s": 3.0,
+                           "distill_step_s": 4.0}
+    if kind == "peer":
+        method["settings"] = settings or {"transform": "SyN"}
+        method["reused"] = False
+    return method
+
+
+def _oneshot_methods(spacing: float) -> list[dict]:
+    return [
+        _method("no registration (floor)", "floor", [0.5, 0.4, 0.6], None, resolution=None),
+        _method(f"ANTs SyN defaults @ {spacing:g} mm", "peer", [0.6, 0.7, 0.65], 40.0, spacing),
+        _method(f"ANTs SyN (40, 20) @ {spacing:g} mm", "peer", [0.7, 0.72, 0.7], 66.0, spacing),
+        _method("ANTs SyN defaults @ 1 mm", "peer", [0.72, 0.7, 0.73], 300.0, 1.0),
+        _method("ours: full method", "ours", [0.75, 0.7, 0.74], 6.0, spacing, train=True),
+        _method("ours: augmenter alone", "ours", [0.7, 0.69, 0.7], 5.0, spacing),
+    ]
+
+
+def test_brain_report_is_written_from_fake_results(tmp_path):
+    result = {"about": about("benchmarks/oneshot_brain.py --smoke"),
+              "settings": {"spacing": 2.0, "threads": 2, "smoke": True, "seed": 0, "augmenter_iterations": 2,
+                           "iterations": 3, "train_options": [], "budget_is_default": False},
+              "data": {"atlas": ["a.nii.gz", "a_seg.nii.gz"], "unlabeled": ["u.nii.gz"], "tests": [["vxm", "t"]],
+                       "mni152": False},
+              "structures": [1, 2, 3], "methods": _oneshot_methods(2.0), "total_seconds": 100.0}
+    oneshot_brain.write_report(result, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "SMOKE RUN" in report and "ANTs SyN (40, 20) @ 2 mm" in report
+    assert "segment speed-up vs that SyN: 11.0×" in report  # 66 s / 6 s
+    targets = report.split("## Targets")[1].split("##")[0]
+    assert "vs augmenter alone: +0.033 Dice (met)" in targets and "MISSED" not in targets
+    assert (tmp_path / "dice_boxplot.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "results.json").read_text())["settings"]["spacing"] == 2.0
+
+
+def test_spine_report_says_it_is_synthetic(tmp_path):
+    result = {"about": about("benchmarks/oneshot_spine.py"), "native_mm": 2.0,
+              "data": {"image": "spine.nii.gz", "labels": "spine_labels.nii.gz"},
+              "settings": {"threads": 2, "smoke": False, "seed": 0, "unlabeled_count": 4, "test_count": 3,
+                           "augmenter_iterations": None, "iterations": None, "train_options": [],
+                           "budget_is_default": True},
+              "structures": [1, 2, 3], "methods": _oneshot_methods(2.0)[:3] + _oneshot_methods(2.0)[4:],
+              "total_seconds": 50.0}
+    oneshot_spine.write_report(result, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "synthetic-deformation self-consistency test, not an independent test set" in report
+    assert "CLI defaults" in report
+    assert (tmp_path / "dice_boxplot.png").is_file()
+
+
+def test_speed_report_labels_gpu_figures_as_estimates(tmp_path):
+    saved = {"fp32": common_estimates.saved_activation_bytes(3, (32, 32, 32)),
+             "bf16_checkpointing": common_estimates.saved_activation_bytes(3, (32, 32, 32), True, True)}
+    assert saved["bf16_checkpointing"] < saved["fp32"] / 2
+    figures = {"grid": [32, 32, 32], "classes": 3, "student_parameters": 1000, "teacher_parameters": 1000,
+               "student_forward_flops": 10**9, "distill_step_flops": 3 * 10**9, "inference_traffic_bytes_bf16": 10**8,
+               "distill_saved_bytes": {**saved, "bf16": saved["fp32"], "fp32_checkpointing": saved["fp32"]},
+               "augmenter_saved_bytes": {"fp32": 10**7, "bf16": 5 * 10**6}, "optimizer_state_bytes": 10**7}
+    segment = [{"case": case, "input_shape": shape, "working_grid": shape, "mode": mode, "precision": "bf16",
+                "seconds": seconds, "in_process_seconds": seconds / 2, "peak_rss_mb": 1000.0 * seconds,
+                "ok": True, "error": None, "device": "cpu (2 threads)"}
+               for case, shape, seconds in (("brain 2 mm", [80, 96, 112], 3.0), ("brain 1 mm", [160, 192, 224], 9.0),
+                                            ("CT 512×512×300", [512, 512, 300], 5.0))
+               for mode in ("whole grid", "sliding window 96×96×96")]
+    train = [{"resolution": "1 mm", "precision": "fp32", "checkpointing": False, "ok": False,
+              "error": "not run: extrapolated", "extrapolated_peak_gb": 30.0},
+             {"resolution": "2 mm", "precision": "bf16", "checkpointing": True, "ok": True, "error": None,
+              "working_grid": [80, 96, 112], "augmenter_step_s": None, "distill_step_s": 4.0,
+              "stage_peaks_mb": {"distill": 3000.0}, "peak_rss_mb": 3100.0, "device": "cpu (2 threads)"}]
+    ddp = [{"processes": p, "threads_each": 2 // p, "backend": "gloo", "augmenter_step_s": 3.0,
+            "augmenter_pairs_per_s": 0.6, "distill_step_s": 4.0, "distill_samples_per_s": 0.5,
+            "peak_tree_rss_mb": 4000.0, "ok": True, "error": None} for p in (1, 2)]
+    options = {"train": {"--max-memory": False}, "segment": {"--max-memory": False}}
+    result = {"about": about("benchmarks/speed_scale.py"), "settings": {"smoke": False}, "segment": segment,
+              "train": train, "ddp": ddp, "network_figures": figures, "engine_options": options}
+    speed_scale.write_report(result, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "ESTIMATES ON PAPER, NOT MEASUREMENTS" in report
+    assert "within 6 GB RAM — met" in report  # the CT's 5 GB
+    assert "no `--max-memory`" in report
+    assert (tmp_path / "segment_cost.png").stat().st_size > 1000
+
+
+def test_measured_child_gives_time_memory_events_and_step_times():
+    code = ("import json, time\nblock = bytearray(60 * 2**20)\n"
+            "for step in (1, 2, 3):\n"
+            "    print(json.dumps({'event': 'progress', 'stage': 'distill', 'step': step, 'elapsed_s': 0.2 * step}))\n"
+            "    time.sleep(0.1)\n"
+            "print(json.dumps({'event': 'result', 'seconds': [1.5]}))\n")
+    run = common_run.run_measured([sys.executable, "-c", code])
+    assert run.returncode == 0 and run.result["seconds"] == [1.5]
+    assert run.peak_rss_mb > 60 and run.seconds > 0.3
+    assert run.step_seconds("distill") == [0.2, 0.2]  # steps 2 and 3: the first step is left out
+    with pytest.raises(common_run.CommandFailed):
+        common_run.run_measured([sys.executable, "-c", "import sys; sys.exit(3)"])
+
+
+def test_score_file_maps_labels_before_scoring(tmp_path):
+    truth = np.zeros((8, 8, 8), np.int16)
+    truth[2:6, 2:6, 2:6] = 17
+    predicted = np.zeros((8, 8, 8), np.uint8)
+    predicted[2:6, 2:6, 2:4] = 3  # half the truth's cube, labelled with the model's value 3
+    for name, array in (("truth", truth), ("pred", predicted)):
+        nib.save(nib.Nifti1Image(array, np.eye(4)), tmp_path / f"{name}.nii.gz")
+    scores = common_oneshot.score_file(tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz", [17], {17: "thalamus"},
+                                       {3: 17})
+    assert scores["17"]["dice"] == pytest.approx(2 * 32 / (64 + 32))
+    assert scores["17"]["name"] == "thalamus"

@@ -1,0 +1,174 @@
+"""Run a command as a child process and measure it: wall time, peak memory, and the engine's JSON events.
+
+Peak memory is measured twice, because each way misses something:
+
+- ``peak_rss_mb``: the kernel's own maximum resident set of the child (``wait4`` rusage ``ru_maxrss``; the largest
+  of the child and the descendants it waited for). Exact for one process.
+- ``peak_tree_rss_mb``: the sum of the resident sets of the child and all its descendants, sampled every
+  ``SAMPLE_S`` seconds with psutil: what ``torchrun`` and its workers hold together (a short spike between two
+  samples can be missed). ``stage_peaks_mb`` splits this by the engine stage running at the time (from
+  ``--progress jsonl``).
+
+Engine verbs are run as ``python -m distillseg oneshot …`` with ``--progress jsonl``; their ``progress`` events give
+per-step times (``step_seconds``) and their ``result`` event is returned as ``result``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_S = 0.05
+
+
+class CommandFailed(RuntimeError):
+    """A measured command exited non-zero; the message carries its command line and the end of its output."""
+
+
+@dataclass
+class Measured:
+    command: list[str]
+    returncode: int
+    seconds: float
+    peak_rss_mb: float
+    peak_tree_rss_mb: float
+    stage_peaks_mb: dict[str, float] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+    stderr: str = ""
+
+    @property
+    def result(self) -> dict:
+        found = [e for e in self.events if e.get("event") == "result"]
+        return found[-1] if found else {}
+
+    @property
+    def error(self) -> str:
+        found = [e.get("message", "") for e in self.events if e.get("event") == "error"]
+        return found[-1] if found else self.stderr.strip().splitlines()[-1] if self.stderr.strip() else ""
+
+    def step_seconds(self, stage: str) -> list[float]:
+        """Seconds of each step of ``stage`` after its first (the first carries one-off set-up), from the
+        ``elapsed_s`` of consecutive progress events one step apart."""
+        points = [(e["step"], e["elapsed_s"]) for e in self.events
+                  if e.get("event") == "progress" and e.get("stage") == stage and "elapsed_s" in e]
+        return [round(b[1] - a[1], 3) for a, b in zip(points, points[1:]) if b[0] == a[0] + 1 and a[0] >= 1]
+
+    def summary(self) -> dict:
+        """What a report keeps of a run (no raw events)."""
+        return {"command": shell_line(self.command), "seconds": round(self.seconds, 2),
+                "peak_rss_mb": round(self.peak_rss_mb), "peak_tree_rss_mb": round(self.peak_tree_rss_mb),
+                "stage_peaks_mb": {k: round(v) for k, v in self.stage_peaks_mb.items()}}
+
+
+def shell_line(command: list) -> str:
+    return " ".join(shlex.quote(str(c)) for c in command)
+
+
+def _tree_rss(process) -> int:
+    import psutil
+
+    total = 0
+    try:
+        members = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for member in members:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _address_space_limit(limit_bytes: int | None):
+    """A ``preexec_fn`` that caps the child's address space, so a run that would exhaust the shared machine's RAM
+    fails with an allocation error inside the child instead of waking the kernel's OOM killer."""
+    if not limit_bytes:
+        return None
+
+    def apply():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+def run_measured(command: list, env: dict | None = None, cwd: Path = REPO, check: bool = True,
+                 timeout_s: float | None = None, address_space_limit: int | None = None) -> Measured:
+    """Run ``command`` and measure it (see the module docstring). stdout lines that are JSON objects are kept as
+    events; stderr is kept. ``check``: raise ``CommandFailed`` on a non-zero exit. ``address_space_limit``: bytes
+    of virtual memory the child may reserve (RLIMIT_AS), None for no cap."""
+    import psutil
+
+    command = [str(c) for c in command]
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    started = time.perf_counter()
+    child = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, bufsize=1,
+                             preexec_fn=_address_space_limit(address_space_limit))
+    watched = psutil.Process(child.pid)
+    events: list[dict] = []
+    stage = {"name": "start"}
+    peaks: dict[str, float] = {}
+    stderr_chunks: list[str] = []
+
+    def read_stdout():
+        for line in child.stdout:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                events.append(event)
+                if event.get("event") == "progress":
+                    stage["name"] = event.get("stage", stage["name"])
+
+    readers = [threading.Thread(target=read_stdout, daemon=True),
+               threading.Thread(target=lambda: stderr_chunks.append(child.stderr.read()), daemon=True)]
+    for reader in readers:
+        reader.start()
+    peak_tree = 0
+    deadline = None if timeout_s is None else started + timeout_s
+    while True:
+        waited_pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if waited_pid:
+            break
+        rss = _tree_rss(watched)
+        peak_tree = max(peak_tree, rss)
+        peaks[stage["name"]] = max(peaks.get(stage["name"], 0.0), rss / 2**20)
+        if deadline is not None and time.perf_counter() > deadline:
+            child.kill()
+        time.sleep(SAMPLE_S)
+    seconds = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    for reader in readers:
+        reader.join()
+    # ru_maxrss is in kilobytes on Linux.
+    maxrss = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20
+    measured = Measured(command, child.returncode, seconds, maxrss, peak_tree / 2**20, peaks, events,
+                        "".join(stderr_chunks))
+    if check and child.returncode != 0:
+        raise CommandFailed(f"{shell_line(command)} exited with {child.returncode}: {measured.error}\n"
+                            f"{measured.stderr[-3000:]}")
+    return measured
+
+
+def distillseg(verb: str, *args, threads: int = 2, device: str = "cpu", check: bool = True, env: dict | None = None,
+               launcher: list | None = None, address_space_limit: int | None = None) -> Measured:
+    """``python -m distillseg oneshot VERB ARGS --progress jsonl --device D --threads T``, measured.
+
+    ``launcher``: a prefix that replaces ``python`` (e.g. ``[torchrun, --standalone, --nproc_per_node=2]``)."""
+    prefix = launcher or [sys.executable]
+    command = [*prefix, "-m", "distillseg", "oneshot", verb, *[str(a) for a in args],
+               "--progress", "jsonl", "--device", device, "--threads", str(threads)]
+    return run_measured(command, env=env, check=check, address_space_limit=address_space_limit)

@@ -1,0 +1,328 @@
+"""One-shot benchmark on real brain MRI: our method, its ablations and ANTs label propagation in one run.
+
+Atlas = the OASIS brain with its seg35 labels; unlabelled = the vxm brain (+ nilearn's MNI152 template with
+``--mni``); test subject = the vxm brain with its FreeSurfer aseg. Both brains share one voxel grid but their
+header affines are not to be trusted: the arrays are loaded and written to working copies that all carry the
+OASIS file's affine. Labels are compared in FreeSurfer IDs (``labels.json: oasis_seg35_to_freesurfer``) on the 29
+structures of ``brain_eval_labels_recommended``, at 1 mm on the test scan's own grid.
+
+Methods: no registration (the atlas labels as they are: the floor); ANTs affine and SyN label propagation at the
+working resolution (SyN with its defaults, which do no iterations at the finest level, and with
+``reg_iterations=(40, 20)``, the same physical schedule as its 1 mm defaults) and SyN at 1 mm; ours through the real
+CLI (``distillseg oneshot train``/``segment``/``evaluate``): the full method, without hint loss, without
+reconstruction loss, and the augmenter alone (``--predictor augmenter`` on the full model).
+
+One command (about 1 to 5 hours on 2 CPU cores, depending on the training budget)::
+
+    flock /work/heavy.lock .venv/bin/python benchmarks/oneshot_brain.py [--augmenter-iterations N --iterations M]
+
+writes ``benchmarks/results/oneshot_brain/{report.md,results.json,dice_boxplot.png}``. ``--reuse`` keeps the ANTs
+results of an earlier run with the same settings (cached in ``--work``), so a rerun of our side costs only our
+training. With a neurite-OASIS folder (``--oasis-folder``), the first subject is the atlas and the next ones are
+unlabelled / test subjects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from common_oneshot import (METHOD_HEADERS, method_rows, per_structure, run_ants_method, run_floor,  # noqa: E402
+                            ants_table, ours_table, segment_and_score, stronger_syn, structure_table, summary,
+                            train_ours)
+from common_report import RESULTS, about, boxplot, fmt, header, table, write_json, write_text  # noqa: E402
+
+NAME = "oneshot_brain"
+SMOKE = {"ours": ["--augmenter-iterations", 2, "--iterations", 2], "syn": (2, 1), "syn_fine": (2, 1, 0),
+         "affine": (20, 0, 0, 0)}
+
+
+# ----------------------------------------------------------------------------------------------- data
+def _write(path: Path, array, affine, dtype) -> Path:
+    import nibabel as nib
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(array).astype(dtype), affine), path)
+    return path
+
+
+def _fs_lookup(mapping: dict[int, int]):
+    import numpy as np
+
+    lookup = np.zeros(max(mapping) + 1, dtype=np.int16)
+    for seg35, freesurfer in mapping.items():
+        lookup[seg35] = freesurfer
+    return lookup
+
+
+def _mni_in_grid(shape, affine, out: Path) -> Path:
+    """nilearn's MNI152 T1 (1 mm) resampled through its world affine into the brains' grid, scaled to [0, 1]."""
+    import numpy as np
+    from nilearn import datasets, image
+
+    template = datasets.load_mni152_template(resolution=1)
+    resampled = image.resample_img(template, target_affine=affine, target_shape=shape, interpolation="continuous",
+                                   force_resample=True, copy_header=True).get_fdata()
+    high = np.percentile(resampled[resampled > 0], 99.5) if np.any(resampled > 0) else 1.0
+    return _write(out, np.clip(resampled / high, 0, 1), affine, np.float32)
+
+
+def prepare_data(args, work: Path) -> dict | None:
+    """Working copies (NIfTI, OASIS affine, FreeSurfer IDs for every truth) and the label tables; None when absent."""
+    import nibabel as nib
+    import numpy as np
+
+    labels_json = args.data / "labels.json"
+    if not labels_json.is_file():
+        return None
+    tables = json.loads(labels_json.read_text())
+    seg35_to_fs = {int(k): int(v) for k, v in tables["oasis_seg35_to_freesurfer"].items()}
+    lookup = _fs_lookup(seg35_to_fs)
+    if args.oasis_folder:
+        subjects = sorted(p for p in args.oasis_folder.iterdir() if (p / "aligned_norm.nii.gz").is_file()
+                          and (p / "aligned_seg35.nii.gz").is_file())
+        needed = 1 + args.unlabeled_count + args.test_count
+        if len(subjects) < needed:
+            raise SystemExit(f"{args.oasis_folder}: {len(subjects)} subjects with aligned_norm/aligned_seg35, "
+                             f"{needed} needed")
+        atlas_dir, unlabeled_dirs = subjects[0], subjects[1:1 + args.unlabeled_count]
+        test_dirs = subjects[1 + args.unlabeled_count:needed]
+        sources = {"atlas": (atlas_dir / "aligned_norm.nii.gz", atlas_dir / "aligned_seg35.nii.gz"),
+                   "unlabeled": [d / "aligned_norm.nii.gz" for d in unlabeled_dirs],
+                   "tests": [(d.name, d / "aligned_norm.nii.gz", d / "aligned_seg35.nii.gz", True) for d in test_dirs]}
+    else:
+        brain = args.data / "brain"
+        if not (brain / "oasis_example_aligned_norm.nii.gz").is_file():
+            return None
+        vxm = brain / "vxm_test_scan_norm.nii.gz"
+        sources = {"atlas": (brain / "oasis_example_aligned_norm.nii.gz", brain / "oasis_example_aligned_seg35.nii.gz"),
+                   "unlabeled": [vxm],
+                   "tests": [("vxm", vxm, brain / "vxm_test_scan_aseg.nii.gz", False)]}
+    reference = nib.load(sources["atlas"][0])
+    affine, shape = reference.affine, reference.shape[:3]
+
+    def array(path):
+        data = np.asanyarray(nib.load(path).dataobj)
+        if data.shape[:3] != shape:
+            raise SystemExit(f"{path}: shape {data.shape} is not the atlas's {shape}")
+        return data
+
+    data_dir = work / "data"
+    prepared = {
+        "atlas": _write(data_dir / "atlas.nii.gz", array(sources["atlas"][0]), affine, np.float32),
+        "atlas_labels": _write(data_dir / "atlas_seg35.nii.gz", np.rint(array(sources["atlas"][1])), affine, np.uint8),
+        "unlabeled": [_write(data_dir / f"unlabeled_{i}.nii.gz", array(p), affine, np.float32)
+                      for i, p in enumerate(sources["unlabeled"])],
+        "tests": [],
+        "labels_json": labels_json,
+        "label_map": seg35_to_fs,
+        "native_mm": 1.0,
+        "structures": [int(v) for v in tables["brain_eval_labels_recommended"]],
+        "names": {int(k): v for k, v in tables["freesurfer_names"].items()},
+        "sources": {"atlas": [str(p) for p in sources["atlas"]], "unlabeled": [str(p) for p in sources["unlabeled"]],
+                    "tests": [[str(t[1]), str(t[2])] for t in sources["tests"]], "mni152": bool(args.mni)},
+    }
+    for name, image, truth, is_seg35 in sources["tests"]:
+        labels = np.rint(array(truth)).astype(np.int64)
+        prepared["tests"].append((name, _write(data_dir / f"test_{name}.nii.gz", array(image), affine, np.float32),
+                                  _write(data_dir / f"test_{name}_fs.nii.gz", lookup[labels] if is_seg35 else labels,
+                                         affine, np.int16)))
+    if args.mni:
+        prepared["unlabeled"].append(_mni_in_grid(shape, affine, data_dir / "unlabeled_mni152.nii.gz"))
+    names = {k: v for k, v in tables["oasis_seg35_names"].items() if k != "0"}
+    prepared["seg35_names"] = data_dir / "seg35_names.json"
+    prepared["seg35_names"].write_text(json.dumps(names))
+    return prepared
+
+
+# -------------------------------------------------------------------------------------------- methods
+def ants_methods(args) -> list[tuple[str, str, float | None, tuple | None, tuple | None]]:
+    """(name, transform, spacing, reg_iterations, aff_iterations) of every ANTs run."""
+    s = args.spacing
+    smoke = args.smoke
+    return [
+        (f"ANTs affine @ {s:g} mm", "Affine", s, None, SMOKE["affine"] if smoke else None),
+        (f"ANTs SyN defaults @ {s:g} mm", "SyN", s, SMOKE["syn"] if smoke else None,
+         SMOKE["affine"] if smoke else None),
+        (f"ANTs SyN (40, 20) @ {s:g} mm", "SyN", s, SMOKE["syn"] if smoke else (40, 20),
+         SMOKE["affine"] if smoke else None),
+        ("ANTs SyN defaults @ 1 mm", "SyN", None, SMOKE["syn_fine"] if smoke else None,
+         SMOKE["affine"] if smoke else None),
+    ]
+
+
+def run_ours(args, data: dict, work: Path) -> list[dict]:
+    budget = SMOKE["ours"] if args.smoke else [
+        *(["--augmenter-iterations", args.augmenter_iterations] if args.augmenter_iterations else []),
+        *(["--iterations", args.iterations] if args.iterations else [])]
+    common = ["--spacing", args.spacing, "--label-names", data["seg35_names"], "--seed", args.seed, *budget,
+              *args.train_option]
+    evaluate_options = ["--label-map", f"{data['labels_json']}:oasis_seg35_to_freesurfer",
+                        "--structures", f"{data['labels_json']}:brain_eval_labels_recommended"]
+    images = [t[1] for t in data["tests"]]
+    truths = [t[2] for t in data["tests"]]
+    cases = [t[0] for t in data["tests"]]
+    variants = [("ours: full method", "full", []), ("ours: no hint loss", "no_hint", ["--hint-weight", 0]),
+                ("ours: no recon loss", "no_recon", ["--recon-weight", 0])]
+    methods, full = [], None
+    for label, key, extra in variants:
+        log(f"training {label}")
+        trained = train_ours(work, key, data["atlas"], data["atlas_labels"], data["unlabeled"], common + extra,
+                             args.threads)
+        scored = segment_and_score(work, key, trained, images, truths, cases, data["structures"], data["names"],
+                                   evaluate_options, args.threads, label_map=data["label_map"])
+        methods.append({"name": label, "kind": "ours", "resolution_mm": trained["resolution_mm"], "train": trained,
+                        **scored})
+        full = full or trained
+        log(f"{label}: mean Dice {summary(methods[-1])['mean_dice']:.3f}")
+    scored = segment_and_score(work, "augmenter", full, images, truths, cases, data["structures"], data["names"],
+                               evaluate_options, args.threads, predictor="augmenter", label_map=data["label_map"])
+    methods.insert(1, {"name": "ours: augmenter alone", "kind": "ours", "resolution_mm": full["resolution_mm"],
+                       "train": None, "trained_with": "the full method's model (its stage 1)", **scored})
+    return methods
+
+
+# --------------------------------------------------------------------------------------------- report
+def checks(methods: list[dict], spacing: float) -> list[str]:
+    """The issue's targets, each met or missed by how much."""
+    by_name = {m["name"]: m for m in methods}
+    full = by_name.get("ours: full method")
+    syn = stronger_syn(methods, spacing)
+    fine = by_name.get("ANTs SyN defaults @ 1 mm")
+    if not full:
+        return []
+    lines = []
+    dice = summary(full)["mean_dice"]
+    if syn:
+        gap = dice - summary(syn)["mean_dice"]
+        lines.append(f"full method mean Dice {dice:.3f} vs the stronger SyN at {spacing:g} mm ({syn['name']}) "
+                     f"{summary(syn)['mean_dice']:.3f}: {'met' if gap >= 0 else 'MISSED'} ({gap:+.3f})")
+        speed = syn["segment"]["seconds_per_volume"] / full["segment"]["seconds_per_volume"]
+        lines.append(f"segment speed-up vs that SyN: {speed:.1f}× (target ≥ 5×): {'met' if speed >= 5 else 'MISSED'}")
+    if fine:
+        speed = fine["segment"]["seconds_per_volume"] / full["segment"]["seconds_per_volume"]
+        lines.append(f"segment speed-up vs SyN at 1 mm: {speed:.1f}× (target ≥ 10×): "
+                     f"{'met' if speed >= 10 else 'MISSED'}")
+    for other in ("ours: no hint loss", "ours: no recon loss", "ours: augmenter alone"):
+        if other in by_name:
+            gap = dice - summary(by_name[other])["mean_dice"]
+            lines.append(f"full method vs {other.split(': ')[1]}: {gap:+.3f} Dice ({'met' if gap > 0 else 'MISSED'})")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    methods, settings = result["methods"], result["settings"]
+    spacing = settings["spacing"]
+    syn = stronger_syn(methods, spacing)
+    fine = next((m for m in methods if m["name"] == "ANTs SyN defaults @ 1 mm"), None)
+    ours = [m for m in methods if m["name"] == "ours: full method"]
+    syn_name = f" ({syn['name']})" if syn else ""
+    budget = (f"augmenter {ours[0]['train']['augmenter_iterations']} + student {ours[0]['train']['iterations']} "
+              f"iterations per training" if ours else "ours not run")
+    origin = "CLI defaults" if settings["budget_is_default"] else "set by the options in the command"
+    extra = [f"**Training budget of ours**: {budget} ({origin})",
+             f"**Data**: atlas {result['data']['atlas'][0]}; unlabelled {', '.join(result['data']['unlabeled'])}"
+             f"{' + MNI152 (nilearn) resampled into the grid' if result['data']['mni152'] else ''}; test "
+             + "; ".join(t[0] for t in result["data"]["tests"]),
+             f"**Scored**: {len(result['structures'])} structures of `brain_eval_labels_recommended`, FreeSurfer IDs, "
+             f"at 1 mm on the test scan's grid; Dice and HD95 by `distillseg.common.metrics` (MONAI)",
+             "**Total wall time**: " + fmt(result["total_seconds"] / 60, 1, " min")]
+    if settings["smoke"]:
+        extra.insert(0, "**SMOKE RUN: tiny budgets to check the pipeline; the scores mean nothing.**")
+    lines = header("One-shot segmentation on real brain MRI (OASIS atlas → vxm subject)", result["about"]["command"],
+                   result["about"], extra)
+    lines += ["## Methods side by side", "",
+              f"Reference (ref) = the stronger ANTs SyN at {spacing:g} mm{syn_name}; fine ref = ANTs SyN at 1 mm. "
+              "Segment time = the whole command per volume (process start to label file written: for ours "
+              "`distillseg oneshot segment`, for ANTs one process that registers and warps the labels); speed-up = "
+              "the reference's time / this method's time. Peak RSS = the kernel's maximum resident set of that "
+              "process.", ""]
+    lines += table(METHOD_HEADERS, method_rows(methods, syn, fine)) + [""]
+    lines += ["## Targets (issue 6)", ""] + [f"- {c}" for c in checks(methods, spacing)] + [""]
+    lines += ["## Our runs", ""] + ours_table(methods) + [""]
+    lines += ["## ANTs runs", ""] + ants_table(methods) + [""]
+    lines += ["## Dice per structure", "", "![Dice per structure](dice_boxplot.png)", ""]
+    lines += structure_table(methods) + [""]
+    return "\n".join(lines)
+
+
+def write_report(result: dict, out: Path) -> None:
+    write_json(out / "results.json", result)
+    series = {m["name"].replace("ours: ", ""): list(per_structure(m).values()) for m in result["methods"]}
+    boxplot(out / "dice_boxplot.png", series, "Dice per structure (29 structures, OASIS atlas → vxm), "
+            f"working resolution {result['settings']['spacing']:g} mm"
+            + (" — SMOKE RUN" if result["settings"]["smoke"] else ""))
+    write_text(out / "report.md", markdown(result))
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
+                        help="the shared data folder (brain/ and labels.json)")
+    parser.add_argument("--oasis-folder", type=Path, default=None,
+                        help="a neurite-OASIS folder (subject folders with aligned_norm/aligned_seg35.nii.gz)")
+    parser.add_argument("--unlabeled-count", type=int, default=5, help="with --oasis-folder: unlabelled subjects")
+    parser.add_argument("--test-count", type=int, default=5, help="with --oasis-folder: test subjects")
+    parser.add_argument("--mni", action="store_true", help="add nilearn's MNI152 template as an unlabelled scan")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/oneshot_brain_benchmark"),
+                        help="scratch folder: working copies, models, segmentations, ANTs cache")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"report folder (default: benchmarks/results/{NAME}; with --smoke: WORK/report)")
+    parser.add_argument("--spacing", type=float, default=2.0, help="working resolution in mm (ours and ANTs)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for ours and for ANTs")
+    parser.add_argument("--augmenter-iterations", type=int, default=None,
+                        help="our augmenter steps (default: the CLI's default)")
+    parser.add_argument("--iterations", type=int, default=None, help="our student steps (default: the CLI's)")
+    parser.add_argument("--train-option", action="append", default=[],
+                        help="one more option for `distillseg oneshot train` (repeat; e.g. --train-option=--lr=3e-4)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse", action="store_true", help="reuse cached ANTs results made with the same settings")
+    parser.add_argument("--skip-ours", action="store_true", help="run only the floor and ANTs (e.g. to fill the cache)")
+    parser.add_argument("--smoke", action="store_true", help="tiny budgets everywhere, to check the pipeline")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from WORK/raw_result.json")
+    args = parser.parse_args(argv)
+    out = args.out or (args.work / "report" if args.smoke else RESULTS / NAME)
+    raw = args.work / "raw_result.json"
+    if args.report_only:
+        write_report(json.loads(raw.read_text()), out)
+        return 0
+    started = time.monotonic()
+    args.work.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(args, args.work)
+    if data is None:
+        print(f"Skipped: no brain data in {args.data} (and no --oasis-folder).", file=sys.stderr)
+        return 0
+    result = {"about": about(), "settings": {"spacing": args.spacing, "threads": args.threads, "smoke": args.smoke,
+                                             "seed": args.seed, "augmenter_iterations": args.augmenter_iterations,
+                                             "iterations": args.iterations, "train_options": args.train_option,
+                                             "budget_is_default": not (args.augmenter_iterations or args.iterations
+                                                                       or args.smoke)},
+              "data": {**data["sources"], "tests": [[t[0], str(t[1])] for t in data["tests"]]},
+              "structures": data["structures"], "methods": [run_floor(data)]}
+    for spec in ants_methods(args):
+        log(spec[0])
+        result["methods"].append(run_ants_method(data, args.work, spec, args.threads, args.reuse))
+        log(f"{spec[0]}: mean Dice {summary(result['methods'][-1])['mean_dice']:.3f}")
+    if not args.skip_ours:
+        result["methods"] += run_ours(args, data, args.work)
+    result["total_seconds"] = time.monotonic() - started
+    write_json(raw, result)
+    write_report(result, out)
+    log(f"report in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

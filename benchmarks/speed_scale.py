@@ -1,0 +1,285 @@
+"""Speed and scale of OneShotSeg on this machine, through the real CLI, with GPU figures planned on paper.
+
+1. **Segment cost at 3 sizes**: the whole ``distillseg oneshot segment`` command (time, peak memory of the process)
+   on a 2 mm brain (80×96×112), a 1 mm brain (160×192×224) — each with a model whose working grid is the scan's own
+   (``--spacing atlas``) — and a 512×512×300 CT-like volume (the spine CT resampled, HU-like int16) with a model at
+   ``--spacing auto``; whole grid (bf16 autocast and fp32) vs sliding window. The models come from a minimal training
+   (no augmenter steps, one student step on a small patch): weights do not change the cost of a forward pass.
+2. **Training steps**: ``distillseg oneshot train`` on the OASIS → vxm brains at 2 mm and at full size (1 mm), fp32 /
+   bf16 autocast, with and without ``--checkpointing``: median seconds per augmenter and student step, and the
+   process's peak memory in each stage. A 1 mm setting whose memory, extrapolated from 2 mm (× 8 voxels), would not
+   fit under ``--train-cap-gb`` is not run (the table says so and gives the extrapolation).
+3. **DDP throughput**: the same 2 mm training with one process (2 threads) and with
+   ``torchrun --standalone --nproc_per_node=2`` (gloo, 1 thread each), same global batch.
+4. **GPU plan (estimates, not measurements)**: FLOPs, saved activations and memory traffic counted on the real
+   networks (``common_estimates``), turned into H100 times and GPU memory with stated assumptions.
+
+One command (about 45 min on 2 CPU cores)::
+
+    flock /work/heavy.lock .venv/bin/python benchmarks/speed_scale.py
+
+writes ``benchmarks/results/speed_scale/{report.md,results.json,segment_cost.png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from common_report import RESULTS, about, write_json, write_text  # noqa: E402
+from common_run import distillseg  # noqa: E402
+from common_speed_report import markdown, plot  # noqa: E402
+
+NAME = "speed_scale"
+GB = 2**30
+
+
+# ----------------------------------------------------------------------------------------------- data
+def _grid_like(shape, affine, new_shape):
+    """A grid over the same field of view (first to last voxel centre) with ``new_shape`` voxels."""
+    import numpy as np
+
+    from distillseg.oneshot.geometry import Grid
+
+    factors = (np.array(shape) - 1) / np.maximum(np.array(new_shape) - 1, 1)
+    new_affine = affine.copy()
+    new_affine[:3, :3] = affine[:3, :3] * factors
+    return Grid(tuple(int(s) for s in new_shape), new_affine)
+
+
+def _resampled(image_path: Path, labels_path: Path | None, new_shape, out_image: Path, out_labels: Path | None,
+               to_hu: bool = False) -> None:
+    """Resample a scan (linear) and its labels (per-label linear + argmax, the engine's own resampler)."""
+    import nibabel as nib
+    import numpy as np
+    import torch
+
+    from distillseg.oneshot.geometry import Grid, resample, resample_labels
+
+    source = nib.load(image_path)
+    src = Grid(source.shape[:3], source.affine)
+    dst = _grid_like(source.shape[:3], source.affine, new_shape)
+    image = resample(torch.from_numpy(np.asarray(source.dataobj, dtype=np.float32))[None], src, dst)[0].numpy()
+    if to_hu:  # the [0, 1] spine CT back to a Hounsfield-like range, stored as CT usually is
+        image = np.rint(image * 2000.0 - 1000.0).astype(np.int16)
+    nib.save(nib.Nifti1Image(image, dst.affine), out_image)
+    if labels_path is not None:
+        labels = np.rint(np.asarray(nib.load(labels_path).dataobj)).astype(np.int64)
+        values = [int(v) for v in np.unique(labels)]
+        classes = resample_labels(torch.from_numpy(labels), values, src, dst).numpy()
+        nib.save(nib.Nifti1Image(np.asarray(values, dtype=np.int16)[classes], dst.affine), out_labels)
+
+
+def prepare_cases(data: Path, work: Path) -> list[dict] | None:
+    """The three segment cases: atlas, labels, unlabelled scan, scan to segment, training spacing, window."""
+    brain, spine = data / "brain", data / "spine_ct"
+    if not (brain / "oasis_example_aligned_norm.nii.gz").is_file() or not spine.is_dir():
+        return None
+    folder = work / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    oasis, seg35 = brain / "oasis_example_aligned_norm.nii.gz", brain / "oasis_example_aligned_seg35.nii.gz"
+    vxm = brain / "vxm_test_scan_norm.nii.gz"
+    if not (folder / "vxm_2mm.nii.gz").is_file():
+        _resampled(oasis, seg35, (80, 96, 112), folder / "oasis_2mm.nii.gz", folder / "oasis_2mm_seg35.nii.gz")
+        _resampled(vxm, None, (80, 96, 112), folder / "vxm_2mm.nii.gz", None)
+    if not (folder / "ct_512x512x300_labels.nii.gz").is_file():
+        _resampled(spine / "verse_spine_image704.nii.gz", spine / "verse_spine_label704.nii.gz", (512, 512, 300),
+                   folder / "ct_512x512x300.nii.gz", folder / "ct_512x512x300_labels.nii.gz", to_hu=True)
+    return [
+        {"name": "brain 2 mm", "atlas": folder / "oasis_2mm.nii.gz", "labels": folder / "oasis_2mm_seg35.nii.gz",
+         "unlabeled": folder / "vxm_2mm.nii.gz", "input": folder / "vxm_2mm.nii.gz", "spacing": "atlas",
+         "window": (64, 64, 64)},
+        {"name": "brain 1 mm", "atlas": oasis, "labels": seg35, "unlabeled": vxm, "input": vxm, "spacing": "atlas",
+         "window": (96, 96, 96)},
+        {"name": "CT 512×512×300", "atlas": folder / "ct_512x512x300.nii.gz",
+         "labels": folder / "ct_512x512x300_labels.nii.gz", "unlabeled": folder / "ct_512x512x300.nii.gz",
+         "input": folder / "ct_512x512x300.nii.gz", "spacing": "auto", "window": (96, 96, 96)},
+    ]
+
+
+def _shape(path: Path) -> list[int]:
+    import nibabel as nib
+
+    return list(nib.load(path).shape[:3])
+
+
+# ----------------------------------------------------------------------------------------- measurements
+def segment_costs(cases: list[dict], work: Path, threads: int, smoke: bool) -> list[dict]:
+    rows = []
+    for case in cases:
+        model = work / "models" / case["name"].replace(" ", "_").replace("×", "x")
+        if not (model / "manifest.json").is_file():
+            distillseg("train", "--atlas", case["atlas"], "--atlas-labels", case["labels"], "--unlabeled",
+                       case["unlabeled"], "--out", model, "--spacing", case["spacing"], "--augmenter-iterations", 0,
+                       "--iterations", 1, "--patch-size", 32, 32, 32, threads=threads)
+        grid = json.loads((model / "manifest.json").read_text())["preprocessing"]["grid"]["shape"]
+        modes = [("whole grid", "auto", []), ("whole grid", "fp32", []),
+                 ("sliding window " + "×".join(map(str, case["window"])), "auto",
+                  ["--sliding-window", *case["window"]])]
+        for mode, precision, extra in modes[:1] if smoke else modes:
+            output = work / "segmentations" / f"{model.name}.nii.gz"
+            output.parent.mkdir(parents=True, exist_ok=True)
+            run = distillseg("segment", "--model", model, "--input", case["input"], "--output", output,
+                             "--precision", precision, *extra, threads=threads, check=False)
+            device = next((e for e in run.events if e.get("event") == "device"), {})
+            rows.append({"case": case["name"], "input_shape": _shape(case["input"]), "working_grid": grid,
+                         "mode": mode, "precision": device.get("precision", precision), **run.summary(),
+                         "device": device.get("description"), "ok": run.returncode == 0,
+                         "error": run.error if run.returncode else None,
+                         "in_process_seconds": (run.result.get("seconds") or [None])[0],
+                         "engine_peak_memory_mb": run.result.get("peak_memory_mb")})
+            log(f"segment {case['name']} {mode} {precision}: {run.seconds:.1f} s, {run.peak_rss_mb:.0f} MB")
+    return rows
+
+
+def training_steps(data: Path, work: Path, threads: int, steps: int, cap_gb: float, smoke: bool) -> list[dict]:
+    brain = data / "brain"
+    common = ["--atlas", brain / "oasis_example_aligned_norm.nii.gz",
+              "--atlas-labels", brain / "oasis_example_aligned_seg35.nii.gz",
+              "--unlabeled", brain / "vxm_test_scan_norm.nii.gz", "--iterations", steps]
+    rows, at_2mm = [], {}
+    settings = [(s, p, c) for s in ("2", "atlas") for p in ("fp32", "bf16") for c in (False, True)]
+    for spacing, precision, checkpointing in settings[:1] if smoke else settings:
+        resolution = "1 mm" if spacing == "atlas" else "2 mm"
+        row = {"resolution": resolution, "precision": precision, "checkpointing": checkpointing}
+        augmenter_steps = 0 if checkpointing else steps  # checkpointing concerns the teacher and student only
+        if spacing == "atlas":
+            small = at_2mm.get((precision, checkpointing), {})
+            extrapolated = 8 * max(small.get("stage_peaks_mb", {}).values(), default=0) / 1024
+            row["extrapolated_peak_gb"] = round(extrapolated, 1)
+            if not small or extrapolated > cap_gb:
+                rows.append({**row, "ok": False, "error": f"not run: extrapolated from 2 mm ({extrapolated:.1f} GB) "
+                                                         f"exceeds the {cap_gb:g} GB cap for this shared machine"})
+                continue
+        out = work / "train_runs" / f"{resolution}_{precision}_{checkpointing}".replace(" ", "")
+        shutil.rmtree(out, ignore_errors=True)
+        run = distillseg("train", *common, "--out", out, "--spacing", spacing, "--precision", precision,
+                         "--augmenter-iterations", augmenter_steps, *(["--checkpointing"] if checkpointing else []),
+                         threads=threads, check=False, address_space_limit=int((cap_gb + 4) * GB))
+        row.update({**run.summary(), "ok": run.returncode == 0, "error": run.error if run.returncode else None,
+                    "augmenter_step_s": _median(run.step_seconds("augmenter")),
+                    "distill_step_s": _median(run.step_seconds("distill")),
+                    "device": next((e.get("description") for e in run.events if e.get("event") == "device"), None)})
+        if run.returncode == 0:
+            row["working_grid"] = json.loads((out / "manifest.json").read_text())["preprocessing"]["grid"]["shape"]
+        if resolution == "2 mm":
+            at_2mm[(precision, checkpointing)] = row
+        rows.append(row)
+        log(f"train {resolution} {precision} ckpt={checkpointing}: {row.get('distill_step_s')} s/step")
+    return rows
+
+
+def ddp_throughput(data: Path, work: Path, steps: int, smoke: bool) -> list[dict]:
+    brain = data / "brain"
+    common = ["--atlas", brain / "oasis_example_aligned_norm.nii.gz",
+              "--atlas-labels", brain / "oasis_example_aligned_seg35.nii.gz",
+              "--unlabeled", brain / "vxm_test_scan_norm.nii.gz", "--spacing", 2, "--batch-size", 2,
+              "--batch-pairs", 2, "--augmenter-iterations", steps, "--iterations", steps]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    rows = []
+    for processes in (1, 2):
+        out = work / "ddp_runs" / f"p{processes}"
+        shutil.rmtree(out, ignore_errors=True)
+        launcher = None if processes == 1 else [torchrun, "--standalone", f"--nproc_per_node={processes}"]
+        run = distillseg("train", *common, "--out", out, threads=2 // processes, launcher=launcher, check=False)
+        augmenter, student = _median(run.step_seconds("augmenter")), _median(run.step_seconds("distill"))
+        rows.append({"processes": processes, "threads_each": 2 // processes, "global_batch": 2, **run.summary(),
+                     "ok": run.returncode == 0, "error": run.error if run.returncode else None,
+                     "augmenter_step_s": augmenter, "distill_step_s": student,
+                     "augmenter_pairs_per_s": 2 / augmenter if augmenter else None,
+                     "distill_samples_per_s": 2 / student if student else None,
+                     "backend": "gloo (CPU)" if processes > 1 else "single process"})
+        log(f"ddp {processes}: {student} s/step")
+    return rows
+
+
+def _median(values):
+    import numpy as np
+
+    return float(np.median(values)) if values else None
+
+
+def engine_options() -> dict:
+    """Which scale-related options the engine's CLI offers now (gaps are reported, not patched here)."""
+    import subprocess
+
+    found = {}
+    for verb in ("train", "segment"):
+        text = subprocess.run([sys.executable, "-m", "distillseg", "oneshot", verb, "--help"], cwd=REPO,
+                              capture_output=True, text=True).stdout
+        found[verb] = {o: o in text for o in ("--max-memory", "--sliding-window", "--checkpointing", "--patch-size",
+                                              "--compile", "--precision")}
+    return found
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def write_report(result: dict, out: Path) -> None:
+    write_json(out / "results.json", result)
+    plot(result, out / "segment_cost.png")
+    write_text(out / "report.md", markdown(result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/speed_scale_benchmark"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"report folder (default: benchmarks/results/{NAME}; with --smoke: WORK/report)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-steps", type=int, default=3, help="steps per stage in the training measurements")
+    parser.add_argument("--train-cap-gb", type=float, default=14.0,
+                        help="do not start a training measurement extrapolated to need more than this")
+    parser.add_argument("--parts", default="segment,train,ddp,gpu", help="which parts to run (comma list)")
+    parser.add_argument("--smoke", action="store_true", help="one setting per part, to check the pipeline")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from WORK/raw_result.json")
+    args = parser.parse_args(argv)
+    out = args.out or (args.work / "report" if args.smoke else RESULTS / NAME)
+    raw = args.work / "raw_result.json"
+    if args.report_only:
+        write_report(json.loads(raw.read_text()), out)
+        return 0
+    started = time.monotonic()
+    cases = prepare_cases(args.data, args.work)
+    if cases is None:
+        print(f"Skipped: the brain and spine data are not in {args.data}.", file=sys.stderr)
+        return 0
+    parts = set(args.parts.split(","))
+    previous = json.loads(raw.read_text()) if raw.is_file() else {}
+    result = {"about": about(), "settings": {"threads": args.threads, "train_steps": args.train_steps,
+                                             "train_cap_gb": args.train_cap_gb, "smoke": args.smoke,
+                                             "parts": sorted(parts)},
+              "engine_options": engine_options()}
+    if "segment" in parts:
+        result["segment"] = segment_costs(cases, args.work, args.threads, args.smoke)
+    if "train" in parts:
+        result["train"] = training_steps(args.data, args.work, args.threads, args.train_steps, args.train_cap_gb,
+                                         args.smoke)
+    if "ddp" in parts:
+        result["ddp"] = ddp_throughput(args.data, args.work, args.train_steps, args.smoke)
+    if "gpu" in parts:
+        from common_estimates import network_figures
+
+        result["network_figures"] = network_figures(36)
+    for key in ("segment", "train", "ddp", "network_figures"):  # parts not rerun keep their last figures
+        if key not in result and key in previous:
+            result[key] = previous[key]
+    result["total_seconds"] = time.monotonic() - started
+    write_json(raw, result)
+    write_report(result, out)
+    log(f"report in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
