@@ -242,7 +242,8 @@ def rebuild_report(args) -> int:
     previous = args.out / "lap_incremental.json"
     total = (json.loads(previous.read_text())["total_seconds"] if previous.is_file()
              else sum(sum(r["seconds"].values()) for r in results))
-    skipped = [] if results else [f"no raw results in {args.work}"]
+    skipped = [f"{name} protocol: no results (its run was stopped before it finished; run it with "
+               f"`--protocols {name}`)." for name in args.protocols.split(",") if name not in used]
     write_report(args.out, results, used, args.threads, total, skipped)
     return 0
 
