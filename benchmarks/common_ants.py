@@ -47,9 +47,11 @@ def propagate(args) -> dict:
     options = {"reg_iterations": tuple(args.reg_iterations)} if args.reg_iterations else {}
     if args.aff_iterations:
         options["aff_iterations"] = tuple(args.aff_iterations)
+    # antspyx passes a seed to antsRegistration (--random-seed, for the affine stage's random sampling) only
+    # through this module setting; its public switch (set_ants_deterministic) would also force one thread.
+    ants.config._random_seed = args.seed
     registration_started = time.perf_counter()
-    registration = ants.registration(fixed=fixed, moving=moving, type_of_transform=args.transform,
-                                     random_seed=args.seed, **options)
+    registration = ants.registration(fixed=fixed, moving=moving, type_of_transform=args.transform, **options)
     registration_seconds = time.perf_counter() - registration_started
     warped = ants.apply_transforms(fixed=fixed_full, moving=labels, transformlist=registration["fwdtransforms"],
                                    interpolator="genericLabel")

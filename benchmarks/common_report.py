@@ -100,7 +100,9 @@ def header(title: str, command: str, about: dict, extra: list[str] = ()) -> list
              f"{m['ram_gb']} GB RAM, GPU: {m['gpu'] or 'none'}",
              f"- **Software**: {soft}",
              f"- **Command** (run under the team's CPU lock): `flock /work/heavy.lock {command}`",
-             f"- **Date**: {about['date']}"]
+             f"- **Date**: {about['date']}; load average when it started (1/5/15 min): "
+             f"{', '.join(f'{v:.1f}' for v in about.get('load_average_at_start', []))} on {m['cores']} cores "
+             "(timings are only clean when nothing else was running)"]
     return lines + [f"- {line}" for line in extra] + [""]
 
 
@@ -108,7 +110,7 @@ def about(command: str | None = None) -> dict:
     import time
 
     return {"machine": machine(), "software": software(), "command": command or invocation(),
-            "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "load_average_at_start": list(os.getloadavg())}
 
 
 def table(headers: list[str], rows: list[list]) -> list[str]:

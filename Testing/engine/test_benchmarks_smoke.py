@@ -93,10 +93,10 @@ def test_spine_report_says_it_is_synthetic(tmp_path):
 
 
 def test_speed_report_labels_gpu_figures_as_estimates(tmp_path):
-    saved = {"fp32": common_estimates.saved_activation_bytes(3, (32, 32, 32)),
-             "bf16_checkpointing": common_estimates.saved_activation_bytes(3, (32, 32, 32), True, True)}
+    saved = {"fp32": common_estimates.saved_activation_bytes(3, (32, 32, 16)),
+             "bf16_checkpointing": common_estimates.saved_activation_bytes(3, (32, 32, 16), True, True)}
     assert saved["bf16_checkpointing"] < saved["fp32"] / 2
-    figures = {"grid": [32, 32, 32], "classes": 3, "student_parameters": 1000, "teacher_parameters": 1000,
+    figures = {"grid": [32, 32, 16], "classes": 3, "student_parameters": 1000, "teacher_parameters": 1000,
                "student_forward_flops": 10**9, "distill_step_flops": 3 * 10**9, "inference_traffic_bytes_bf16": 10**8,
                "distill_saved_bytes": {**saved, "bf16": saved["fp32"], "fp32_checkpointing": saved["fp32"]},
                "augmenter_saved_bytes": {"fp32": 10**7, "bf16": 5 * 10**6}, "optimizer_state_bytes": 10**7}
