@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common_estimates import network_figures  # noqa: E402
 from common_report import RESULTS, about, write_json, write_text  # noqa: E402
 from common_run import distillseg  # noqa: E402
 from common_speed_report import markdown, plot  # noqa: E402
@@ -260,23 +261,21 @@ def main(argv: list[str] | None = None) -> int:
                                              "train_cap_gb": args.train_cap_gb, "smoke": args.smoke,
                                              "parts": sorted(parts)},
               "engine_options": engine_options()}
-    if "segment" in parts:
-        result["segment"] = segment_costs(cases, args.work, args.threads, args.smoke)
-    if "train" in parts:
-        result["train"] = training_steps(args.data, args.work, args.threads, args.train_steps, args.train_cap_gb,
-                                         args.smoke)
-    if "ddp" in parts:
-        result["ddp"] = ddp_throughput(args.data, args.work, args.train_steps, args.smoke)
-    if "gpu" in parts:
-        from common_estimates import network_figures
-
-        result["network_figures"] = network_figures(36)
     for key in ("segment", "train", "ddp", "network_figures"):  # parts not rerun keep their last figures
-        if key not in result and key in previous:
+        if key in previous:
             result[key] = previous[key]
-    result["total_seconds"] = time.monotonic() - started
-    write_json(raw, result)
-    write_report(result, out)
+    # The longest part last; the report is rewritten after every part, so a stopped run keeps what it measured.
+    steps = [("segment", lambda: segment_costs(cases, args.work, args.threads, args.smoke)),
+             ("gpu", lambda: network_figures(36)),
+             ("ddp", lambda: ddp_throughput(args.data, args.work, args.train_steps, args.smoke)),
+             ("train", lambda: training_steps(args.data, args.work, args.threads, args.train_steps,
+                                              args.train_cap_gb, args.smoke))]
+    for part, measure in steps:
+        if part in parts:
+            result["network_figures" if part == "gpu" else part] = measure()
+            result["total_seconds"] = time.monotonic() - started
+            write_json(raw, result)
+            write_report(result, out)
     log(f"report in {out}")
     return 0
 
