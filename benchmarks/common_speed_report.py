@@ -14,6 +14,13 @@ GPU_MEMORY_TARGET_GB = 16.0
 GPU_TIME_TARGET_S = 0.1
 
 
+def parse_size(text: str) -> float:
+    """Bytes in a size such as ``1.5G`` or ``800M`` (the engine's ``--max-memory`` syntax)."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    text = text.strip().upper().rstrip("B")
+    return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+
+
 def _voxels(shape) -> int:
     return int(shape[0]) * int(shape[1]) * int(shape[2])
 
@@ -35,6 +42,14 @@ def segment_section(rows: list[dict]) -> list[str]:
             ratio(r["seconds"], first["seconds"]) if first and r["ok"] else "–", r.get("device") or "–"])
     lines += table(["case", "input", "working grid", "mode", "precision", "whole command", "in-process",
                     "peak RSS", "growth", "device"], table_rows) + [""]
+    budgets = [r for r in rows if r["mode"].startswith("budget") and r["ok"]]
+    if budgets:
+        lines += ["With `--max-memory` the engine picks the sliding window itself from its memory plan "
+                  "(`distillseg/oneshot/memory_plan.py`); measured peak vs the budget:", ""]
+        lines += table(["case", "budget", "peak RSS", "within budget"], [
+            [r["case"], r["mode"].split()[-1], fmt(r["peak_rss_mb"] / 1024, 2, " GB"),
+             "yes" if r["peak_rss_mb"] * 2**20 <= parse_size(r["mode"].split()[-1]) else "NO"] for r in budgets])
+        lines += [""]
     ct = [r for r in rows if r["case"].startswith("CT") and r["ok"]]
     if ct:
         best = min(ct, key=lambda r: r["peak_rss_mb"])
@@ -50,7 +65,9 @@ def train_section(rows: list[dict]) -> list[str]:
     lines = ["## 2. Training step time and memory (measured, CPU)", "",
              "`distillseg oneshot train` on the OASIS → vxm brains; step time = median of the steps after the "
              "first (from the engine's progress events); peak RSS per stage sampled every 50 ms (the preparation "
-             "and pre-alignment are in `start`/`prealign`).", ""]
+             "and pre-alignment are in `start`/`prealign`). The 1 mm runs get `--max-memory` = the cap, so the "
+             "engine's own memory plan decides whether they start (exit 3 = refused up front); runs with "
+             "checkpointing skip the augmenter stage (checkpointing concerns the teacher and student only).", ""]
     table_rows = []
     for r in rows:
         peaks = r.get("stage_peaks_mb", {})

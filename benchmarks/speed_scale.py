@@ -3,12 +3,15 @@
 1. **Segment cost at 3 sizes**: the whole ``distillseg oneshot segment`` command (time, peak memory of the process)
    on a 2 mm brain (80×96×112), a 1 mm brain (160×192×224) — each with a model whose working grid is the scan's own
    (``--spacing atlas``) — and a 512×512×300 CT-like volume (the spine CT resampled, HU-like int16) with a model at
-   ``--spacing auto``; whole grid (bf16 autocast and fp32) vs sliding window. The models come from a minimal training
-   (no augmenter steps, one student step on a small patch): weights do not change the cost of a forward pass.
+   ``--spacing auto``; whole grid (bf16 autocast and fp32) vs sliding window, and with ``--max-memory`` (the engine
+   picks the window from its memory plan; the report checks the measured peak against the budget). The models come
+   from a minimal training (no augmenter steps, one student step on a small patch): weights do not change the cost
+   of a forward pass.
 2. **Training steps**: ``distillseg oneshot train`` on the OASIS → vxm brains at 2 mm and at full size (1 mm), fp32 /
    bf16 autocast, with and without ``--checkpointing``: median seconds per augmenter and student step, and the
-   process's peak memory in each stage. A 1 mm setting whose memory, extrapolated from 2 mm (× 8 voxels), would not
-   fit under ``--train-cap-gb`` is not run (the table says so and gives the extrapolation).
+   process's peak memory in each stage. The 1 mm runs get ``--max-memory`` = ``--train-cap-gb``, so the engine's own
+   plan refuses what would not fit (without that option in the engine: a 1 mm setting whose memory, extrapolated
+   from 2 mm × 8, exceeds the cap is not run); an address-space limit on the child is the backstop.
 3. **DDP throughput**: the same 2 mm training with one process (2 threads) and with
    ``torchrun --standalone --nproc_per_node=2`` (gloo, 1 thread each), same global batch.
 4. **GPU plan (estimates, not measurements)**: FLOPs, saved activations and memory traffic counted on the real
@@ -97,12 +100,12 @@ def prepare_cases(data: Path, work: Path) -> list[dict] | None:
     return [
         {"name": "brain 2 mm", "atlas": folder / "oasis_2mm.nii.gz", "labels": folder / "oasis_2mm_seg35.nii.gz",
          "unlabeled": folder / "vxm_2mm.nii.gz", "input": folder / "vxm_2mm.nii.gz", "spacing": "atlas",
-         "window": (64, 64, 64)},
+         "window": (64, 64, 64), "budget": "1G"},
         {"name": "brain 1 mm", "atlas": oasis, "labels": seg35, "unlabeled": vxm, "input": vxm, "spacing": "atlas",
-         "window": (96, 96, 96)},
+         "window": (96, 96, 96), "budget": "1.5G"},
         {"name": "CT 512×512×300", "atlas": folder / "ct_512x512x300.nii.gz",
          "labels": folder / "ct_512x512x300_labels.nii.gz", "unlabeled": folder / "ct_512x512x300.nii.gz",
-         "input": folder / "ct_512x512x300.nii.gz", "spacing": "auto", "window": (96, 96, 96)},
+         "input": folder / "ct_512x512x300.nii.gz", "spacing": "auto", "window": (96, 96, 96), "budget": "6G"},
     ]
 
 
@@ -113,7 +116,7 @@ def _shape(path: Path) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------- measurements
-def segment_costs(cases: list[dict], work: Path, threads: int, smoke: bool) -> list[dict]:
+def segment_costs(cases: list[dict], work: Path, threads: int, smoke: bool, options: dict) -> list[dict]:
     rows = []
     for case in cases:
         model = work / "models" / case["name"].replace(" ", "_").replace("×", "x")
@@ -125,6 +128,8 @@ def segment_costs(cases: list[dict], work: Path, threads: int, smoke: bool) -> l
         modes = [("whole grid", "auto", []), ("whole grid", "fp32", []),
                  ("sliding window " + "×".join(map(str, case["window"])), "auto",
                   ["--sliding-window", *case["window"]])]
+        if options["segment"].get("--max-memory"):  # the window the engine picks itself from a memory budget
+            modes.append((f"budget --max-memory {case['budget']}", "auto", ["--max-memory", case["budget"]]))
         for mode, precision, extra in modes[:1] if smoke else modes:
             output = work / "segmentations" / f"{model.name}.nii.gz"
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -141,7 +146,8 @@ def segment_costs(cases: list[dict], work: Path, threads: int, smoke: bool) -> l
     return rows
 
 
-def training_steps(data: Path, work: Path, threads: int, steps: int, cap_gb: float, smoke: bool) -> list[dict]:
+def training_steps(data: Path, work: Path, threads: int, steps: int, cap_gb: float, smoke: bool,
+                   options: dict) -> list[dict]:
     brain = data / "brain"
     common = ["--atlas", brain / "oasis_example_aligned_norm.nii.gz",
               "--atlas-labels", brain / "oasis_example_aligned_seg35.nii.gz",
@@ -152,11 +158,14 @@ def training_steps(data: Path, work: Path, threads: int, steps: int, cap_gb: flo
         resolution = "1 mm" if spacing == "atlas" else "2 mm"
         row = {"resolution": resolution, "precision": precision, "checkpointing": checkpointing}
         augmenter_steps = 0 if checkpointing else steps  # checkpointing concerns the teacher and student only
+        budget = []
         if spacing == "atlas":
             small = at_2mm.get((precision, checkpointing), {})
             extrapolated = 8 * max(small.get("stage_peaks_mb", {}).values(), default=0) / 1024
             row["extrapolated_peak_gb"] = round(extrapolated, 1)
-            if not small or extrapolated > cap_gb:
+            if options["train"].get("--max-memory"):
+                budget = ["--max-memory", f"{cap_gb:g}G"]  # the engine's plan decides; RLIMIT_AS is the backstop
+            elif not small or extrapolated > cap_gb:
                 rows.append({**row, "ok": False, "error": f"not run: extrapolated from 2 mm ({extrapolated:.1f} GB) "
                                                          f"exceeds the {cap_gb:g} GB cap for this shared machine"})
                 continue
@@ -164,7 +173,7 @@ def training_steps(data: Path, work: Path, threads: int, steps: int, cap_gb: flo
         shutil.rmtree(out, ignore_errors=True)
         run = distillseg("train", *common, "--out", out, "--spacing", spacing, "--precision", precision,
                          "--augmenter-iterations", augmenter_steps, *(["--checkpointing"] if checkpointing else []),
-                         threads=threads, check=False, address_space_limit=int((cap_gb + 4) * GB))
+                         *budget, threads=threads, check=False, address_space_limit=int((cap_gb + 2) * GB))
         row.update({**run.summary(), "ok": run.returncode == 0, "error": run.error if run.returncode else None,
                     "augmenter_step_s": _median(run.step_seconds("augmenter")),
                     "distill_step_s": _median(run.step_seconds("distill")),
@@ -265,11 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         if key in previous:
             result[key] = previous[key]
     # The longest part last; the report is rewritten after every part, so a stopped run keeps what it measured.
-    steps = [("segment", lambda: segment_costs(cases, args.work, args.threads, args.smoke)),
+    steps = [("segment", lambda: segment_costs(cases, args.work, args.threads, args.smoke,
+                                               result["engine_options"])),
              ("gpu", lambda: network_figures(36)),
              ("ddp", lambda: ddp_throughput(args.data, args.work, args.train_steps, args.smoke)),
              ("train", lambda: training_steps(args.data, args.work, args.threads, args.train_steps,
-                                              args.train_cap_gb, args.smoke))]
+                                              args.train_cap_gb, args.smoke, result["engine_options"]))]
     for part, measure in steps:
         if part in parts:
             result["network_figures" if part == "gpu" else part] = measure()

@@ -105,7 +105,7 @@ def test_speed_report_labels_gpu_figures_as_estimates(tmp_path):
                 "ok": True, "error": None, "device": "cpu (2 threads)"}
                for case, shape, seconds in (("brain 2 mm", [80, 96, 112], 3.0), ("brain 1 mm", [160, 192, 224], 9.0),
                                             ("CT 512×512×300", [512, 512, 300], 5.0))
-               for mode in ("whole grid", "sliding window 96×96×96")]
+               for mode in ("whole grid", "sliding window 96×96×96", "budget --max-memory 6G")]
     train = [{"resolution": "1 mm", "precision": "fp32", "checkpointing": False, "ok": False,
               "error": "not run: extrapolated", "extrapolated_peak_gb": 30.0},
              {"resolution": "2 mm", "precision": "bf16", "checkpointing": True, "ok": True, "error": None,
@@ -121,6 +121,7 @@ def test_speed_report_labels_gpu_figures_as_estimates(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "ESTIMATES ON PAPER, NOT MEASUREMENTS" in report
     assert "within 6 GB RAM — met" in report  # the CT's 5 GB
+    assert "| CT 512×512×300 | 6G | 4.88 GB | yes |" in report and "| brain 1 mm | 6G | 8.79 GB | NO |" in report
     assert "no `--max-memory`" in report
     assert (tmp_path / "segment_cost.png").stat().st_size > 1000
 
