@@ -91,12 +91,15 @@ def ddp_section(rows: list[dict]) -> list[str]:
              "`torchrun --standalone --nproc_per_node=2 -m distillseg oneshot train …` with 1 thread each. On 2 "
              "cores the processes share the same cores, so this shows DDP's overhead, not a speed-up; on a "
              "multi-GPU server each process has its own device.", ""]
+    single = next((r for r in rows if r["processes"] == 1 and r["ok"]), {})
     table_rows = [[r["processes"], r["threads_each"], r["backend"], fmt(r.get("augmenter_step_s"), 2, " s"),
                    fmt(r.get("augmenter_pairs_per_s"), 3), fmt(r.get("distill_step_s"), 2, " s"),
-                   fmt(r.get("distill_samples_per_s"), 3), fmt(r["peak_tree_rss_mb"] / 1024, 2, " GB"),
-                   "ok" if r["ok"] else r["error"]] for r in rows]
+                   fmt(r.get("distill_samples_per_s"), 3),
+                   ratio(r.get("distill_samples_per_s"), single.get("distill_samples_per_s"), 2),
+                   fmt(r["peak_tree_rss_mb"] / 1024, 2, " GB"), "ok" if r["ok"] else r["error"]] for r in rows]
     lines += table(["processes", "threads each", "backend", "augmenter step", "pairs/s", "student step",
-                    "samples/s", "peak RSS (all processes)", "status"], table_rows) + [""]
+                    "samples/s", "student throughput vs 1 process", "peak RSS (all processes)", "status"],
+                   table_rows) + [""]
     return lines
 
 
