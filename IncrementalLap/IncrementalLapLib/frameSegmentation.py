@@ -1,0 +1,140 @@
+"""Segment frames with an IncrementalLap model: the current frame, a selection of frames, or every frame of a
+sequence (into a segmentation sequence).
+
+The frames are written as PNGs into a temporary folder, one ``lap segment`` job segments the whole folder, and each
+index PNG comes back onto its frame's exact grid. Segments get the model's names and colours; a structure's
+segment ID follows its class value (``Label_<value>`` in a new segmentation, the tagged segment in an existing one,
+see ``OneShotSegLib.segmentLabels``), and class values are never renumbered by the engine, so a later model version
+updates the same segments and only adds segments for the structures it learned.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from OneShotSegLib import segmentLabels
+from OneShotSegLib.engine import engineEnvironment
+from OneShotSegLib.jobRunner import EngineJob
+from OneShotSegLib.modelStore import ModelInfo
+
+from . import frameSequences, frameVolumes
+from .lapJobs import METHOD, segmentCommand
+
+SEGMENTED_FRAME_ATTRIBUTE = "IncrementalLap.SegmentedFrame"  # on segmentations this module made: the frame's ID
+MODEL_ATTRIBUTE = "IncrementalLap.Model"
+
+
+class FrameSegmentationError(Exception):
+    """Frames that cannot be segmented as asked, as one sentence."""
+
+
+@dataclass
+class FrameSegmentationJob:
+    """Frames being segmented by one model: ``frames`` are ``(key, frame node)`` pairs (key = the sequence index
+    value, or the position in a selection), written as ``<folder>/frames/frame<NNNN>.png``."""
+
+    model: ModelInfo
+    frames: list[tuple[str, object]]
+    folder: Path
+    job: EngineJob
+    browserNode: object = None
+    frameFiles: list[Path] = field(default_factory=list)
+
+    def labelFile(self, position: int) -> Path:
+        return self.folder / "labels" / f"{self.frameFiles[position].stem}.png"
+
+
+def startFrameSegmentation(model: ModelInfo, frames: list[tuple[str, object]], folder: str | Path,
+                           device: str = "auto", environment: dict | None = None, onEvent=None,
+                           browserNode=None) -> FrameSegmentationJob:
+    """Write the frames and start ``distillseg lap segment`` on them; returns at once."""
+    if model.method != METHOD:
+        raise FrameSegmentationError(f"Model '{model.name}' is not an IncrementalLap model.")
+    if not frames:
+        raise FrameSegmentationError("Select at least one frame to segment.")
+    folder = Path(folder)
+    framesFolder = folder / "frames"
+    framesFolder.mkdir(parents=True, exist_ok=True)
+    files = [frameVolumes.writeFrameFile(node, framesFolder / f"frame{position:05d}.png")
+             for position, (_, node) in enumerate(frames)]
+    command = segmentCommand(model.path, framesFolder, folder / "labels", device)
+    job = EngineJob(command, engineEnvironment(environment), onEvent=onEvent).start()
+    return FrameSegmentationJob(model, list(frames), folder, job, browserNode, files)
+
+
+def startSequenceSegmentation(model: ModelInfo, browserNode, folder: str | Path, device: str = "auto",
+                              environment: dict | None = None, onEvent=None) -> FrameSegmentationJob:
+    """Every frame of the browser's frame sequence."""
+    frames = frameSequences.framesOfSequence(frameSequences.masterFrameSequence(browserNode))
+    return startFrameSegmentation(model, frames, folder, device, environment, onEvent, browserNode)
+
+
+def segmentationMadeFor(frameNode):
+    """The segmentation this module made earlier for ``frameNode`` (to update in place), or None."""
+    scene = frameNode.GetScene()
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLSegmentationNode")
+        if node.GetAttribute(SEGMENTED_FRAME_ATTRIBUTE) == frameNode.GetID():
+            return node
+    return None
+
+
+def importFrameLabels(segmentation: FrameSegmentationJob, position: int, segmentationNode, scene) -> dict[int, str]:
+    """Write frame ``position``'s engine labels into ``segmentationNode``; returns class value -> segment ID."""
+    frameNode = segmentation.frames[position][1]
+    labelmapNode = frameVolumes.readLabelsOnFrame(segmentation.labelFile(position), frameNode, scene=scene)
+    try:
+        return segmentLabels.importLabelmap(labelmapNode, segmentation.model.labels, segmentationNode)
+    finally:
+        scene.RemoveNode(labelmapNode)
+
+
+def finishIntoSegmentations(segmentation: FrameSegmentationJob, targets: list | None = None) -> list:
+    """One segmentation per frame: ``targets[i]`` if given (updated in place), else the one made earlier for that
+    frame, else a new one named after the frame and the model. The temporary folder is removed."""
+    nodes = []
+    try:
+        for position, (_, frameNode) in enumerate(segmentation.frames):
+            scene = frameNode.GetScene()
+            node = (targets[position] if targets and position < len(targets) else None) or \
+                segmentationMadeFor(frameNode)
+            if node is None:
+                node = segmentLabels.newSegmentationFor(frameNode, f"{frameNode.GetName()} segmentation")
+                node.SetAttribute(SEGMENTED_FRAME_ATTRIBUTE, frameNode.GetID())
+            node.SetAttribute(MODEL_ATTRIBUTE, segmentation.model.name)
+            importFrameLabels(segmentation, position, node, scene)
+            nodes.append(node)
+    finally:
+        shutil.rmtree(segmentation.folder, ignore_errors=True)
+    return nodes
+
+
+def finishIntoSequence(segmentation: FrameSegmentationJob, sequencesLogic=None):
+    """Every frame's segmentation recorded into the segmentation sequence the browser plays (created and
+    synchronised if there is none; frames already there are updated in place, keeping their segment IDs)."""
+    browserNode = segmentation.browserNode
+    scene = browserNode.GetScene()
+    existing = frameSequences.findSegmentationSequence(browserNode)
+    frameSequence = frameSequences.masterFrameSequence(browserNode)
+    byIndex = {}
+    try:
+        for position, (indexValue, frameNode) in enumerate(segmentation.frames):
+            node = frameSequences.segmentationForFrame(scene, frameNode, f"{frameSequence.GetName()} segmentation")
+            earlier = existing.GetDataNodeAtValue(indexValue, True) if existing is not None else None
+            if earlier is not None:
+                node.Copy(earlier)  # the earlier segments (and IDs) first, then the model's structures over them
+            importFrameLabels(segmentation, position, node, scene)
+            byIndex[indexValue] = node
+        sequenceNode = frameSequences.recordSegmentationSequence(
+            scene, browserNode, byIndex, f"{frameSequence.GetName()} segmentation", sequencesLogic, existing)
+        sequenceNode.SetAttribute(MODEL_ATTRIBUTE, segmentation.model.name)
+    except BaseException:
+        for node in byIndex.values():
+            if node.GetScene() is scene:
+                scene.RemoveNode(node)
+        raise
+    finally:
+        shutil.rmtree(segmentation.folder, ignore_errors=True)
+    return sequenceNode

@@ -1,0 +1,260 @@
+"""The IncrementalLap module's jobs driven from its parameters: segment frames, learn new structures (scores before
+and after on the frames marked for checking), restore an earlier version. One job at a time; Qt-free, so the module
+logic is a thin shell around it and it is tested on a headless scene.
+
+``parameters`` is the module's parameter node (or any object with the same attributes): ``selectedModel``,
+``inputFrame``, ``outputSegmentation``, ``selectedFrames``, ``sequenceBrowser``, ``trainingSegmentations``,
+``trainingSequenceBrowser``, ``checkSegmentations``, ``newStructures``, ``newModelName``, ``iterations``,
+``diffusionIterations``, ``device``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from OneShotSegLib.engine import engineEnvironment
+from OneShotSegLib.modelStore import ModelInfo, ModelStore
+
+from . import annotatedFrames, frameSegmentation, lapJobs
+from .lapJobs import METHOD, JobChain, LearningOptions
+
+CHECK_BEFORE_REPORT = "check_before.json"  # written into the new model's folder (the engine ignores other files)
+CHECK_AFTER_REPORT = "check_after.json"
+_STEP_SUFFIX = " step "
+
+
+class LapJobError(Exception):
+    """A job that cannot start as asked, as one sentence for the user."""
+
+
+@dataclass
+class LapJobOutcome:
+    """What a finished job produced: a model (learning, restore) or segmentation nodes / a segmentation sequence."""
+
+    kind: str  # "learning", "restore" or "segmentation"
+    modelName: str
+    nodes: list = field(default_factory=list)
+
+
+@dataclass
+class ScoreRow:
+    """One structure's IoU and Dice on the check frames before and after a learning step (None: not scored)."""
+
+    structure: str
+    iouBefore: float | None = None
+    iouAfter: float | None = None
+    diceBefore: float | None = None
+    diceAfter: float | None = None
+
+
+def jobsFolder(store: ModelStore) -> Path:
+    """Where a job's collected frames wait while it runs: ``<store>/../jobs/lap``."""
+    return store.folder.parent / "jobs" / METHOD
+
+
+def structureList(text: str) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+def versionRoot(name: str) -> str:
+    """``"lap model step 2"`` -> ``"lap model"``: the name later versions are numbered from."""
+    head, separator, tail = name.rpartition(_STEP_SUFFIX)
+    return head if separator and tail.split(" ")[0].isdigit() else name
+
+
+def modelSteps(model: ModelInfo) -> list[tuple[int, str]]:
+    """``(step, description)`` of every version a model holds (restorable with ``lap restore``), oldest first."""
+    added = {int(entry.get("step", -1)): entry.get("classes_added", []) for entry in model.manifest.get("history", [])}
+    steps = sorted({int(v["step"]) for v in model.manifest.get("versions", [])} | {int(model.manifest.get("step", 0))})
+    return [(step, f"step {step}: " + (", ".join(added.get(step, [])) or "?")) for step in steps]
+
+
+def _readReport(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("per_class", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def checkScores(model: ModelInfo) -> list[ScoreRow]:
+    """Scores on the check frames of the learning step that made ``model`` (empty if none were marked)."""
+    before, after = _readReport(model.path / CHECK_BEFORE_REPORT), _readReport(model.path / CHECK_AFTER_REPORT)
+    rows = []
+    for name in list(after) + [n for n in before if n not in after]:
+        old, new = before.get(name) or {}, after.get(name) or {}
+        rows.append(ScoreRow(name, old.get("iou"), new.get("iou"), old.get("dice"), new.get("dice")))
+    return rows
+
+
+class LapJobControl:
+    """One IncrementalLap job at a time for a module (or a script), on one model store."""
+
+    def __init__(self, storeFolder: str | Path | None = None):
+        self.store = ModelStore(METHOD, storeFolder)
+        self.job = None
+        self._finish = None
+        self._abandon = None
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def _selectedModel(self, parameters) -> ModelInfo:
+        if not parameters.selectedModel:
+            raise LapJobError("Select a model first (import one, or learn a first model from annotated frames).")
+        return self.store.model(parameters.selectedModel)
+
+    # ------------------------------------------------------------------------------------------------ segment
+    def startSegmentation(self, parameters, what: str, folder: str | Path, environment: dict | None = None,
+                          sequencesLogic=None):
+        """Segment ``what``: ``"current"`` (``inputFrame`` into ``outputSegmentation``, new if None),
+        ``"selected"`` (``selectedFrames``, one segmentation each) or ``"sequence"`` (every frame of
+        ``sequenceBrowser`` into a segmentation sequence). Temporary files go to ``folder``."""
+        model = self._selectedModel(parameters)
+        device = parameters.device
+        if what == "sequence":
+            if parameters.sequenceBrowser is None:
+                raise LapJobError("Select the sequence (its browser) whose frames to segment.")
+            segmentation = frameSegmentation.startSequenceSegmentation(model, parameters.sequenceBrowser, folder,
+                                                                       device, environment)
+        else:
+            nodes = [parameters.inputFrame] if what == "current" else list(parameters.selectedFrames)
+            nodes = [node for node in nodes if node is not None]
+            if not nodes:
+                raise LapJobError("Select the frame(s) to segment.")
+            segmentation = frameSegmentation.startFrameSegmentation(
+                model, [(str(i), node) for i, node in enumerate(nodes)], folder, device, environment)
+        self.job = segmentation.job
+
+        def finish() -> LapJobOutcome:
+            if what == "sequence":
+                nodes = [frameSegmentation.finishIntoSequence(segmentation, sequencesLogic)]
+            elif what == "current":
+                nodes = frameSegmentation.finishIntoSegmentations(segmentation, [parameters.outputSegmentation])
+                parameters.outputSegmentation = nodes[0]
+            else:
+                nodes = frameSegmentation.finishIntoSegmentations(segmentation)
+            return LapJobOutcome("segmentation", model.name, nodes)
+
+        self._finish = finish
+        self._abandon = lambda: shutil.rmtree(segmentation.folder, ignore_errors=True)
+        return self.job
+
+    # ------------------------------------------------------------------------------------------------ learn
+    def annotatedFrames(self, segmentations, browserNode=None) -> list:
+        frames = annotatedFrames.annotatedFramesFromSegmentations(segmentations)
+        if browserNode is not None:
+            frames += annotatedFrames.annotatedFramesFromSequence(browserNode)
+        return frames
+
+    def structuresToLearn(self, parameters, frames) -> list[str]:
+        """The names typed in ``newStructures``, else every annotated structure the model does not know yet."""
+        known = set()
+        if parameters.selectedModel:
+            known = {entry.name.strip().lower() for entry in self._selectedModel(parameters).labels.entries}
+        typed = structureList(parameters.newStructures)
+        for name in typed:
+            if name.lower() in known:
+                raise LapJobError(f"The model already knows '{name}'; name only structures it does not know yet.")
+        structures = typed or [n for n in annotatedFrames.structureNames(frames) if n.lower() not in known]
+        if not structures:
+            raise LapJobError("The annotated frames show no structure the model does not know yet: add a segment "
+                              "for each new structure (named as it should be called) and paint it.")
+        return structures
+
+    def startLearning(self, parameters, options: LearningOptions | None = None, environment: dict | None = None
+                      ) -> JobChain:
+        """Collect the annotated frames (new structures only) and start ``lap learn`` (``lap train`` when no
+        model is selected), then ``lap evaluate`` of the previous and the new version on the check frames."""
+        options = options or LearningOptions(iterations=parameters.iterations,
+                                             diffusionIterations=parameters.diffusionIterations,
+                                             device=parameters.device)
+        model = self._selectedModel(parameters) if parameters.selectedModel else None
+        frames = self.annotatedFrames(parameters.trainingSegmentations, parameters.trainingSequenceBrowser)
+        structures = self.structuresToLearn(parameters, frames)
+        step = int(model.manifest.get("step", 0)) + 1 if model else 0
+        defaultName = f"{versionRoot(model.name)}{_STEP_SUFFIX}{step}" if model else "lap model"
+        name = self.store.uniqueName(parameters.newModelName.strip() or defaultName)
+        work = jobsFolder(self.store) / name
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            training = annotatedFrames.collectFrames(frames, work / "training", structures)
+            annotatedFrames.requireEveryStructurePainted(training)
+            steps = [("learning" if model else "training a first model",
+                      lapJobs.learnCommand(model.path, training.folder, structures, self.store.modelPath(name),
+                                           options) if model else
+                      lapJobs.trainCommand(training.folder, structures, self.store.modelPath(name), options))]
+            steps += self._checkSteps(parameters, model, structures, work / "check", name, options.device)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        self.store.ensureFolder()
+        parameters.newModelName = name
+        self.job = JobChain(steps, engineEnvironment(environment)).start()
+
+        def finish() -> LapJobOutcome:
+            shutil.rmtree(work, ignore_errors=True)
+            parameters.selectedModel = name
+            return LapJobOutcome("learning", name)
+
+        def abandon() -> None:  # the collected frames and a cancelled run's checkpoint (no Resume is offered)
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(self.store.checkpointPath(name), ignore_errors=True)
+
+        self._finish, self._abandon = finish, abandon
+        return self.job
+
+    def _checkSteps(self, parameters, model, structures, folder, name, device) -> list:
+        """``lap evaluate`` of the previous and the new version on the check frames, for the structures each knows
+        that the check frames annotate."""
+        checks = [node for node in (parameters.checkSegmentations or []) if node is not None]
+        if not checks:
+            return []
+        collected = annotatedFrames.collectFrames(annotatedFrames.annotatedFramesFromSegmentations(checks), folder)
+        annotated = {s.lower(): s for s in collected.structures}
+        newFolder = self.store.modelPath(name)
+        known = [e.name for e in model.labels.entries] if model else []
+        steps = []
+        before = [annotated[n.lower()] for n in known if n.lower() in annotated]
+        if model and before:
+            steps.append(("scoring the previous version", lapJobs.evaluateCommand(
+                model.path, folder, before, newFolder / CHECK_BEFORE_REPORT, device)))
+        after = [annotated[n.lower()] for n in known + structures if n.lower() in annotated]
+        if not after:
+            raise LapJobError("The frames marked for checking annotate none of the model's structures; paint some "
+                              "of them (with the model's names) or unmark the frames.")
+        steps.append(("scoring the new version", lapJobs.evaluateCommand(
+            newFolder, folder, after, newFolder / CHECK_AFTER_REPORT, device)))
+        return steps
+
+    # ------------------------------------------------------------------------------------------------ versions
+    def startRestore(self, parameters, step: int, environment: dict | None = None):
+        """Write the selected model's version after ``step`` as a model of its own (``lap restore``)."""
+        model = self._selectedModel(parameters)
+        if step not in [s for s, _ in modelSteps(model)]:
+            raise LapJobError(f"Model '{model.name}' has no version of step {step}.")
+        name = self.store.uniqueName(f"{versionRoot(model.name)}{_STEP_SUFFIX}{step} restored")
+        self.job = JobChain([("restoring", lapJobs.restoreCommand(model.path, step, self.store.modelPath(name)))],
+                            engineEnvironment(environment)).start()
+
+        def finish() -> LapJobOutcome:
+            parameters.selectedModel = name
+            return LapJobOutcome("restore", name)
+
+        self._finish, self._abandon = finish, None
+        return self.job
+
+    # ------------------------------------------------------------------------------------------------ end of a job
+    def finishJob(self) -> LapJobOutcome:
+        """Bring a successful job's result into the scene / model list."""
+        finish, self._finish, self._abandon = self._finish, None, None
+        return finish()
+
+    def abandonJob(self) -> None:
+        """Forget a failed or cancelled job and remove what it left."""
+        abandon, self._finish, self._abandon = self._abandon, None, None
+        if abandon is not None:
+            abandon()

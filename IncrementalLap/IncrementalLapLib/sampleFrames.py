@@ -1,0 +1,147 @@
+"""The IncrementalLap story on generated frames, for the module's self-test and the pytest suite (nothing is
+downloaded): SYNTHETIC laparoscopic-looking frames from ``distillseg lap demo-data``, a tiny base model of two
+structures from patient 01, frames of patient 03 segmented with it, patient 02's frames annotated for one new
+structure, one learning step through the job runner with patient 03's frames marked for checking, and the same
+frame segmented again with the new version into the same segmentation.
+
+The frames are generated pictures, not laparoscopic images; the models trained here are far too small to segment
+well: the story checks the plumbing (names, colours, segment IDs, grids, versions, scores), not accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import vtk
+
+import slicer
+
+from OneShotSegLib import segmentLabels
+from OneShotSegLib.engine import engineEnvironment
+from OneShotSegLib.jobRunner import SUCCEEDED, EngineJob
+from OneShotSegLib.modelStore import ModelInfo, ModelStore
+
+from . import frameVolumes, lapJobs
+from .lapJobControl import LapJobControl, checkScores
+from .lapJobs import LearningOptions
+
+FRAME_SIZE = (64, 80)  # height, width of the generated frames
+PATIENTS, FRAMES_PER_PATIENT = 3, 2
+BASE_STRUCTURES = ["liver", "colon"]  # both visible in patient 01's frames of the seed-0 demo data
+BASE_PATIENT, NEW_PATIENT, CHECK_PATIENT = "01", "02", "03"
+NEW_STRUCTURE = "stomach"  # visible in one of patient 02's two frames, absent from the other
+# A few iterations on a 64x64 working grid: minutes would be needed to segment well, seconds check the plumbing.
+SELF_TEST_OPTIONS = dict(iterations=3, diffusionIterations=2, device="cpu", precision="fp32", batchSize=4,
+                         sampleSteps=2, replay=2, workingSize=(64, 64), checkpointEvery=50)
+
+
+def waitFor(job, pump=None, timeoutSeconds: float = 600.0, interval: float = 0.1):
+    """Follow a job (or job chain) until it ends; ``pump`` (e.g. ``slicer.app.processEvents``) keeps a GUI alive."""
+    deadline = time.monotonic() + timeoutSeconds
+    while job.running:
+        job.poll()
+        if pump is not None:
+            pump()
+        if time.monotonic() > deadline:
+            job.cancel()
+            job.wait(30)
+            raise TimeoutError(f"The engine job did not finish within {timeoutSeconds:.0f} s.")
+        time.sleep(interval)
+    if job.state != SUCCEEDED:
+        raise RuntimeError(f"Engine job {job.state}: {job.errorMessage}")
+    return job
+
+
+def generateFrames(folder: str | Path, pump=None, environment: dict | None = None) -> Path:
+    """SYNTHETIC demo frames (DSAD layout, ``SYNTHETIC_DATA.txt`` marker) written by the engine into ``folder``."""
+    command = lapJobs.demoDataCommand(Path(folder), PATIENTS, FRAMES_PER_PATIENT, FRAME_SIZE)
+    waitFor(EngineJob(command, engineEnvironment(environment)).start(), pump)
+    return Path(folder)
+
+
+def trainBaseModel(store: ModelStore, framesFolder: Path, name: str, options: LearningOptions, pump=None,
+                   environment: dict | None = None) -> ModelInfo:
+    """A first model of ``BASE_STRUCTURES`` from patient 01's frames (``lap train`` through the job runner)."""
+    command = lapJobs.trainCommand(framesFolder, BASE_STRUCTURES, store.modelPath(name), options)
+    command += ["--patients", BASE_PATIENT]
+    store.ensureFolder()
+    waitFor(EngineJob(command, engineEnvironment(environment)).start(), pump)
+    return store.model(name)
+
+
+def loadPatientFrames(scene, framesFolder: Path, patient: str, structures: list[str]) -> list[tuple]:
+    """Patient ``patient``'s frames as vector volumes, each with a segmentation painted from the demo data's true
+    masks of ``structures`` (what a user would paint in the Segment Editor); ``(frame node, segmentation)``."""
+    pairs = []
+    for imagePath in sorted((Path(framesFolder) / "multilabel" / patient).glob("image*.png")):
+        frameNode = frameVolumes.loadFrame(imagePath, scene, f"patient {patient} {imagePath.stem}", patient)
+        segmentationNode = segmentLabels.newSegmentationFor(frameNode, f"{frameNode.GetName()} annotation")
+        segmentation = segmentationNode.GetSegmentation()
+        for structure in structures:
+            mask = frameVolumes.read_mask(imagePath.with_name(f"mask{imagePath.stem[5:]}_{structure}.png")) > 0
+            segmentId = segmentation.AddEmptySegment(structure, structure)
+            labelmapNode = frameVolumes.labelmapOnFrame(mask.astype(np.uint8), frameNode)
+            try:
+                _paint(segmentationNode, segmentId, labelmapNode)
+            finally:
+                scene.RemoveNode(labelmapNode)
+        pairs.append((frameNode, segmentationNode))
+    return pairs
+
+
+def _paint(segmentationNode, segmentId, labelmapNode) -> None:
+    """Set a segment from a 0/1 labelmap node (empty masks leave the segment empty: "not visible here")."""
+    if slicer.util.arrayFromVolume(labelmapNode).any():
+        ids = vtk.vtkStringArray()
+        ids.InsertNextValue(segmentId)
+        slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode, ids)
+
+
+@dataclass
+class StoryResult:
+    """What the story produced, for the checks of a self-test."""
+
+    baseModel: ModelInfo
+    newModel: ModelInfo
+    checkFrame: object
+    segmentationNode: object
+    idsBefore: dict[str, str] = field(default_factory=dict)  # structure name -> segment ID after the base model
+    idsAfter: dict[str, str] = field(default_factory=dict)   # ... after the new version, same segmentation node
+    scores: list = field(default_factory=list)
+
+
+def segmentIdsByName(segmentationNode) -> dict[str, str]:
+    segmentation = segmentationNode.GetSegmentation()
+    return {segmentation.GetSegment(i).GetName(): i for i in segmentLabels.segmentIds(segmentationNode)}
+
+
+def runStory(scene, store: ModelStore, workFolder: str | Path, options: LearningOptions | None = None, pump=None,
+             environment: dict | None = None) -> StoryResult:
+    """The whole story on generated frames (see the module docstring); every engine call goes through the job
+    runner and the module logic's job control, as the module runs them."""
+    options = options or LearningOptions(**SELF_TEST_OPTIONS)
+    workFolder = Path(workFolder)
+    framesFolder = generateFrames(workFolder / "demo frames", pump, environment)
+    base = trainBaseModel(store, framesFolder, "lap sample", options, pump, environment)
+    control = LapJobControl(store.folder)
+    check = loadPatientFrames(scene, framesFolder, CHECK_PATIENT, BASE_STRUCTURES + [NEW_STRUCTURE])
+    training = loadPatientFrames(scene, framesFolder, NEW_PATIENT, [NEW_STRUCTURE])
+    checkFrame = check[0][0]
+    parameters = SimpleNamespace(
+        selectedModel=base.name, inputFrame=checkFrame, outputSegmentation=None, selectedFrames=[],
+        sequenceBrowser=None, trainingSegmentations=[s for _, s in training], trainingSequenceBrowser=None,
+        checkSegmentations=[s for _, s in check], newStructures="", newModelName="", iterations=None,
+        diffusionIterations=None, device=options.device)
+    waitFor(control.startSegmentation(parameters, "current", workFolder / "segment", environment), pump)
+    segmentationNode = control.finishJob().nodes[0]
+    idsBefore = segmentIdsByName(segmentationNode)
+    waitFor(control.startLearning(parameters, options, environment), pump)
+    newModel = store.model(control.finishJob().modelName)
+    waitFor(control.startSegmentation(parameters, "current", workFolder / "segment again", environment), pump)
+    control.finishJob()
+    return StoryResult(base, newModel, checkFrame, segmentationNode, idsBefore, segmentIdsByName(segmentationNode),
+                       checkScores(newModel))
