@@ -1,4 +1,5 @@
-"""Hidden module that registers the "One-shot" Segment Editor effect at startup (Slicer's scripted-effect shape)."""
+"""Hidden module that registers the extension's Segment Editor effects at startup (Slicer's scripted-effect shape):
+"One-shot" (3D scans, OneShotSeg models) and "Laparoscopic" (RGB frames, IncrementalLap models)."""
 
 import os
 
@@ -11,27 +12,29 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 class SegmentEditorOneShotSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("Segment Editor One-shot effect")
+        self.parent.title = _("Segment Editor OneShotSeg effects")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["Segmentations", "OneShotSeg"]
+        self.parent.dependencies = ["Segmentations", "OneShotSeg", "IncrementalLap"]
         self.parent.contributors = ["OneShotSeg developers"]
         self.parent.hidden = True
-        self.parent.helpText = _("This hidden module registers the One-shot effect of the Segment Editor, which "
-                                 "segments the source volume with a model trained in the OneShotSeg module.")
+        self.parent.helpText = _("This hidden module registers two Segment Editor effects: One-shot segments the "
+                                 "source volume with a model trained in the OneShotSeg module, Laparoscopic segments "
+                                 "the source frame with a model of the IncrementalLap module.")
         self.parent.acknowledgementText = _("Part of the OneShotSeg extension.")
         slicer.app.connect("startupCompleted()", self.registerEditorEffect)
 
     def registerEditorEffect(self):
         import qSlicerSegmentationsEditorEffectsPythonQt as qSlicerSegmentationsEditorEffects
 
-        instance = qSlicerSegmentationsEditorEffects.qSlicerSegmentEditorScriptedEffect(None)
-        effectFilename = os.path.join(os.path.dirname(__file__), self.__class__.__name__ + "Lib/SegmentEditorEffect.py")
-        instance.setPythonSource(effectFilename.replace("\\", "/"))
-        instance.self().register()
+        for fileName in ("SegmentEditorEffect.py", "SegmentEditorLapEffect.py"):
+            instance = qSlicerSegmentationsEditorEffects.qSlicerSegmentEditorScriptedEffect(None)
+            effectFilename = os.path.join(os.path.dirname(__file__), self.__class__.__name__ + "Lib", fileName)
+            instance.setPythonSource(effectFilename.replace("\\", "/"))
+            instance.self().register()
 
 
 class SegmentEditorOneShotSegTest(ScriptedLoadableModuleTest):
-    """The effect is registered and offered by the Segment Editor (its segmentation is tested with the module)."""
+    """The effects are registered and offered by the Segment Editor (their segmentation is tested with the modules)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -45,7 +48,8 @@ class SegmentEditorOneShotSegTest(ScriptedLoadableModuleTest):
         segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
         segmentEditorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
         segmentEditorWidget.setMRMLSegmentEditorNode(segmentEditorNode)
-        self.assertIn("One-shot", segmentEditorWidget.availableEffectNames())
-        segmentEditorWidget.setActiveEffectByName("One-shot")
-        self.assertIsNotNone(segmentEditorWidget.activeEffect())
+        for name in ("One-shot", "Laparoscopic"):
+            self.assertIn(name, segmentEditorWidget.availableEffectNames())
+            segmentEditorWidget.setActiveEffectByName(name)
+            self.assertIsNotNone(segmentEditorWidget.activeEffect())
         self.delayDisplay("Test passed")

@@ -91,6 +91,11 @@ def importFrameLabels(segmentation: FrameSegmentationJob, position: int, segment
         scene.RemoveNode(labelmapNode)
 
 
+def discard(segmentation: FrameSegmentationJob) -> None:
+    """Remove the temporary files of a failed or cancelled segmentation."""
+    shutil.rmtree(segmentation.folder, ignore_errors=True)
+
+
 def finishIntoSegmentations(segmentation: FrameSegmentationJob, targets: list | None = None) -> list:
     """One segmentation per frame: ``targets[i]`` if given (updated in place), else the one made earlier for that
     frame, else a new one named after the frame and the model. The temporary folder is removed."""

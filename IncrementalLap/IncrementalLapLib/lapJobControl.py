@@ -140,7 +140,7 @@ class LapJobControl:
             return LapJobOutcome("segmentation", model.name, nodes)
 
         self._finish = finish
-        self._abandon = lambda: shutil.rmtree(segmentation.folder, ignore_errors=True)
+        self._abandon = lambda: frameSegmentation.discard(segmentation)
         return self.job
 
     # ------------------------------------------------------------------------------------------------ learn

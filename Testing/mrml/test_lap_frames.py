@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import vtk
+import vtk.util.numpy_support
 from PIL import Image
 
 from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
@@ -85,6 +86,27 @@ def test_frame_to_engine_file_and_labels_back_on_the_exact_grid(scene, tmp_path,
     assert np.allclose(segmentation.GetSegment("Label_4").GetColor(), np.array([190, 110, 120]) / 255.0)
     back = segmentLabels.mergedLabelArray(segmentationNode, frameNode, list(valueToId.values()), list(valueToId))
     assert back.shape == (1, 48, 64) and np.array_equal(back[0], labels)
+
+
+def test_the_segment_editor_gives_effects_channel_0_the_node_gives_rgb(scene, tmp_path):
+    """Why the Laparoscopic effect reads its frame from the source volume node: the editor's aligned source image
+    (what ``scriptedEffect.sourceVolumeImageData()`` returns) holds channel 0 only."""
+    rgb = _rgbFrame(np.random.default_rng(4))
+    frameNode = frameVolumes.addFrameNode(scene, rgb, "frame")
+    segmentationNode = segmentLabels.newSegmentationFor(frameNode)
+    editorNode = scene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+    editor = slicer.vtkSlicerSegmentEditorLogic()
+    editor.SetMRMLScene(scene)
+    editor.SetSegmentEditorNode(editorNode)
+    editor.SetSegmentationNode(segmentationNode)
+    editor.SetSourceVolumeNode(frameNode)
+    editor.UpdateReferenceGeometryImage()
+    editor.UpdateAlignedSourceVolume()
+    aligned = editor.GetAlignedSourceVolume()
+    assert aligned.GetNumberOfScalarComponents() == 1
+    channel0 = vtk.util.numpy_support.vtk_to_numpy(aligned.GetPointData().GetScalars()).reshape(48, 64)
+    assert np.array_equal(channel0, rgb[..., 0])
+    assert np.array_equal(read_frame(frameVolumes.writeFrameFile(frameNode, tmp_path / "f.png")), rgb)
 
 
 def test_engine_labels_of_another_size_are_refused(scene, tmp_path):

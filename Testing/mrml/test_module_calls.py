@@ -16,7 +16,7 @@ import mrml_fixtures  # noqa: F401  (puts the module folders on sys.path)
 REPO = Path(__file__).resolve().parents[2]
 LIB_PACKAGES = {p.name for p in REPO.glob("*/*Lib") if (p / "__init__.py").is_file() and "SegmentEditor" not in p.name}
 SCRIPTS = sorted(p for p in REPO.glob("*/*.py") if (p.parent / "CMakeLists.txt").is_file()) + \
-    sorted(REPO.glob("*/SegmentEditor*Lib/SegmentEditorEffect.py"))
+    sorted(REPO.glob("*/SegmentEditor*Lib/SegmentEditor*Effect.py"))
 
 
 def _libNames(tree: ast.Module) -> dict[str, object]:
