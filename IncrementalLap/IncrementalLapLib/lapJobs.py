@@ -63,12 +63,10 @@ def learnCommand(modelFolder: Path, dataFolder: Path, structures: list[str], out
     """``lap learn``: a new version of ``modelFolder`` that also knows ``structures``."""
     if options.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy '{options.strategy}'")
-    arguments = ["lap", "learn", "--model", modelFolder, "--data", dataFolder, "--source", "structures",
-                 "--new-classes", ",".join(structures), "--out", outFolder, "--strategy", options.strategy,
-                 *options.arguments(), "--progress", "jsonl"]
-    if options.replay is not None:
-        arguments[-2:-2] = ["--replay", str(options.replay)]
-    return engineCommand(arguments, python)
+    replay = ["--replay", str(options.replay)] if options.replay is not None else []
+    return engineCommand(["lap", "learn", "--model", modelFolder, "--data", dataFolder, "--source", "structures",
+                          "--new-classes", ",".join(structures), "--out", outFolder, "--strategy", options.strategy,
+                          *replay, *options.arguments(), "--progress", "jsonl"], python)
 
 
 def evaluateCommand(modelFolder: Path, dataFolder: Path, structures: list[str], reportPath: Path,

@@ -112,6 +112,19 @@ def test_every_frame_of_a_sequence_into_a_segmentation_sequence(story, sequences
     assert not (story.root / "seq").exists() and not (story.root / "seq2").exists()
 
 
+def test_a_first_model_from_annotated_frames(story):
+    """No model selected: ``lap train`` learns every annotated structure (names in order of appearance)."""
+    pairs = sampleFrames.loadPatientFrames(story.scene, story.frames, sampleFrames.BASE_PATIENT, ["colon", "liver"])
+    parameters = _parameters(story, selectedModel="", trainingSegmentations=[s for _, s in pairs])
+    options = LearningOptions(**sampleFrames.SELF_TEST_OPTIONS)
+    assert story.control.startLearning(parameters, options).wait(TIMEOUT_S) == jobRunner.SUCCEEDED
+    first = story.store.model(story.control.finishJob().modelName)
+    assert first.name == "lap model" == parameters.selectedModel == parameters.newModelName
+    assert first.labels.names() == {1: "colon", 2: "liver"} and first.manifest["step"] == 0
+    assert first.manifest["preprocessing"]["size"] == list(options.workingSize)
+    assert not (first.path / lapJobControl.CHECK_AFTER_REPORT).exists()  # no frames were marked for checking
+
+
 def test_restore_an_earlier_version(story):
     parameters = _parameters(story)
     control = story.control
