@@ -187,7 +187,7 @@ class LapJobControl:
                       lapJobs.learnCommand(model.path, training.folder, structures, self.store.modelPath(name),
                                            options) if model else
                       lapJobs.trainCommand(training.folder, structures, self.store.modelPath(name), options))]
-            steps += self._checkSteps(parameters, model, structures, work / "check", name, options.device)
+            steps += self._checkSteps(parameters, model, structures, work / "check", name, options)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -207,7 +207,7 @@ class LapJobControl:
         self._finish, self._abandon = finish, abandon
         return self.job
 
-    def _checkSteps(self, parameters, model, structures, folder, name, device) -> list:
+    def _checkSteps(self, parameters, model, structures, folder, name, options: LearningOptions) -> list:
         """``lap evaluate`` of the previous and the new version on the check frames, for the structures each knows
         that the check frames annotate."""
         checks = [node for node in (parameters.checkSegmentations or []) if node is not None]
@@ -221,13 +221,13 @@ class LapJobControl:
         before = [annotated[n.lower()] for n in known if n.lower() in annotated]
         if model and before:
             steps.append(("scoring the previous version", lapJobs.evaluateCommand(
-                model.path, folder, before, newFolder / CHECK_BEFORE_REPORT, device)))
+                model.path, folder, before, newFolder / CHECK_BEFORE_REPORT, options.device, options.threads)))
         after = [annotated[n.lower()] for n in known + structures if n.lower() in annotated]
         if not after:
             raise LapJobError("The frames marked for checking annotate none of the model's structures; paint some "
                               "of them (with the model's names) or unmark the frames.")
         steps.append(("scoring the new version", lapJobs.evaluateCommand(
-            newFolder, folder, after, newFolder / CHECK_AFTER_REPORT, device)))
+            newFolder, folder, after, newFolder / CHECK_AFTER_REPORT, options.device, options.threads)))
         return steps
 
     # ------------------------------------------------------------------------------------------------ versions

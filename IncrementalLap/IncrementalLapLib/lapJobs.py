@@ -70,11 +70,11 @@ def learnCommand(modelFolder: Path, dataFolder: Path, structures: list[str], out
 
 
 def evaluateCommand(modelFolder: Path, dataFolder: Path, structures: list[str], reportPath: Path,
-                    device: str = "auto", python: str | None = None) -> list[str]:
+                    device: str = "auto", threads: int = 0, python: str | None = None) -> list[str]:
     """``lap evaluate``: IoU and Dice per structure of ``structures`` on the collected check frames."""
     return engineCommand(["lap", "evaluate", "--model", modelFolder, "--data", dataFolder, "--source", "structures",
                           "--classes", ",".join(structures), "--report", reportPath, "--device", device,
-                          "--threads", str(defaultThreads()), "--progress", "jsonl"], python)
+                          "--threads", str(threads or defaultThreads()), "--progress", "jsonl"], python)
 
 
 def segmentCommand(modelFolder: Path, inputPath: Path, outputPath: Path, device: str = "auto",

@@ -1,4 +1,4 @@
-"""Render the OneShotSeg module panel from its real .ui file, without Slicer, for the README and the catalog.
+"""Render a module panel (OneShotSeg, IncrementalLap) from its real .ui file, without Slicer, for the README and the catalog.
 
 Slicer's own widgets (qMRMLNodeComboBox, ctkCollapsibleButton, ...) are not available outside Slicer, so each is
 drawn as the plain Qt widget it looks like (combo box, group box, line edit); the layout, labels, tooltips and
@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice
 from PySide6.QtUiTools import QUiLoader
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QLabel, QLineEdit, QListWidget,
-                               QPlainTextEdit)
+                               QPlainTextEdit, QTableWidget, QTableWidgetItem)
 
 STAND_INS = {"qMRMLWidget": "QWidget", "ctkCollapsibleButton": "QGroupBox", "qMRMLNodeComboBox": "QComboBox",
              "qMRMLCheckableNodeComboBox": "QComboBox", "ctkPathLineEdit": "QLineEdit"}
@@ -54,11 +54,20 @@ def main(uiPath, statePath, outPath):
         if isinstance(widget, QComboBox):
             widget.clear()
             widget.addItems(value if isinstance(value, list) else [value])
-        elif isinstance(widget, QListWidget):
-            widget.addItems(value)
-            widget.setCurrentRow(0)
+        elif isinstance(widget, QListWidget):  # a list (first item current) or {"items": [...], "current": i}
+            items = value["items"] if isinstance(value, dict) else value
+            widget.addItems(items)
+            widget.setCurrentRow(value.get("current", 0) if isinstance(value, dict) else 0)
         elif isinstance(widget, QPlainTextEdit):
             widget.setPlainText("\n".join(value))
+        elif isinstance(widget, QTableWidget):  # {"header": [...], "rows": [[...], ...]}
+            widget.setColumnCount(len(value["header"]))
+            widget.setHorizontalHeaderLabels(value["header"])
+            widget.setRowCount(len(value["rows"]))
+            for row, cells in enumerate(value["rows"]):
+                for column, text in enumerate(cells):
+                    widget.setItem(row, column, QTableWidgetItem(text))
+            widget.resizeColumnsToContents()
         elif isinstance(widget, QCheckBox):
             widget.setChecked(bool(value))
         elif isinstance(widget, (QLabel, QLineEdit)):
