@@ -49,6 +49,11 @@ class ScoreRow:
     diceBefore: float | None = None
     diceAfter: float | None = None
 
+    def cells(self) -> list[str]:
+        """The row as the scores table shows it: name, IoU before/after, Dice before/after ("-": not scored)."""
+        values = (self.iouBefore, self.iouAfter, self.diceBefore, self.diceAfter)
+        return [self.structure] + ["-" if value is None else f"{value:.3f}" for value in values]
+
 
 def jobsFolder(store: ModelStore) -> Path:
     """Where a job's collected frames wait while it runs: ``<store>/../jobs/lap``."""

@@ -145,3 +145,29 @@ def runStory(scene, store: ModelStore, workFolder: str | Path, options: Learning
     control.finishJob()
     return StoryResult(base, newModel, checkFrame, segmentationNode, idsBefore, segmentIdsByName(segmentationNode),
                        checkScores(newModel))
+
+
+def storyProblems(result: StoryResult) -> list[str]:
+    """What is wrong with a story's result, as sentences (empty when the plumbing works): the new version knows the
+    old and the new structures, the segmentation kept its segment IDs and gained one with the model's name and
+    colour, and every structure was scored on the check frames."""
+    known = BASE_STRUCTURES + [NEW_STRUCTURE]
+    problems = []
+    names = [entry.name for entry in result.newModel.labels.entries]
+    if names != known:
+        problems.append(f"the new version knows {names}, not {known}")
+    if sorted(result.idsAfter) != sorted(known):
+        problems.append(f"the segmentation has segments {sorted(result.idsAfter)}, not {sorted(known)}")
+    for name, segmentId in result.idsBefore.items():
+        if result.idsAfter.get(name) != segmentId:
+            problems.append(f"the segment ID of {name} changed from {segmentId} to {result.idsAfter.get(name)}")
+    segmentation = result.segmentationNode.GetSegmentation()
+    for entry in result.newModel.labels.entries:
+        if entry.name in result.idsAfter:
+            color = [round(c * 255) for c in segmentation.GetSegment(result.idsAfter[entry.name]).GetColor()]
+            if color != list(entry.color):
+                problems.append(f"segment {entry.name} has colour {color}, the model says {list(entry.color)}")
+    scored = {row.structure for row in result.scores}
+    if scored != set(known):
+        problems.append(f"the check frames scored {sorted(scored)}, not {sorted(known)}")
+    return problems

@@ -60,6 +60,7 @@ def test_learning_adds_the_new_structure_without_renumbering(story):
 
 def test_segment_ids_are_stable_across_model_versions(story):
     result = story.result
+    assert sampleFrames.storyProblems(result) == []  # the module self-test's checks
     assert result.idsBefore == {"liver": "Label_1", "colon": "Label_2"}
     assert result.idsAfter == {"liver": "Label_1", "colon": "Label_2", "stomach": "Label_3"}
     segmentation = result.segmentationNode.GetSegmentation()
