@@ -51,42 +51,42 @@ def _box(r0, r1, c0, c1):
 
 
 def test_annotated_frames_in_the_engine_layout(scene, tmp_path):
-    frameA, rgbA = _frame(scene, 0, "a", "05")
+    frameA, rgbA = _frame(scene, 0, "a", "05 ü")  # a patient name that needs cleaning
     frameB, rgbB = _frame(scene, 1, "b", "06")
     frameC, _ = _frame(scene, 2, "c", "06")
-    gallbladder = _box(5, 20, 10, 30)
+    vesicula = _box(5, 20, 10, 30)
     ureter = _box(30, 35, 0, 50)
     segmentations = [
-        _annotate(scene, frameA, {"gallbladder": gallbladder, "ureter": ureter, "liver": _box(0, 40, 40, 56)}),
-        _annotate(scene, frameB, {"Gallbladder": np.zeros((40, 56), bool)}),  # annotated: not visible here
+        _annotate(scene, frameA, {"vesícula": vesicula, "ureter": ureter, "liver": _box(0, 40, 40, 56)}),
+        _annotate(scene, frameB, {"Vesícula": np.zeros((40, 56), bool)}),  # annotated: not visible here
         _annotate(scene, frameC, {"liver": _box(0, 10, 0, 10)}),  # no new structure: not collected
     ]
     frames = annotatedFrames.annotatedFramesFromSegmentations(segmentations)
-    assert [f.frameNode for f in frames] == [frameA, frameB, frameC] and [f.patient for f in frames] == ["05", "06", "06"]
-    collected = annotatedFrames.collectFrames(frames, tmp_path / "collected", ["gallbladder", "ureter"])
-    assert collected.frameCounts == {"gallbladder": 2, "ureter": 1}
-    assert collected.pixelCounts == {"gallbladder": int(gallbladder.sum()), "ureter": int(ureter.sum())}
+    assert [f.frameNode for f in frames] == [frameA, frameB, frameC] and [f.patient for f in frames] == ["05 ü", "06", "06"]
+    collected = annotatedFrames.collectFrames(frames, tmp_path / "collected", ["vesícula", "ureter"])
+    assert collected.frameCounts == {"vesícula": 2, "ureter": 1}
+    assert collected.pixelCounts == {"vesícula": int(vesicula.sum()), "ureter": int(ureter.sum())}
     assert not (tmp_path / "collected" / "liver").exists()  # old structures are never written
     assert not is_synthetic(tmp_path / "collected")
 
-    records = list_dsad(tmp_path / "collected", ["gallbladder", "ureter"], "structures")
+    records = list_dsad(tmp_path / "collected", ["vesícula", "ureter"], "structures")
     assert len(records) == 2  # frame a is in both structure folders: the engine merges it (same bytes)
     byPatient = {r.patient: r for r in records}
-    assert set(byPatient) == {"05", "06"}
-    assert byPatient["05"].annotates("gallbladder") and byPatient["05"].annotates("ureter")
-    assert byPatient["06"].annotates("gallbladder") and not byPatient["06"].annotates("ureter")
-    image, labels = read_labelled_frame(byPatient["05"], {"gallbladder": 1, "ureter": 2}, None)
+    assert set(byPatient) == {"05_ü", "06"}
+    assert byPatient["05_ü"].annotates("vesícula") and byPatient["05_ü"].annotates("ureter")
+    assert byPatient["06"].annotates("vesícula") and not byPatient["06"].annotates("ureter")
+    image, labels = read_labelled_frame(byPatient["05_ü"], {"vesícula": 1, "ureter": 2}, None)
     assert np.array_equal(image, rgbA)
-    assert np.array_equal(labels, gallbladder * 1 + ureter * 2)
-    image, labels = read_labelled_frame(byPatient["06"], {"gallbladder": 1, "ureter": 2}, None)
+    assert np.array_equal(labels, vesicula * 1 + ureter * 2)
+    image, labels = read_labelled_frame(byPatient["06"], {"vesícula": 1, "ureter": 2}, None)
     assert np.array_equal(image, rgbB) and not labels.any()
 
     annotatedFrames.requireEveryStructurePainted(collected)
     empty = annotatedFrames.collectFrames(frames[1:2], tmp_path / "empty", ["ureter"])
     with pytest.raises(annotatedFrames.AnnotationError, match="No selected segmentation has a segment named 'ureter'"):
         annotatedFrames.requireEveryStructurePainted(empty)
-    onlyEmpty = annotatedFrames.collectFrames(frames[1:2], tmp_path / "empty", ["gallbladder"])
-    with pytest.raises(annotatedFrames.AnnotationError, match="'gallbladder' is not painted on any selected frame"):
+    onlyEmpty = annotatedFrames.collectFrames(frames[1:2], tmp_path / "empty", ["vesícula"])
+    with pytest.raises(annotatedFrames.AnnotationError, match="'vesícula' is not painted on any selected frame"):
         annotatedFrames.requireEveryStructurePainted(onlyEmpty)
 
 

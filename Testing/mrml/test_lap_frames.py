@@ -136,7 +136,7 @@ def test_non_frames_are_refused_with_a_sentence(scene, tmp_path):
 
 
 def test_frame_folder_and_the_synthetic_tag(scene, tmp_path):
-    folder = tmp_path / "generated" / "patient 07"
+    folder = tmp_path / "generated" / "patiënt 07"  # spaces and non-ASCII, as users have them
     folder.mkdir(parents=True)
     rng = np.random.default_rng(3)
     for name in ("b.jpg", "a.png", ".hidden.png"):
@@ -144,7 +144,7 @@ def test_frame_folder_and_the_synthetic_tag(scene, tmp_path):
     (folder / "notes.txt").write_text("not a frame")
     nodes = frameVolumes.loadFrameFolder(folder, scene)
     assert [n.GetName() for n in nodes] == ["a", "b"]
-    assert all(frameVolumes.framePatient(n) == "patient 07" and not frameVolumes.frameIsSynthetic(n) for n in nodes)
+    assert all(frameVolumes.framePatient(n) == "patiënt 07" and not frameVolumes.frameIsSynthetic(n) for n in nodes)
     assert frameVolumes.SYNTHETIC_MARKER == SYNTHETIC_MARKER  # the engine's demo-data marker file
     (tmp_path / "generated" / SYNTHETIC_MARKER).write_text("synthetic")
     assert all(frameVolumes.frameIsSynthetic(n) for n in frameVolumes.loadFrameFolder(folder, scene))
