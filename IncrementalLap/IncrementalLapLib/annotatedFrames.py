@@ -1,4 +1,5 @@
-"""The frames the user annotated, written in the engine's DSAD per-structure layout for ``lap learn`` / ``lap evaluate``.
+"""The frames the user annotated, written in the engine's DSAD per-structure layout (for ``lap learn`` and
+``lap evaluate``).
 
 An annotated frame is a segmentation node and the RGB frame it was painted on: the segmentation's reference
 geometry volume (what the Segment Editor sets when a source volume is chosen), or the frame at the same index of a

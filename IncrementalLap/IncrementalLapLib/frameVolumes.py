@@ -26,7 +26,8 @@ from OneShotSegLib.volumeFiles import labelmapNodeFromArray
 
 ensureEngineImportable()
 
-from distillseg.common.frames import FRAME_SUFFIXES, read_frame, read_mask, write_frame, write_index_png  # noqa: E402,F401
+from distillseg.common.frames import (  # noqa: E402,F401  (write_index_png: used through this module)
+    FRAME_SUFFIXES, read_frame, read_mask, write_frame, write_index_png)
 
 # Node attributes a loaded frame carries (kept in the scene file).
 SOURCE_FILE_ATTRIBUTE = "IncrementalLap.SourceFile"

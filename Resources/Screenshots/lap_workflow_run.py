@@ -90,7 +90,8 @@ def main(out):
     control = LapJobControl(store.folder)
     allStructures = BASE + [NEW]
     check = sampleFrames.loadPatientFrames(scene, demo, CHECK_PATIENT, allStructures)
-    training = [pair for patient in NEW_PATIENTS for pair in sampleFrames.loadPatientFrames(scene, demo, patient, [NEW])]
+    training = [pair for patient in NEW_PATIENTS
+                for pair in sampleFrames.loadPatientFrames(scene, demo, patient, [NEW])]
     truths = []
     for frameNode, segmentationNode in check:  # the shown frame: the one where the smallest structure is largest
         ids = sampleFrames.segmentIdsByName(segmentationNode)

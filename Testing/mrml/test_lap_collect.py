@@ -62,7 +62,8 @@ def test_annotated_frames_in_the_engine_layout(scene, tmp_path):
         _annotate(scene, frameC, {"liver": _box(0, 10, 0, 10)}),  # no new structure: not collected
     ]
     frames = annotatedFrames.annotatedFramesFromSegmentations(segmentations)
-    assert [f.frameNode for f in frames] == [frameA, frameB, frameC] and [f.patient for f in frames] == ["05 ü", "06", "06"]
+    assert [f.frameNode for f in frames] == [frameA, frameB, frameC]
+    assert [f.patient for f in frames] == ["05 ü", "06", "06"]
     collected = annotatedFrames.collectFrames(frames, tmp_path / "collected", ["vesícula", "ureter"])
     assert collected.frameCounts == {"vesícula": 2, "ureter": 1}
     assert collected.pixelCounts == {"vesícula": int(vesicula.sum()), "ureter": int(ureter.sum())}

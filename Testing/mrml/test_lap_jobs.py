@@ -55,7 +55,8 @@ def test_learning_adds_the_new_structure_without_renumbering(story):
     assert step["classes_added"] == ["stomach"] and step["strategy"] == "ours"
     assert step["data"]["patients"] == 1 and step["data"]["frames"] == 2  # patient 02 only (stomach painted or absent)
     assert new.manifest["synthetic_training_data"] is True  # frames from demo-data keep their label through Slicer
-    assert not lapJobControl.jobsFolder(story.store).exists() or not any(lapJobControl.jobsFolder(story.store).iterdir())
+    jobs = lapJobControl.jobsFolder(story.store)
+    assert not jobs.exists() or not any(jobs.iterdir())  # the collected frames are gone once the model exists
 
 
 def test_segment_ids_are_stable_across_model_versions(story):
