@@ -6,9 +6,12 @@
   recorded per frame into a segmentation sequence;
 - ``annotatedFrames``: the frames the user annotated (segmentation + frame pairs, from nodes or sequences) written
   in the engine's DSAD per-structure layout;
-- ``lapJobs``: the ``distillseg lap`` commands (segment, learn, evaluate, restore) and a chain of engine jobs;
+- ``frameSegmentation``: frames (current, a selection, every frame of a sequence) through ``lap segment`` and back
+  as segmentations / a segmentation sequence, with stable segment IDs;
+- ``lapJobs``: the ``distillseg lap`` commands (train, learn, evaluate, segment, restore, demo-data) and a chain of
+  engine jobs followed as one;
 - ``lapJobControl``: the module's jobs driven from its parameters (one at a time), scores before/after, versions;
-- ``sampleFrames``: generated frames, a tiny base model and one learning step, for the self-test.
+- ``sampleFrames``: generated frames, a tiny base model and one learning step, for the self-test (and its checks).
 
 Job runner, model store, dependency check, engine locator and label glue are ``OneShotSegLib``'s (imported, not
 copied). Nothing here imports torch or MONAI: the engine runs in a child process.
