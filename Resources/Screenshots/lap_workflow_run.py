@@ -39,9 +39,9 @@ from OneShotSegLib.modelStore import ModelStore  # noqa: E402
 BASE = ["liver", "stomach", "colon"]
 NEW = "small_intestine"
 BASE_PATIENTS, NEW_PATIENTS, CHECK_PATIENT = "01,02,03,04", ["05", "06"], "08"
-BASE_OPTIONS = dict(iterations=300, diffusionIterations=300, device="cpu", precision="fp32", threads=2,
+BASE_OPTIONS = dict(iterations=300, diffusionIterations=200, device="cpu", precision="fp32", threads=2,
                     workingSize=(128, 160))
-LEARN_OPTIONS = dict(iterations=150, diffusionIterations=150, device="cpu", precision="fp32", threads=2)
+LEARN_OPTIONS = dict(iterations=120, diffusionIterations=100, device="cpu", precision="fp32", threads=2)
 
 
 def headlessScene():
