@@ -31,11 +31,13 @@ def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Module:
 
 class RegistrationAugmenter(nn.Module):
     def __init__(self, encoder_channels: Sequence[int] = (32, 64, 64, 64), decoder_channels: int = 64,
-                 embedding: int = 64, half_res: bool = True, diffeomorphic: bool = True, integration_steps: int = 7):
+                 embedding: int = 64, half_res: bool = True, diffeomorphic: bool = True, integration_steps: int = 7,
+                 refine_convs: int = 2):
+        """``refine_convs``: convolutions at half resolution before the flow head (the costliest layers)."""
         super().__init__()
         self.config = {"encoder_channels": list(encoder_channels), "decoder_channels": decoder_channels,
                        "embedding": embedding, "half_res": half_res, "diffeomorphic": diffeomorphic,
-                       "integration_steps": integration_steps}
+                       "integration_steps": integration_steps, "refine_convs": refine_convs}
         chans = list(encoder_channels)
         self.encoder = nn.ModuleList([_conv(1 if i == 0 else chans[i - 1], c, stride=2) for i, c in enumerate(chans)])
         # Decoder from the deepest level up to half resolution; each level sees both branches' skips.
@@ -44,7 +46,7 @@ class RegistrationAugmenter(nn.Module):
         for level in range(len(chans) - 2, -1, -1):
             self.decoder.append(_conv(previous, decoder_channels))
             previous = decoder_channels + 2 * chans[level]
-        self.refine_half = nn.Sequential(_conv(previous, 32), _conv(32, 32))
+        self.refine_half = nn.Sequential(_conv(previous, 32), *[_conv(32, 32) for _ in range(refine_convs - 1)])
         if half_res:
             self.refine_full = None
             flow_in = 32

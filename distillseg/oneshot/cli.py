@@ -21,11 +21,14 @@ def _train(args, progress) -> int:
         label_names=args.label_names, spacing=args.spacing, modality=args.modality, ct_window=tuple(args.ct_window),
         augmenter=AugmenterOptions(iterations=args.augmenter_iterations, lr=args.augmenter_lr,
                                    batch_pairs=args.batch_pairs, smooth_weight=args.smooth_weight,
-                                   contrastive_weight=args.contrastive_weight),
+                                   contrastive_weight=args.contrastive_weight,
+                                   refine_iterations=args.refine_iterations),
         distill=DistillOptions(iterations=args.iterations, lr=args.lr, batch_size=args.batch_size,
                                seg_weight=args.seg_weight,
                                hint_weight=args.hint_weight, recon_weight=args.recon_weight,
-                               student_residual=args.student == "residual", checkpointing=args.checkpointing),
+                               student_residual=args.student == "residual", checkpointing=args.checkpointing,
+                               decoder_subunits=args.decoder_subunits, up_kernel=args.up_kernel,
+                               deep_supervision=args.deep_supervision),
         synthesis=SynthesisOptions(mix_beta=args.mix_beta, appearance_probability=args.appearance,
                                    patch=tuple(args.patch_size) if args.patch_size else None),
         prealign=not args.no_prealign, device=args.device, precision=args.precision, seed=args.seed,
@@ -90,6 +93,9 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
                              "else the largest window that does")
     parser.add_argument("--max-memory", default=None, metavar="SIZE",
                         help="memory budget, e.g. 6G (default: what the device has free)")
+    parser.add_argument("--refine-iterations", type=int, default=None,
+                        help="with --predictor augmenter: instance-optimisation iterations per scan "
+                             "(default: as in training)")
     parser.add_argument("--keep-largest", action="store_true",
                         help="keep only the largest connected component of each structure")
 
@@ -131,12 +137,22 @@ def add_oneshot_verbs(subparsers) -> None:
                           help="image pairs per augmenter step (the global batch, shared out under torchrun)")
     advanced.add_argument("--batch-size", type=int, default=1,
                           help="synthetic samples per distillation step (the global batch, shared out under torchrun)")
+    advanced.add_argument("--refine-iterations", type=int, default=100,
+                          help="instance-optimisation iterations refining each atlas->scan deformation after the "
+                               "augmenter's training (0 = use the network's as it is)")
     advanced.add_argument("--smooth-weight", type=float, default=1.0, help="augmenter smoothness weight")
     advanced.add_argument("--contrastive-weight", type=float, default=0.01, help="augmenter NT-Xent weight")
     advanced.add_argument("--seg-weight", type=float, default=1.0, help="student Dice+CE weight")
     advanced.add_argument("--hint-weight", type=float, default=1.0, help="hint (feature distillation) weight; 0 = off")
     advanced.add_argument("--recon-weight", type=float, default=1.0, help="teacher reconstruction weight; 0 = off")
     advanced.add_argument("--student", default="residual", choices=["residual", "plain"], help="student blocks")
+    advanced.add_argument("--decoder-subunits", type=int, default=2, choices=[1, 2],
+                          help="convolutions per decoder block of teacher and student")
+    advanced.add_argument("--up-kernel", type=int, default=3, choices=[2, 3],
+                          help="transposed-convolution kernel of the decoders (2 = exact 2x upsampling, cheaper)")
+    advanced.add_argument("--deep-supervision", type=int, default=0,
+                          help="extra student heads at 1/2, 1/4, ... resolution trained with MONAI "
+                               "DeepSupervisionLoss (0 = off)")
     advanced.add_argument("--mix-beta", type=float, default=0.3,
                           help="β of the Beta(β, β) deformation mixing; 0 = no mixing")
     advanced.add_argument("--appearance", type=float, default=0.5,

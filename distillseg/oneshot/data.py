@@ -8,6 +8,7 @@ and resampled into that grid; the world map found for it is kept to bring predic
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -76,8 +77,11 @@ def _label_table(labels: Volume, values: list[int], names_path: str | None) -> L
 
 def prepare_atlas(image_path: str, labels_path: str, label_names: str | None = None, spacing: str | float = "auto",
                   modality: str = "auto", ct_window: tuple[float, float] = (-1000.0, 1000.0),
-                  device_type: str = "cpu") -> Atlas:
-    """Read, check and resample the atlas onto its working grid."""
+                  device_type: str = "cpu", check_grid: Callable[[Grid, int], None] | None = None) -> Atlas:
+    """Read, check and resample the atlas onto its working grid.
+
+    ``check_grid(grid, num_classes)``, if given, sees the working grid before anything is resampled onto it (a job
+    refuses a grid that would not fit its memory there, before allocating it)."""
     image = read_image(image_path)
     labels = read_labels(labels_path)
     if not same_grid(image, labels):
@@ -91,6 +95,8 @@ def prepare_atlas(image_path: str, labels_path: str, label_names: str | None = N
     chosen = choose_spacing(spacing, source, bounds, device_type)
     margin = max(8.0, 0.1 * float(np.max((bounds[1] - bounds[0]) * source.spacing)))
     grid = working_grid(source, chosen, bounds_ijk=bounds, margin_mm=margin)
+    if check_grid is not None:
+        check_grid(grid, len(values) + 1)
     normalization = choose_normalization(image.array, modality, ct_window)
     normalised = torch.from_numpy(normalization.apply(image.array))
     atlas_image = resample(normalised[None], source, grid)[0]

@@ -31,13 +31,18 @@ class DistillOptions:
     hint_trains_teacher: bool = False
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     student_residual: bool = True
+    decoder_subunits: int = 2
+    up_kernel: int = 3
+    deep_supervision: int = 0  # extra student heads at 1/2, 1/4 … resolution (MONAI DeepSupervisionLoss)
     checkpointing: bool = False  # gradient checkpointing: less memory, ~30 % more time
 
 
 def build_networks(options: DistillOptions, num_classes: int) -> tuple[FeatureUNet, FeatureUNet]:
     """(teacher, student): same shape; the teacher is always residual (DESIGN), the student as configured."""
-    teacher = FeatureUNet(1, 1, options.channels, residual=True)
-    student = FeatureUNet(1, num_classes, options.channels, residual=options.student_residual)
+    shape = {"decoder_subunits": options.decoder_subunits, "up_kernel": options.up_kernel}
+    teacher = FeatureUNet(1, 1, options.channels, residual=True, **shape)
+    student = FeatureUNet(1, num_classes, options.channels, residual=options.student_residual,
+                          deep_supervision=options.deep_supervision, **shape)
     teacher.checkpointing = student.checkpointing = options.checkpointing
     return teacher, student
 
@@ -47,6 +52,10 @@ class DistillationObjective(nn.Module):
         super().__init__()
         self.teacher, self.student, self.options = teacher, student, options
         self.segmentation = segmentation_loss()
+        if options.deep_supervision:
+            from monai.losses import DeepSupervisionLoss
+
+            self.segmentation = DeepSupervisionLoss(self.segmentation, weight_mode="exp")
 
     def forward(self, image: torch.Tensor, classes: torch.Tensor, teacher_image: torch.Tensor, autocast
                 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -54,10 +63,16 @@ class DistillationObjective(nn.Module):
         o = self.options
         needs_teacher = o.hint_weight > 0 or o.recon_weight > 0
         with autocast:
-            logits, student_features = self.student(image)
+            student = self.student(image)
             if needs_teacher:
-                reconstruction, teacher_features = self.teacher(teacher_image)
-        seg = self.segmentation(logits.float(), classes)
+                reconstruction, teacher_features, _ = self.teacher(teacher_image)
+        student_features = student.features
+        if student.auxiliary:
+            # Nearest-neighbour downsizing of the labels needs a float tensor; DiceCE turns it back into classes.
+            seg = self.segmentation([student.output.float(), *(a.float() for a in student.auxiliary)],
+                                    classes.float())
+        else:
+            seg = self.segmentation(student.output.float(), classes)
         total = o.seg_weight * seg
         parts = {"seg": float(seg.detach())}
         if o.hint_weight > 0:

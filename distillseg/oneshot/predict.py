@@ -23,6 +23,7 @@ from distillseg.common.volume_io import Volume
 from distillseg.oneshot.augmenter import RegistrationAugmenter
 from distillseg.oneshot.data import align_scan
 from distillseg.oneshot.geometry import Grid, resample_argmax
+from distillseg.oneshot.instance_optimization import refine_velocity
 from distillseg.oneshot.intensity import IntensityNormalization
 from distillseg.oneshot.prealign import PrealignOptions
 from distillseg.oneshot.unet import FeatureUNet
@@ -39,8 +40,10 @@ class Segmentation:
 
 class OneShotPredictor:
     def __init__(self, bundle: Bundle, device: torch.device, dtype: torch.dtype | None, predictor: str = "student",
-                 window: tuple[int, int, int] | None = None):
-        """``window``: sliding-window size in working-grid voxels, or None to run the whole grid at once."""
+                 window: tuple[int, int, int] | None = None, refine_iterations: int | None = None):
+        """``window``: sliding-window size in working-grid voxels, or None to run the whole grid at once;
+        ``refine_iterations``: instance optimisation of the augmenter's field per scan (augmenter predictor only;
+        default: as in training)."""
         manifest = bundle.manifest
         self.device, self.dtype, self.predictor, self.window = device, dtype, predictor, window
         self.values = torch.tensor(manifest["class_values"], dtype=torch.int64)
@@ -58,6 +61,10 @@ class OneShotPredictor:
         elif predictor == "augmenter":
             self.network = RegistrationAugmenter(**manifest["networks"]["augmenter"])
             self.network.load_state_dict(bundle.load_weights("augmenter", device))
+            trained = manifest.get("training", {}).get("options", {}).get("augmenter", {})
+            self.refine_iterations = trained.get("refine_iterations", 0) if refine_iterations is None \
+                else refine_iterations
+            self.refine_lr = trained.get("refine_lr", 0.05)
         else:
             raise ValueError(f"predictor must be 'student' or 'augmenter', not {predictor!r}")
         self.network.to(device).eval().requires_grad_(False)
@@ -71,7 +78,12 @@ class OneShotPredictor:
         batch = image.to(self.device)[None, None]
         if self.predictor == "augmenter":
             atlas = self.atlas_image.to(self.device)[None, None]
-            displacement = self.network.displacement(self.network.velocity(atlas, batch), batch.shape[2:])
+            velocity = self.network.velocity(atlas, batch)
+            if self.refine_iterations:
+                with torch.enable_grad():
+                    velocity = refine_velocity(self.network, atlas, batch, velocity, self.refine_iterations,
+                                               lr=self.refine_lr)
+            displacement = self.network.displacement(velocity, batch.shape[2:])
             onehot = F.one_hot(self.atlas_classes.to(self.device), len(self.values)).permute(3, 0, 1, 2)[None]
             return self.network.warp(onehot.float(), displacement)[0]
         batch = batch.contiguous(memory_format=torch.channels_last_3d)

@@ -14,7 +14,7 @@ import torch
 from distillseg.common.bundle import load_bundle
 from distillseg.common.device import amp_dtype, describe_device, peak_memory_bytes, resolve_device, set_threads
 from distillseg.common.distributed import shard, world_from_env
-from distillseg.common.errors import file_error
+from distillseg.common.errors import check_readable_file
 from distillseg.common.volume_io import read_image, volume_format, write_labels
 from distillseg.common.memory import budget_bytes
 from distillseg.oneshot.memory_plan import sliding_window
@@ -45,15 +45,14 @@ def load_predictor(args) -> OneShotPredictor:
         manifest = bundle.manifest
         window = sliding_window(manifest["preprocessing"]["grid"]["shape"], manifest["networks"]["student"]["channels"],
                                 len(manifest["class_values"]), dtype is not None, budget_bytes(device, args.max_memory))
-    return OneShotPredictor(bundle, device, dtype, args.predictor, window)
+    return OneShotPredictor(bundle, device, dtype, args.predictor, window, args.refine_iterations)
 
 
 def check_inputs(paths: list[str]) -> None:
-    """Fail before any work if an input does not exist or has an unsupported type."""
+    """Fail before any work if an input has an unsupported type or is missing, empty or unreadable."""
     for path in paths:
         volume_format(path)
-        if not Path(path).is_file():
-            raise file_error(path, "file does not exist")
+        check_readable_file(path)
 
 
 def segment_files(args, outputs: list[Path], progress) -> None:

@@ -69,8 +69,10 @@ class SyntheticPairSampler:
     """Draws (synthetic image, its labels, real teacher image) triples from the frozen augmenter."""
 
     def __init__(self, augmenter: RegistrationAugmenter, atlas_image: torch.Tensor, atlas_classes: torch.Tensor,
-                 num_classes: int, targets: list[torch.Tensor], options: SynthesisOptions = SynthesisOptions()):
-        """``atlas_image`` (1, 1, I, J, K), ``atlas_classes`` (1, 1, I, J, K) int64, ``targets`` [(1, 1, I, J, K)]."""
+                 num_classes: int, targets: list[torch.Tensor], options: SynthesisOptions = SynthesisOptions(),
+                 velocities: list[torch.Tensor] | None = None):
+        """``atlas_image`` (1, 1, I, J, K), ``atlas_classes`` (1, 1, I, J, K) int64, ``targets`` [(1, 1, I, J, K)];
+        ``velocities``: atlas -> target fields (e.g. refined by instance optimisation), else the augmenter's."""
         self.options = options
         self.shape = tuple(atlas_image.shape[2:])
         self.atlas = atlas_image
@@ -78,7 +80,7 @@ class SyntheticPairSampler:
         self.targets = targets
         self.augmenter = augmenter
         with torch.no_grad():
-            self.velocities = [augmenter.velocity(atlas_image, y).float() for y in targets]
+            self.velocities = velocities or [augmenter.velocity(atlas_image, y).float() for y in targets]
             # Appearance residuals in atlas space: y_i pulled back by the inverse deformation, minus the atlas.
             self.residuals = [augmenter.warp(y, augmenter.displacement(v, self.shape, scale=-1.0)) - atlas_image
                               for y, v in zip(targets, self.velocities)]

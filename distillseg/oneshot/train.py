@@ -25,12 +25,13 @@ from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, o
 from distillseg.common.cli_support import seed_everything
 from distillseg.common.device import amp_dtype, autocast, describe_device, resolve_device
 from distillseg.common.distributed import World, barrier, init_world, shutdown_world, wrap_ddp
-from distillseg.common.errors import OutOfMemoryError, UserError, file_error
+from distillseg.common.errors import OutOfMemoryError, UserError, check_readable_file, file_error
 from distillseg.common.memory import budget_bytes, human
 from distillseg.common.progress import Progress
 from distillseg.common.volume_io import read_image
 from distillseg.oneshot.data import align_scan, prepare_atlas
 from distillseg.oneshot.distill import DistillationObjective, DistillOptions, build_networks
+from distillseg.oneshot.instance_optimization import refine_velocity
 from distillseg.oneshot.memory_plan import FIXED_OVERHEAD, training_bytes
 from distillseg.oneshot.prealign import PrealignOptions
 from distillseg.oneshot.synthesis import SynthesisOptions, SyntheticPairSampler
@@ -63,12 +64,11 @@ class TrainOptions:
 
 
 def _check_inputs(options: TrainOptions) -> None:
-    """Refuse missing inputs up front, before any work or output."""
+    """Refuse missing, empty or unreadable inputs up front, before any work or output."""
     if not options.unlabeled:
         raise UserError("At least one unlabelled scan is needed (--unlabeled).")
     for path in [options.atlas, options.atlas_labels, *options.unlabeled]:
-        if not Path(path).is_file():
-            raise file_error(path, "file does not exist")
+        check_readable_file(path)
 
 
 def _fingerprint(options: TrainOptions) -> str:
@@ -96,6 +96,7 @@ class _Checkpointer:
         self.path, self.options, self.fingerprint = path, options, fingerprint
         self.last_save = time.monotonic()
         self.state = None
+        self.extra: dict[str, dict[str, torch.Tensor]] = {}  # tensor groups saved with every checkpoint
         if options.resume:
             loaded = load_checkpoint(path)
             if loaded is None:
@@ -113,6 +114,7 @@ class _Checkpointer:
     def save(self, meta: dict, networks: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> None:
         optimizer_tensors, optimizer_meta = optimizer_to_flat(optimizer)
         groups = {name: net.state_dict() for name, net in networks.items()}
+        groups.update(self.extra)
         groups["optimizer"] = optimizer_tensors
         save_checkpoint(self.path, groups, {**meta, "optimizer": optimizer_meta, "fingerprint": self.fingerprint})
         self.last_save = time.monotonic()
@@ -167,16 +169,39 @@ def _restore(checkpointer: _Checkpointer, networks: dict, optimizer, stage: str)
         optimizer_from_flat(optimizer, groups["optimizer"], meta["optimizer"])
 
 
+def _refined_velocities(augmenter, atlas_image: torch.Tensor, targets: list[torch.Tensor], options: TrainOptions,
+                        checkpointer: _Checkpointer, progress: Progress) -> list[torch.Tensor]:
+    """Atlas -> target velocity fields: the trained augmenter's, refined by instance optimisation (kept in the
+    checkpoint, so a resumed run does not refine again)."""
+    saved = checkpointer.state[0].get("velocities") if checkpointer.state else None
+    if saved is not None and len(saved) == len(targets):
+        velocities = [saved[str(i)].to(atlas_image.device) for i in range(len(targets))]
+    else:
+        iterations = options.augmenter.refine_iterations
+        velocities = []
+        with progress.stage("refine", total=len(targets) * iterations) as bar:
+            for index, target in enumerate(targets):
+                with torch.no_grad():
+                    initial = augmenter.velocity(atlas_image, target).float()
+                velocities.append(refine_velocity(
+                    augmenter, atlas_image, target, initial, iterations, lr=options.augmenter.refine_lr,
+                    window=options.augmenter.window, smooth_weight=options.augmenter.smooth_weight,
+                    step_callback=lambda step, loss, i=index: bar.update(i * iterations + step, loss=loss)))
+    checkpointer.extra["velocities"] = {str(i): v.cpu() for i, v in enumerate(velocities)}
+    return velocities
+
+
 def _warmup_cosine(optimizer, warmup: int, total: int):
     from monai.optimizers import WarmupCosineSchedule
 
     return WarmupCosineSchedule(optimizer, warmup_steps=min(warmup, max(total - 1, 0)), t_total=max(total, 1))
 
 
-def _prepare(options: TrainOptions, device: torch.device, progress: Progress):
+def _prepare(options: TrainOptions, device: torch.device, dtype, progress: Progress):
     """The atlas on its working grid and the unlabelled scans pre-aligned into it: (atlas, [(1, 1, I, J, K)])."""
     atlas = prepare_atlas(options.atlas, options.atlas_labels, options.label_names, options.spacing,
-                          options.modality, options.ct_window, device.type)
+                          options.modality, options.ct_window, device.type,
+                          check_grid=lambda grid, classes: _check_memory(options, grid.shape, classes, device, dtype))
     progress.log(f"working grid {atlas.grid.shape} at {atlas.grid.spacing[0]:.2f} mm, "
                  f"{len(atlas.values) - 1} structures")
     targets = []
@@ -189,16 +214,20 @@ def _prepare(options: TrainOptions, device: torch.device, progress: Progress):
     return atlas, targets
 
 
-def _check_memory(options: TrainOptions, atlas, device: torch.device, dtype) -> None:
-    """Stop before training when one step would not fit the memory budget, and say what to change."""
-    patch = options.synthesis.patch or atlas.grid.shape
-    voxels = int(np.prod([min(p, s) for p, s in zip(patch, atlas.grid.shape)]))
-    needed = FIXED_OVERHEAD + training_bytes(options.distill.channels, len(atlas.values), voxels, dtype is not None,
-                                             options.distill.checkpointing, options.distill.batch_size)
+def _check_memory(options: TrainOptions, grid_shape, num_classes: int, device: torch.device, dtype) -> None:
+    """Stop before the working grid is allocated when it and one training step would not fit the memory budget, and
+    say what to change."""
+    patch = options.synthesis.patch or grid_shape
+    voxels = int(np.prod([min(p, s) for p, s in zip(patch, grid_shape)]))
+    # The grid itself: the atlas image and classes, every pre-aligned scan, and the label resampling's buffers.
+    grid_data = int(np.prod(grid_shape)) * (36 + 4 * len(options.unlabeled))
+    needed = FIXED_OVERHEAD + grid_data + training_bytes(options.distill.channels, num_classes, voxels,
+                                                         dtype is not None, options.distill.checkpointing,
+                                                         options.distill.batch_size)
     budget = budget_bytes(device, options.max_memory)
     if needed > budget:
         raise OutOfMemoryError(
-            f"A training step on the {'x'.join(map(str, atlas.grid.shape))} working grid needs about {human(needed)} "
+            f"A training step on the {'x'.join(map(str, grid_shape))} working grid needs about {human(needed)} "
             f"but {human(budget)} is available; use --patch-size 64 64 64, --checkpointing, a coarser --spacing "
             "or --precision bf16.")
 
@@ -240,16 +269,16 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
     lock = OutputLock(out) if world.is_main else contextlib.nullcontext()
     try:
         with lock:
-            if world.is_main:
-                remove_stale_temporaries(out)
-            barrier(world)
             checkpoint_path = out.with_name(out.name + ".checkpoint")
+            if world.is_main:  # a killed writer's leftovers: of the bundle, and of a checkpoint being saved
+                remove_stale_temporaries(out)
+                remove_stale_temporaries(checkpoint_path)
+            barrier(world)
             checkpointer = _Checkpointer(checkpoint_path, options, _fingerprint(options), world)
             meta = dict(checkpointer.state[1]) if checkpointer.state else {}
             meta.pop("optimizer", None)
             meta["processes"] = world.size
-            atlas, targets = _prepare(options, device, progress)
-            _check_memory(options, atlas, device, dtype)
+            atlas, targets = _prepare(options, device, dtype, progress)
             atlas_image = atlas.image.to(device)[None, None]
             images = [atlas_image, *targets]
             amp = autocast(device, dtype)
@@ -278,8 +307,9 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
                 options.distill.hint_weight > 0 and options.distill.recon_weight > 0))
             optimizer = torch.optim.Adam(objective.parameters(), lr=options.distill.lr)
             _restore(checkpointer, {"teacher": teacher, "student": student}, optimizer, "distill")
+            velocities = _refined_velocities(augmenter, atlas_image, targets, options, checkpointer, progress)
             sampler = SyntheticPairSampler(augmenter, atlas_image, atlas.classes.to(device)[None, None],
-                                           len(atlas.values), targets, options.synthesis)
+                                           len(atlas.values), targets, options.synthesis, velocities)
 
             def distill_step(generators):
                 pair = sampler.sample_batch(generators)

@@ -30,10 +30,15 @@ class AugmenterOptions:
     temperature: float = 0.5
     half_res: bool = True
     diffeomorphic: bool = True
+    decoder_channels: int = 64
+    refine_convs: int = 2
+    refine_iterations: int = 100   # instance optimisation of each atlas -> target field after training
+    refine_lr: float = 0.05
 
 
 def build_augmenter(options: AugmenterOptions) -> RegistrationAugmenter:
-    return RegistrationAugmenter(half_res=options.half_res, diffeomorphic=options.diffeomorphic)
+    return RegistrationAugmenter(decoder_channels=options.decoder_channels, half_res=options.half_res,
+                                 diffeomorphic=options.diffeomorphic, refine_convs=options.refine_convs)
 
 
 def draw_pair(count: int, generator: torch.Generator) -> tuple[int, int]:
