@@ -2,7 +2,8 @@
 
 Inputs come from one real run of ``lap_workflow_run.py`` (SYNTHETIC frames, the module's Lib on a headless
 slicer-core scene): ``result.npz`` (the shown frame, its generated truth and the labels of the model before and
-after learning, (H, W) arrays), ``run.json`` (options, times, device, scores on the check frames) and ``panel.png``,
+after learning, (H, W) arrays), ``run.json`` (options, times, device, scores on the check frames; ``times_measured`` false and a ``note`` for a run that did
+not have the shared CPU to itself, whose times are then not shown) and ``panel.png``,
 the module panel rendered by ``render_module_panel.py`` from ``panel_state.json``.
 
     python compose_lap_workflow.py result.npz run.json panel.png IncrementalLapWorkflow.png
@@ -10,6 +11,7 @@ the module panel rendered by ``render_module_panel.py`` from ``panel_state.json`
 
 import json
 import sys
+import textwrap
 
 import matplotlib
 
@@ -39,19 +41,23 @@ def scoreText(run):
     for row in run["scores"]:
         before = "  -  " if row["iouBefore"] is None else f"{row['iouBefore']:.2f}"
         lines.append(f"  {row['structure']:<16} {before} -> {row['iouAfter']:.2f}")
-    times = run["times"]
+    times = run["times"] if run.get("times_measured", True) else None  # only times taken under the shared lock
     base, learn = run["base_options"], run["learn_options"]
     lines += ["",
               f"Existing model: lap train, {', '.join(run['structures'][:-1])};",
               f"  patients {run['base_patients']}, {base['iterations']} iterations, "
-              f"{base['workingSize'][0]}x{base['workingSize'][1]}: {times['base_training_s'] / 60:.1f} min",
+              f"{base['workingSize'][0]}x{base['workingSize'][1]}"
+              + (f": {times['base_training_s'] / 60:.1f} min" if times else ""),
               f"Learn new structures: {run['structures'][-1]} from {run['frames_learned']} frames of",
               f"  patients {', '.join(run['new_patients'])} only, {learn['iterations']} iterations, "
-              f"{run['replayed_frames']} replayed frames;",
-              f"  learn + scoring: {times['learning_and_scoring_s'] / 60:.1f} min "
-              f"(learn step {times['learn_step_engine_s'] / 60:.1f} min)",
-              f"Segment one frame: {times['segment_new_s']:.0f} s (engine start included)",
-              f"Device: {run['device']}"]
+              f"{run['replayed_frames']} replayed frames"]
+    if times:
+        lines += [f"  learn + scoring: {times['learning_and_scoring_s'] / 60:.1f} min "
+                  f"(learn step {times['learn_step_engine_s'] / 60:.1f} min)",
+                  f"Segment one frame: {times['segment_new_s']:.0f} s (engine start included)"]
+    lines.append(f"Device: {run['device']}")
+    if run.get("note"):
+        lines += [""] + textwrap.wrap(run["note"], 58)
     return "\n".join(lines)
 
 
@@ -61,7 +67,7 @@ def main(resultPath, runPath, panelPath, outPath):
     colors = {index + 1: run["colors"][name] for index, name in enumerate(run["structures"])}
     known = {value: rgb for value, rgb in colors.items() if value < len(colors)}
     figure = plt.figure(figsize=(16, 12.5), dpi=100)
-    grid = figure.add_gridspec(2, 3, width_ratios=[1.0, 1.25, 1.25], wspace=0.05, hspace=0.12)
+    grid = figure.add_gridspec(2, 3, width_ratios=[1.2, 1.25, 1.25], wspace=0.04, hspace=0.12)
     panel = figure.add_subplot(grid[:, 0])
     panel.imshow(plt.imread(panelPath))
     panel.set_title("IncrementalLap module (rendered from its .ui) after the run", fontsize=11)
