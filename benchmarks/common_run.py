@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_S = 0.05
+SAMPLE_S = 0.1
 
 
 class CommandFailed(RuntimeError):
@@ -102,6 +102,19 @@ def _address_space_limit(limit_bytes: int | None):
     return apply
 
 
+def _open_log(command: list[str]):
+    """With ``BENCHMARK_LOG_DIR`` set, every child's stdout (timestamped) and the end of its stderr go to a file
+    there, to follow a long run while it goes on."""
+    folder = os.environ.get("BENCHMARK_LOG_DIR")
+    if not folder:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    verb = next((c for c in command if c in ("train", "segment", "evaluate")), Path(command[1]).stem)
+    handle = open(Path(folder) / f"{time.strftime('%H%M%S')}_{verb}.log", "w", encoding="utf-8")
+    handle.write(shell_line(command) + "\n")
+    return handle
+
+
 def run_measured(command: list, env: dict | None = None, cwd: Path = REPO, check: bool = True,
                  timeout_s: float | None = None, address_space_limit: int | None = None) -> Measured:
     """Run ``command`` and measure it (see the module docstring). stdout lines that are JSON objects are kept as
@@ -121,8 +134,13 @@ def run_measured(command: list, env: dict | None = None, cwd: Path = REPO, check
     peaks: dict[str, float] = {}
     stderr_chunks: list[str] = []
 
+    log = _open_log(command)
+
     def read_stdout():
         for line in child.stdout:
+            if log:
+                log.write(f"{time.perf_counter() - started:9.2f} {line}")
+                log.flush()
             line = line.strip()
             if line.startswith("{"):
                 try:
@@ -153,6 +171,9 @@ def run_measured(command: list, env: dict | None = None, cwd: Path = REPO, check
     child.returncode = os.waitstatus_to_exitcode(status)
     for reader in readers:
         reader.join()
+    if log:
+        log.write("".join(stderr_chunks)[-5000:])
+        log.close()
     # ru_maxrss is in kilobytes on Linux.
     maxrss = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20
     measured = Measured(command, child.returncode, seconds, maxrss, peak_tree / 2**20, peaks, events,

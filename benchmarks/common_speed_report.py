@@ -64,7 +64,7 @@ def segment_section(rows: list[dict]) -> list[str]:
 def train_section(rows: list[dict]) -> list[str]:
     lines = ["## 2. Training step time and memory (measured, CPU)", "",
              "`distillseg oneshot train` on the OASIS → vxm brains; step time = median of the steps after the "
-             "first (from the engine's progress events); peak RSS per stage sampled every 50 ms (the preparation "
+             "first (from the engine's progress events); peak RSS per stage sampled every 0.1 s (the preparation "
              "and pre-alignment are in `start`/`prealign`). The 1 mm runs get `--max-memory` = the cap, so the "
              "engine's own memory plan decides whether they start (exit 3 = refused up front); runs with "
              "checkpointing skip the augmenter stage (checkpointing concerns the teacher and student only).", ""]
