@@ -163,8 +163,9 @@ def storyProblems(result: StoryResult) -> list[str]:
             problems.append(f"the segment ID of {name} changed from {segmentId} to {result.idsAfter.get(name)}")
     segmentation = result.segmentationNode.GetSegmentation()
     for entry in result.newModel.labels.entries:
-        if entry.name in result.idsAfter:
-            color = [round(c * 255) for c in segmentation.GetSegment(result.idsAfter[entry.name]).GetColor()]
+        segment = segmentation.GetSegment(result.idsAfter.get(entry.name, ""))
+        if segment is not None:
+            color = [round(c * 255) for c in segment.GetColor()]
             if color != list(entry.color):
                 problems.append(f"segment {entry.name} has colour {color}, the model says {list(entry.color)}")
     scored = {row.structure for row in result.scores}

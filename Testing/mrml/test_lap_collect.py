@@ -1,9 +1,11 @@
 """Collecting the frames the user annotated into the engine's folder layout, on a real headless Slicer scene: the
 engine's own DSAD reader finds exactly the frames, patients and masks that were painted, only for the structures
 asked for; partial annotations stay partial; annotations recorded in a segmentation sequence are collected too;
-unusable annotations are refused with a sentence."""
+unusable annotations are refused with a sentence; the self-test's checks catch a broken result."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +16,8 @@ from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
 from distillseg.incremental.data import read_labelled_frame
 from distillseg.incremental.dsad import list_dsad
 from distillseg.incremental.synthetic_scenes import is_synthetic
-from IncrementalLapLib import annotatedFrames, frameSequences, frameVolumes
+from IncrementalLapLib import annotatedFrames, frameSequences, frameVolumes, sampleFrames
+from IncrementalLapLib.lapJobControl import ScoreRow
 from OneShotSegLib import segmentLabels
 from OneShotSegLib.labels import LabelEntry, LabelTable
 
@@ -137,3 +140,26 @@ def test_unusable_annotations_are_refused(scene, tmp_path):
         annotatedFrames.collectFrames(frames, tmp_path / "bad")
     with pytest.raises(annotatedFrames.AnnotationError, match="No annotated frame is selected"):
         annotatedFrames.collectFrames([], tmp_path / "none")
+
+
+def test_the_self_tests_checks_catch_a_broken_story(scene):
+    """``sampleFrames.storyProblems`` (the module self-test's checks) passes a right result and names what is wrong
+    in a broken one."""
+    frame, _ = _frame(scene, 5, "f")
+    segmentation = segmentLabels.newSegmentationFor(frame)
+    table = LabelTable([LabelEntry(1, "liver", (140, 40, 40)), LabelEntry(2, "colon", (200, 140, 60)),
+                        LabelEntry(3, "stomach", (190, 110, 120))])
+    labelmapNode = frameVolumes.labelmapOnFrame(np.tile(np.arange(56) % 4, (40, 1)).astype(np.uint8), frame)
+    segmentLabels.importLabelmap(labelmapNode, table, segmentation)
+    model = SimpleNamespace(labels=table)
+    scores = [ScoreRow("liver", 0.1, 0.2), ScoreRow("colon", 0.3, 0.3), ScoreRow("stomach", None, 0.5)]
+    result = sampleFrames.StoryResult(model, model, frame, segmentation, {"liver": "Label_1", "colon": "Label_2"},
+                                      sampleFrames.segmentIdsByName(segmentation), scores)
+    assert sampleFrames.storyProblems(result) == []
+    result.idsAfter = {**result.idsAfter, "liver": "Label_9"}
+    segmentation.GetSegmentation().GetSegment("Label_3").SetColor(0.0, 0.0, 1.0)
+    result.scores = scores[:2]
+    assert sampleFrames.storyProblems(result) == [
+        "the segment ID of liver changed from Label_1 to Label_9",
+        "segment stomach has colour [0, 0, 255], the model says [190, 110, 120]",
+        "the check frames scored ['colon', 'liver'], not ['colon', 'liver', 'stomach']"]
