@@ -107,3 +107,22 @@ def test_instance_optimisation_improves_the_alignment_of_a_deformed_phantom():
     before = np.mean([dice(labels, moved_labels, v) for v in (1, 2, 5)])
     after = np.mean([dice(warped, moved_labels, v) for v in (1, 2, 5)])
     assert after > before + 0.02, (before, after)
+
+
+def test_fast_argmax_equals_interpolating_every_class():
+    """The uniform-cell shortcut of ``resample_argmax`` must give exactly the brute-force answer."""
+    from distillseg.oneshot.geometry import resample_slabs
+
+    rng = np.random.default_rng(7)
+    src = Grid((12, 14, 10), random_affine(rng, spacing=(2.0, 2.0, 2.0)))
+    dst = Grid((25, 27, 20), src.affine @ np.diag([0.5, 0.5, 0.5, 1.0]) @ np.array(
+        [[1, 0, 0, -3], [0, 1, 0, -2], [0, 0, 1, 1], [0, 0, 0, 1.0]]))
+    blocks = np.kron(rng.integers(0, 4, (3, 4, 3)), np.ones((4, 4, 4)))[:12, :14, :10]
+    scores = torch.nn.functional.one_hot(torch.from_numpy(blocks).long(), 4).permute(3, 0, 1, 2).float()
+    scores = scores + 0.3 * torch.rand(4, 12, 14, 10)
+    world = np.eye(4)
+    world[:3, 3] = [1.3, -0.7, 2.1]
+    brute = torch.empty(dst.shape, dtype=torch.int64)
+    for start, stop, values in resample_slabs(scores, src, dst, world):
+        brute[start:stop] = values.argmax(0)
+    assert torch.equal(resample_argmax(scores, src, dst, world, slab_voxels=3000), brute)

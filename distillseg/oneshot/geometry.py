@@ -87,12 +87,41 @@ def resample(source: torch.Tensor, src: Grid, dst: Grid, world_map: np.ndarray |
 
 
 def resample_argmax(scores: torch.Tensor, src: Grid, dst: Grid, world_map: np.ndarray | None = None,
-                    slab_voxels: int = 1_000_000) -> torch.Tensor:
+                    slab_voxels: int = 500_000) -> torch.Tensor:
     """Class index (int64, ``dst.shape``) of the largest linearly interpolated score (C, I, J, K); outside the
-    source every score is 0 and class 0 (background) wins. Slab by slab, so C x |dst| floats never coexist."""
+    source every score is 0 and class 0 (background) wins.
+
+    Exact shortcut: a destination point whose 8 interpolation corners all have the same source argmax gets that
+    class (a convex combination of score vectors that share their largest entry keeps it), so the C channels are
+    interpolated only near boundaries. Slab by slab, so C x |dst| floats never coexist.
+    """
+    labels = scores.argmax(0)
+    # A cell (the cube between voxel v and v + 1) is uniform when its 8 corners share one label.
+    corners = labels[None, None].float()
+    highest = F.max_pool3d(corners, kernel_size=2, stride=1)[0, 0]
+    lowest = -F.max_pool3d(-corners, kernel_size=2, stride=1)[0, 0]
+    uniform = highest == lowest
+    cell_shape = torch.tensor(uniform.shape, device=scores.device)
+    index_map = torch.as_tensor(voxel_map(src, dst, world_map), dtype=torch.float32, device=scores.device)
     out = torch.empty(dst.shape, dtype=torch.int64, device=scores.device)
-    for start, stop, values in resample_slabs(scores, src, dst, world_map, slab_voxels=slab_voxels):
-        out[start:stop] = values.argmax(0)
+    step = max(1, slab_voxels // max(dst.shape[1] * dst.shape[2], 1))
+    for start in range(0, dst.shape[0], step):
+        stop = min(start + step, dst.shape[0])
+        grid = sampling_grid(index_map, src.shape, dst.shape, start, stop)[0]  # (n, J, K, 3) in (k, j, i) order
+        # Back from normalised to source voxel coordinates (i, j, k).
+        size = torch.tensor(src.shape, dtype=torch.float32, device=scores.device)
+        points = (grid.flip(-1) + 1.0) * (size - 1) / 2
+        cell = torch.floor(points).long()
+        inside = ((cell >= 0) & (cell < cell_shape)).all(-1)
+        clamped = torch.minimum(cell.clamp_min(0), cell_shape - 1)
+        easy = inside & uniform[clamped[..., 0], clamped[..., 1], clamped[..., 2]]
+        slab = labels[clamped[..., 0], clamped[..., 1], clamped[..., 2]]
+        hard = ~easy
+        if hard.any():
+            picked = grid[hard]  # (n_hard, 3)
+            values = F.grid_sample(scores[None], picked[None, :, None, None], align_corners=True)[0, :, :, 0, 0]
+            slab[hard] = values.argmax(0)
+        out[start:stop] = slab
     return out
 
 
