@@ -96,6 +96,8 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-iterations", type=int, default=None,
                         help="with --predictor augmenter: instance-optimisation iterations per scan "
                              "(default: as in training)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the student first (pays off over many scans; compiling takes minutes)")
     parser.add_argument("--keep-largest", action="store_true",
                         help="keep only the largest connected component of each structure")
 

@@ -40,10 +40,12 @@ class Segmentation:
 
 class OneShotPredictor:
     def __init__(self, bundle: Bundle, device: torch.device, dtype: torch.dtype | None, predictor: str = "student",
-                 window: tuple[int, int, int] | None = None, refine_iterations: int | None = None):
+                 window: tuple[int, int, int] | None = None, refine_iterations: int | None = None,
+                 compile_network: bool = False):
         """``window``: sliding-window size in working-grid voxels, or None to run the whole grid at once;
         ``refine_iterations``: instance optimisation of the augmenter's field per scan (augmenter predictor only;
-        default: as in training)."""
+        default: as in training); ``compile_network``: ``torch.compile`` the student (worth it for many scans: the
+        first call compiles for a minute or more)."""
         manifest = bundle.manifest
         self.device, self.dtype, self.predictor, self.window = device, dtype, predictor, window
         self.values = torch.tensor(manifest["class_values"], dtype=torch.int64)
@@ -71,6 +73,7 @@ class OneShotPredictor:
         if device.type == "cpu" or device.type == "cuda":
             # channels_last_3d lets oneDNN/cuDNN pick their fastest 3D convolution kernels.
             self.network.to(memory_format=torch.channels_last_3d)
+        self.run = torch.compile(self.network, dynamic=False) if compile_network else self.network
 
     @torch.no_grad()
     def scores(self, image: torch.Tensor) -> torch.Tensor:
@@ -89,12 +92,12 @@ class OneShotPredictor:
         batch = batch.contiguous(memory_format=torch.channels_last_3d)
         with autocast(self.device, self.dtype):
             if self.window is None:
-                logits = self.network(batch)[0]
+                logits = self.run(batch)[0]
             else:
                 from monai.inferers import SlidingWindowInferer
 
                 inferer = SlidingWindowInferer(roi_size=self.window, sw_batch_size=1, overlap=0.25, mode="gaussian")
-                logits = inferer(batch, lambda x: self.network(x)[0])
+                logits = inferer(batch, lambda x: self.run(x)[0])
         return torch.softmax(logits[0].float(), dim=0)
 
     def segment(self, volume: Volume, prealign_options: PrealignOptions = PrealignOptions()) -> Segmentation:

@@ -45,7 +45,7 @@ def load_predictor(args) -> OneShotPredictor:
         manifest = bundle.manifest
         window = sliding_window(manifest["preprocessing"]["grid"]["shape"], manifest["networks"]["student"]["channels"],
                                 len(manifest["class_values"]), dtype is not None, budget_bytes(device, args.max_memory))
-    return OneShotPredictor(bundle, device, dtype, args.predictor, window, args.refine_iterations)
+    return OneShotPredictor(bundle, device, dtype, args.predictor, window, args.refine_iterations, args.compile)
 
 
 def check_inputs(paths: list[str]) -> None:
