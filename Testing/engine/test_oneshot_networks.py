@@ -10,7 +10,7 @@ from distillseg.oneshot.unet import FeatureUNet
 
 def test_feature_unet_shapes():
     net = FeatureUNet(1, 5)
-    output, features = net(torch.rand(1, 1, 32, 32, 48))
+    output, features, _ = net(torch.rand(1, 1, 32, 32, 48))
     assert output.shape == (1, 5, 32, 32, 48)
     assert [f.shape for f in features] == [(1, 32, 16, 16, 24), (1, 16, 32, 32, 48)]
 
@@ -25,7 +25,7 @@ def test_bf16_gradients_are_repeatable_and_finite_on_a_tiny_volume():
     for _ in range(4):
         net.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            output, features = net(image)
+            output, features, _ = net(image)
         (output.float().square().mean() + sum(f.float().mean() for f in features)).backward()
         gradients.append([p.grad.clone() for p in net.parameters()])
     for later in gradients[1:]:
@@ -41,7 +41,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     for checkpointing in (False, True):
         net.zero_grad()
         net.checkpointing = checkpointing
-        output, features = net(image)
+        output, features, _ = net(image)
         (output.square().mean() + features[0].mean()).backward()
         gradients.append([p.grad.clone() for p in net.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*gradients))

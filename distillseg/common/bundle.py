@@ -25,11 +25,8 @@ from typing import Any
 import torch
 
 from distillseg.common.atomic import atomic_directory
+from distillseg.common.bundle_format import FORMAT_VERSION, MANIFEST, METHOD_TITLES
 from distillseg.common.errors import UserError, file_error
-
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-METHOD_TITLES = {"oneshot": "OneShotSeg (3D one-shot)", "lap": "IncrementalLap (laparoscopic frames)"}
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -112,7 +109,10 @@ class Bundle:
         if entry is None:
             raise file_error(self.path, f"the model has no weights named '{name}'")
         file = self.path / entry["file"]
-        if Path(entry["file"]).name != entry["file"] or not file.is_file():
+        if Path(entry["file"]).name != entry["file"]:
+            raise file_error(self.path / MANIFEST, f"weight file '{entry['file']}' is not a plain file name inside "
+                                                   "the model folder")
+        if not file.is_file():
             raise file_error(file, "weight file listed in the manifest is missing")
         if sha256_of(file) != entry.get("sha256"):
             raise file_error(file, "weight file does not match the SHA-256 in manifest.json (corrupted or altered)")

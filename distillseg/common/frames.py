@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from distillseg.common.atomic import atomic_file
-from distillseg.common.errors import file_error
+from distillseg.common.errors import check_readable_file, file_error
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # Pillow modes that carry colour; palette images are colour unless every palette entry is grey.
@@ -30,8 +30,7 @@ def is_frame_file(path: str | os.PathLike) -> bool:
 def _open(path: Path):
     from PIL import Image, UnidentifiedImageError
 
-    if not path.is_file():
-        raise file_error(path, "file does not exist")
+    check_readable_file(path)
     try:
         image = Image.open(path)
         image.load()

@@ -4,6 +4,14 @@ Convention used throughout the engine: ``array`` is indexed ``[i, j, k]`` (the f
 first) and ``affine`` is the 4x4 matrix from voxel index ``(i, j, k, 1)`` to **RAS** world millimetres (nibabel's
 convention). NRRD files in LPS space are converted on read and written back in LPS, as Slicer does. Label maps are
 always written on the exact grid they are given (shape, spacing, origin, direction), atomically.
+
+A NIfTI header can hold two voxel-to-world matrices, the qform and the sform, and readers differ in which one they
+believe when both are set (3D Slicer/ITK takes the qform unless the sform's code is 1 "scanner"; nibabel and FSL take
+the sform). So the engine places a NIfTI image where every reader agrees: with the one matrix that is set; with
+either when both are set and agree to ``QFORM_SFORM_TOLERANCE_MM`` at every corner of the volume; and when neither
+is set, as ITK does (the header's voxel sizes along the LPS axes, origin 0). A file whose qform and sform disagree
+is refused: a segmentation placed by the wrong one would land millimetres off. Written files set both to the same
+matrix.
 """
 
 from __future__ import annotations
@@ -16,13 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from distillseg.common.atomic import atomic_file
-from distillseg.common.errors import file_error
+from distillseg.common.errors import check_readable_file, file_error
 from distillseg.common.labels import LabelEntry, LabelTable
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 NRRD_SUFFIXES = (".nrrd", ".nhdr", ".seg.nrrd")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 MAX_LABEL_VALUE = 65535
+QFORM_SFORM_TOLERANCE_MM = 0.01  # far above float32 rounding of either matrix, far below any voxel size
 
 
 @dataclass
@@ -75,7 +84,26 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, LabelTable | None]:
             from None
     if data.dtype.names:  # NIfTI RGB(A) voxel types are structured arrays
         raise file_error(path, "is an RGB volume; a single-channel (grayscale) 3D scan is needed")
-    return data, image.affine.astype(np.float64), None
+    return data, _nifti_affine(path, image.header, data.shape[:3]), None
+
+
+def _nifti_affine(path: Path, header, shape: tuple[int, ...]) -> np.ndarray:
+    """The voxel -> RAS matrix every reader agrees on (see the module docstring), else a ``UserError``."""
+    qform, _ = header.get_qform(coded=True)
+    sform, _ = header.get_sform(coded=True)
+    if qform is not None and sform is not None:
+        last = [s - 1 for s in shape] + [0] * (3 - len(shape))
+        corners = np.array([[i, j, k, 1.0] for i in (0, last[0]) for j in (0, last[1]) for k in (0, last[2])]).T
+        gap = float(np.linalg.norm(((sform - qform) @ corners)[:3], axis=0).max())
+        if gap > QFORM_SFORM_TOLERANCE_MM:
+            raise file_error(path, f"its NIfTI qform and sform disagree by up to {gap:.3g} mm, so programs place "
+                                   "this image differently; make them equal (for example with fslorient "
+                                   "-copysform2qform) and try again")
+    chosen = sform if sform is not None else qform
+    if chosen is None:
+        zooms = [float(z) for z in header.get_zooms()[:3]] + [1.0] * 3
+        chosen = LPS_TO_RAS @ np.diag([*zooms[:3], 1.0])
+    return np.asarray(chosen, dtype=np.float64)
 
 
 def _nrrd_affine(path: Path, header: dict, spatial_axes: list[int]) -> np.ndarray:
@@ -162,10 +190,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     """Read a NIfTI or NRRD file as a ``Volume``; unreadable files raise a ``UserError`` naming the file."""
     path = Path(path)
     kind = volume_format(path)
-    if not path.is_file():
-        raise file_error(path, "file does not exist")
-    if path.stat().st_size == 0:
-        raise file_error(path, "file is empty")
+    check_readable_file(path)
     data, affine, table = _read_nifti(path) if kind == "nifti" else _read_nrrd(path)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise file_error(path, "has an invalid (singular or non-finite) voxel-to-world matrix")

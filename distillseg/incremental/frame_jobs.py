@@ -89,8 +89,8 @@ def run_evaluate(args, progress) -> int:
     names = parse_class_list(args.classes, "--classes") if args.classes else model.registry.names
     for name in names:
         if name not in model.registry.names:
-            raise UserError(f"The model does not know the structure '{name}' "
-                            f"(it knows: {', '.join(model.registry.names)}).")
+            raise file_error(args.model, f"the model does not know the structure '{name}' "
+                                         f"(it knows: {', '.join(model.registry.names)})")
     patients = parse_class_list(args.patients, "--patients") if args.patients else None
     records, mask_values = find_records(args.data, names, args.source, args.split, patients)
     values = {n: model.registry.value_of(n) for n in names}

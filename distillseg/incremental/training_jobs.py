@@ -50,6 +50,7 @@ def _output(out: Path, world: World):
         return
     with OutputLock(out):
         remove_stale_temporaries(out)
+        remove_stale_temporaries(out.with_name(out.name + ".checkpoint"))  # a checkpoint killed while being saved
         yield
 
 
