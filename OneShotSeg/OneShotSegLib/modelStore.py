@@ -21,11 +21,14 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .labels import LabelTable
+from .labels import LabelTable  # (first: it makes the engine package importable)
+
+from distillseg.common.bundle_format import FORMAT_VERSION  # noqa: E402  (plain Python, no torch)
 
 MANIFEST = "manifest.json"
 CHECKPOINT_SUFFIX = ".checkpoint"
@@ -52,34 +55,37 @@ def sha256Of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def readManifest(folder: Path) -> dict[str, Any]:
-    """The bundle's manifest as a dict; ``ModelStoreError`` if it is missing or not a manifest."""
+def readManifest(folder: Path, source: Path | None = None) -> dict[str, Any]:
+    """The bundle's manifest as a dict; ``ModelStoreError`` if it is missing or not a manifest. Messages name
+    ``source`` (e.g. the zip being imported) when given, else the folder."""
     path = Path(folder) / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelStoreError(f"{folder}: not a model bundle (no {MANIFEST}).") from None
+        raise ModelStoreError(f"{source or folder}: not a model bundle (no {MANIFEST}).") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelStoreError(f"{path}: manifest is not readable JSON ({exc.__class__.__name__}).") from None
+        raise ModelStoreError(f"{source or path}: manifest is not readable JSON ({exc.__class__.__name__}).") from None
     if not isinstance(manifest, dict) or "method" not in manifest:
-        raise ModelStoreError(f"{path}: manifest lacks the 'method' of the model.")
+        raise ModelStoreError(f"{source or path}: manifest lacks the 'method' of the model.")
     return manifest
 
 
-def checkWeights(folder: Path, manifest: dict[str, Any]) -> None:
-    """Every weight file the manifest lists exists inside the bundle and matches its SHA-256."""
+def checkWeights(folder: Path, manifest: dict[str, Any], source: Path | None = None) -> None:
+    """Every weight file the manifest lists exists inside the bundle and matches its SHA-256. Messages name
+    ``source`` and the file (e.g. the zip being imported and its member) when given, else the folder's file."""
     weights = manifest.get("weights")
     if not isinstance(weights, dict) or not weights:
-        raise ModelStoreError(f"{folder}: the manifest lists no weight files.")
+        raise ModelStoreError(f"{source or folder}: the manifest lists no weight files.")
     for name, entry in weights.items():
         fileName = str(entry.get("file", "")) if isinstance(entry, dict) else ""
         if not fileName or PurePosixPath(fileName).name != fileName or fileName in (".", ".."):
-            raise ModelStoreError(f"{folder}: weight '{name}' has an invalid file name '{fileName}'.")
+            raise ModelStoreError(f"{source or folder}: weight '{name}' has an invalid file name '{fileName}'.")
         path = Path(folder) / fileName
+        shown = f"{source}: weight file '{fileName}'" if source else f"{path}: weight file"
         if not path.is_file():
-            raise ModelStoreError(f"{path}: weight file listed in the manifest is missing.")
+            raise ModelStoreError(f"{shown} listed in the manifest is missing.")
         if sha256Of(path) != entry.get("sha256"):
-            raise ModelStoreError(f"{path}: weight file does not match its SHA-256 in the manifest (corrupted or altered).")
+            raise ModelStoreError(f"{shown} does not match its SHA-256 in the manifest (corrupted or altered).")
 
 
 @dataclass
@@ -233,13 +239,24 @@ class ModelStore:
                         raise ModelStoreError(f"{zipPath}: member '{member.filename}' lies outside the bundle folder.")
                     target = staging.joinpath(*relative.parts)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.open(member) as source, open(target, "wb") as destination:
-                        shutil.copyfileobj(source, destination)
-                manifest = readManifest(staging)
+                    try:
+                        with archive.open(member) as source, open(target, "wb") as destination:
+                            shutil.copyfileobj(source, destination)
+                    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                        raise ModelStoreError(f"{zipPath}: member '{member.filename}' is damaged "
+                                              f"({exc.__class__.__name__}); export the model again.") from None
+                manifest = readManifest(staging, source=zipPath)
                 if manifest.get("method") != self.method:
                     raise ModelStoreError(
                         f"{zipPath}: this is a '{manifest.get('method')}' model, not a '{self.method}' model.")
-                checkWeights(staging, manifest)
+                version = manifest.get("format_version")
+                if not isinstance(version, int):
+                    raise ModelStoreError(f"{zipPath}: the manifest has no format version (not a model bundle of "
+                                          "this extension).")
+                if version > FORMAT_VERSION:
+                    raise ModelStoreError(f"{zipPath}: model format version {version} is newer than this extension "
+                                          f"understands ({FORMAT_VERSION}); update the extension.")
+                checkWeights(staging, manifest, source=zipPath)
                 finalName = self.uniqueName(name or (prefix.name if prefix.parts else zipPath.stem))
                 os.replace(staging, self.folder / finalName)
             finally:

@@ -123,12 +123,16 @@ def prepareTraining(store: ModelStore, modelName: str, atlasVolume, atlasSegment
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     inputs = TrainingInputs(folder, folder / "atlas.nrrd", folder / "atlas_labels.nrrd", folder / "label_names.json")
-    volumeFiles.writeVolumeFile(atlasVolume, inputs.atlasImage)
-    segmentLabels.writeLabelFiles(atlasSegmentation, atlasVolume, inputs.atlasLabels, inputs.labelNames)
-    for index, volume in enumerate(volumes):
-        inputs.unlabeled.append(volumeFiles.writeVolumeFile(volume, folder / f"unlabeled_{index:03d}.nrrd"))
-    inputs.unlabeled.extend(files)
-    inputs.save()
+    try:
+        volumeFiles.writeVolumeFile(atlasVolume, inputs.atlasImage)
+        segmentLabels.writeLabelFiles(atlasSegmentation, atlasVolume, inputs.atlasLabels, inputs.labelNames)
+        for index, volume in enumerate(volumes):
+            inputs.unlabeled.append(volumeFiles.writeVolumeFile(volume, folder / f"unlabeled_{index:03d}.nrrd"))
+        inputs.unlabeled.extend(files)
+        inputs.save()
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # no half-written job a later Resume could pick up
+        raise
     return inputs
 
 

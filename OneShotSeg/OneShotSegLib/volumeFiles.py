@@ -38,14 +38,21 @@ def sameGrid(nodeA, nodeB, toleranceMm: float = GEOMETRY_TOLERANCE_MM) -> bool:
 
 
 def checkScalarVolume(volumeNode, role: str = "scan") -> None:
-    """Refuse nodes the 3D engine cannot use: no image, RGB/vector data, or a single slice."""
-    if volumeNode is None or volumeNode.GetImageData() is None:
-        raise VolumeFileError(f"The {role} has no image data; load or select a volume.")
+    """Refuse nodes the 3D engine cannot use: no image, RGB/vector data, a single slice, or NaN/infinite voxels.
+
+    Checked here rather than left to the engine, whose sentence could only name the temporary file it was given."""
+    if volumeNode is None:
+        raise VolumeFileError(f"No {role} is selected; load or select a volume.")
     name = volumeNode.GetName()
+    if volumeNode.GetImageData() is None:
+        raise VolumeFileError(f"Volume '{name}' has no image data; load or select another volume as the {role}.")
     if volumeNode.GetImageData().GetNumberOfScalarComponents() != 1:
         raise VolumeFileError(f"Volume '{name}' is an RGB/vector volume; the {role} must be a grayscale 3D scan.")
     if min(volumeNode.GetImageData().GetDimensions()) < 2:
         raise VolumeFileError(f"Volume '{name}' is a single slice; the {role} must be a 3D scan.")
+    voxels = slicer.util.arrayFromVolume(volumeNode)
+    if voxels.dtype.kind == "f" and not np.isfinite(voxels).all():
+        raise VolumeFileError(f"Volume '{name}' contains NaN or infinite voxels; the {role} needs finite intensities.")
 
 
 def writeVolumeFile(volumeNode, path: str | os.PathLike) -> Path:
