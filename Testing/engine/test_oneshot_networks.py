@@ -59,3 +59,40 @@ def test_sliding_window_is_chosen_from_the_budget():
     assert inference_bytes(channels, classes, window[0] * window[1] * window[2], True) <= whole // 5
     with pytest.raises(OutOfMemoryError, match="--max-memory"):
         sliding_window(grid, channels, classes, True, FIXED_OVERHEAD + 1000)
+
+
+def test_atlas_prior_is_a_blurred_one_hot_that_an_untrained_student_reproduces():
+    from distillseg.oneshot.atlas_prior import PRIOR_FLOOR, atlas_prior
+
+    classes = torch.zeros(16, 16, 16, dtype=torch.int64)
+    classes[4:12, 4:12, 4:12] = 1
+    classes[6:10, 6:10, 6:10] = 2
+    sharp, blurred = atlas_prior(classes, 3, sigma=0), atlas_prior(classes, 3, sigma=1.0)
+    assert torch.equal(sharp.argmax(1)[0], classes)
+    assert torch.allclose(blurred.sum(1), torch.ones(1, 16, 16, 16), atol=1e-5)
+    assert blurred[0, 1, 4, 8, 8] < 0.9 and blurred[0, 0, 4, 8, 8] > 0.1  # blur crosses the boundary
+    net = FeatureUNet(1, 3, (4, 8, 16), prior_channels=3, deep_supervision=1).train()
+    torch.nn.init.zeros_(net.head.weight), torch.nn.init.zeros_(net.head.bias)
+    out = net(torch.cat([torch.rand(1, 1, 16, 16, 16), sharp], dim=1))
+    assert torch.allclose(out.output, sharp.clamp_min(PRIOR_FLOOR).log())
+    assert out.auxiliary[0].shape == (1, 3, 8, 8, 8)
+    with pytest.raises(ValueError):
+        FeatureUNet(1, 3, prior_channels=2)
+
+
+def test_synthetic_patches_carry_the_prior_at_their_unmoved_position():
+    from distillseg.oneshot.augmenter import RegistrationAugmenter
+    from distillseg.oneshot.synthesis import SynthesisOptions, SyntheticPairSampler
+
+    shape = (32, 32, 32)
+    augmenter = RegistrationAugmenter(encoder_channels=(4, 8, 8, 8), decoder_channels=8, embedding=8)
+    atlas = torch.rand(1, 1, *shape)
+    classes = (atlas > 0.5).long()
+    prior = torch.arange(32.0).view(1, 1, 32, 1, 1).expand(1, 2, *shape).contiguous()  # value = i index
+    sampler = SyntheticPairSampler(augmenter, atlas, classes, 2, [torch.rand(1, 1, *shape)],
+                                   SynthesisOptions(patch=(16, 16, 16)), prior=prior)
+    batch = sampler.sample_batch([torch.Generator().manual_seed(s) for s in (1, 2)])
+    assert batch.prior.shape == (2, 2, 16, 16, 16)
+    for sample in batch.prior:
+        first = int(sample[0, 0, 0, 0])
+        assert torch.equal(sample[0, :, 0, 0], torch.arange(first, first + 16.0))  # a plain crop, no affine

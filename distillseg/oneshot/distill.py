@@ -1,7 +1,9 @@
 """Stage 3: reconstruction-guided feature distillation (DESIGN §4 step 3).
 
 Teacher: residual U-Net with a 1-channel reconstruction head; it sees the real image and reconstructs it.
-Student: U-Net of the same shape with a segmentation head; it sees the synthetic image and learns its labels.
+Student: U-Net of the same shape with a segmentation head; it sees the synthetic image (and, by default, the fixed
+atlas prior of ``atlas_prior``: the extension's addition that makes it learn in hundreds of steps) and learns its
+labels.
 Loss = seg_weight·DiceCE(student) + hint_weight·Σ(1 - cos) over the last two decoder features
        + recon_weight·L1(teacher reconstruction, real image). Both networks train jointly with one optimizer.
 ``DistillationObjective`` holds both networks and the loss so DistributedDataParallel can wrap a whole step.
@@ -20,8 +22,8 @@ from distillseg.oneshot.unet import FeatureUNet
 
 @dataclass(frozen=True)
 class DistillOptions:
-    iterations: int = 1000
-    lr: float = 1e-3
+    iterations: int = 500
+    lr: float = 2e-3
     warmup: int = 20
     batch_size: int = 1
     seg_weight: float = 1.0
@@ -31,10 +33,12 @@ class DistillOptions:
     hint_trains_teacher: bool = False
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     student_residual: bool = True
-    decoder_subunits: int = 2
-    up_kernel: int = 3
-    deep_supervision: int = 0  # extra student heads at 1/2, 1/4 … resolution (MONAI DeepSupervisionLoss)
+    decoder_subunits: int = 1
+    up_kernel: int = 2
+    deep_supervision: int = 2  # extra student heads at 1/2, 1/4 … resolution (MONAI DeepSupervisionLoss)
     checkpointing: bool = False  # gradient checkpointing: less memory, ~30 % more time
+    atlas_prior: bool = True  # the student also sees the blurred atlas labels and starts from them
+    prior_sigma: float = 1.0  # the prior's Gaussian blur, working-grid voxels
 
 
 def build_networks(options: DistillOptions, num_classes: int) -> tuple[FeatureUNet, FeatureUNet]:
@@ -42,7 +46,8 @@ def build_networks(options: DistillOptions, num_classes: int) -> tuple[FeatureUN
     shape = {"decoder_subunits": options.decoder_subunits, "up_kernel": options.up_kernel}
     teacher = FeatureUNet(1, 1, options.channels, residual=True, **shape)
     student = FeatureUNet(1, num_classes, options.channels, residual=options.student_residual,
-                          deep_supervision=options.deep_supervision, **shape)
+                          deep_supervision=options.deep_supervision,
+                          prior_channels=num_classes if options.atlas_prior else 0, **shape)
     teacher.checkpointing = student.checkpointing = options.checkpointing
     return teacher, student
 
@@ -57,13 +62,15 @@ class DistillationObjective(nn.Module):
 
             self.segmentation = DeepSupervisionLoss(self.segmentation, weight_mode="exp")
 
-    def forward(self, image: torch.Tensor, classes: torch.Tensor, teacher_image: torch.Tensor, autocast
-                ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss and its parts: ``image``/``teacher_image`` (B, 1, ...), ``classes`` (B, 1, ...) int64."""
+    def forward(self, image: torch.Tensor, classes: torch.Tensor, teacher_image: torch.Tensor, autocast,
+                prior: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and its parts: ``image``/``teacher_image`` (B, 1, ...), ``classes`` (B, 1, ...) int64,
+        ``prior`` (B, C, ...) the atlas prior under the image when the student takes one."""
         o = self.options
         needs_teacher = o.hint_weight > 0 or o.recon_weight > 0
+        student_input = image if prior is None else torch.cat([image, prior.to(image.dtype)], dim=1)
         with autocast:
-            student = self.student(image)
+            student = self.student(student_input)
             if needs_teacher:
                 reconstruction, teacher_features, _ = self.teacher(teacher_image)
         student_features = student.features

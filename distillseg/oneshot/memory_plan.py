@@ -23,10 +23,10 @@ FIXED_OVERHEAD = 700 * 2**20  # the Python process with torch and MONAI loaded
 
 
 def inference_bytes(channels: Sequence[int], num_classes: int, voxels: int, half_precision: bool) -> int:
-    """Peak bytes of one ``FeatureUNet`` forward over ``voxels`` voxels (logits and softmax kept in fp32)."""
+    """Peak bytes of one ``FeatureUNet`` forward over ``voxels`` voxels (prior, logits and softmax in fp32)."""
     element = 2 if half_precision else 4
     features = INFERENCE_FACTOR * channels[0] * voxels * element
-    outputs = 2 * num_classes * voxels * 4
+    outputs = 3 * num_classes * voxels * 4  # atlas-prior input, logits, softmax
     return int(features + outputs)
 
 

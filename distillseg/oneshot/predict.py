@@ -1,7 +1,7 @@
 """Segment scans with a trained one-shot bundle (DESIGN §4 step 4).
 
 For each scan: normalise as the atlas was, pre-align it to the atlas copy in the bundle, resample it into the
-working grid, run the student once (MONAI ``SlidingWindowInferer`` with Gaussian blending when the grid does not fit
+working grid, run the student once (with the atlas prior as extra input channels when it was trained with one) (MONAI ``SlidingWindowInferer`` with Gaussian blending when the grid does not fit
 the memory budget), and bring the class probabilities back onto the scan's own grid through the inverse world map,
 interpolating probabilities linearly and taking the argmax slab by slab, so the label map lies exactly on the
 scan's grid (same shape, spacing, origin, direction). ``predictor="augmenter"`` instead warps the atlas labels with
@@ -20,6 +20,7 @@ from distillseg.common.bundle import Bundle
 from distillseg.common.device import autocast
 from distillseg.common.labels import LabelTable
 from distillseg.common.volume_io import Volume
+from distillseg.oneshot.atlas_prior import atlas_prior
 from distillseg.oneshot.augmenter import RegistrationAugmenter
 from distillseg.oneshot.data import align_scan
 from distillseg.oneshot.geometry import Grid, resample_argmax
@@ -60,6 +61,8 @@ class OneShotPredictor:
         if predictor == "student":
             self.network = FeatureUNet(**manifest["networks"]["student"])
             self.network.load_state_dict(bundle.load_weights("student", device))
+            if self.network.prior_channels:
+                self.prior = atlas_prior(self.atlas_classes, len(self.values), float(pre["atlas_prior_sigma"]))
         elif predictor == "augmenter":
             self.network = RegistrationAugmenter(**manifest["networks"]["augmenter"])
             self.network.load_state_dict(bundle.load_weights("augmenter", device))
@@ -89,6 +92,8 @@ class OneShotPredictor:
             displacement = self.network.displacement(velocity, batch.shape[2:])
             onehot = F.one_hot(self.atlas_classes.to(self.device), len(self.values)).permute(3, 0, 1, 2)[None]
             return self.network.warp(onehot.float(), displacement)[0]
+        if self.network.prior_channels:
+            batch = torch.cat([batch, self.prior.to(batch.dtype)], dim=1)
         batch = batch.contiguous(memory_format=torch.channels_last_3d)
         with autocast(self.device, self.dtype):
             if self.window is None:

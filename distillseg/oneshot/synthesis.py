@@ -10,7 +10,9 @@ For each unlabelled target y_i the augmenter's velocity field v_i (atlas -> y_i)
 4. warps the atlas image and its one-hot labels (linear, then argmax) with the integrated field, all in one
    sampling pass restricted to a random patch, and gives the teacher the *real* image that dominates the mix,
    under the same affine;
-5. jitters the student's intensities (gamma, Gaussian noise).
+5. jitters the student's intensities (gamma, Gaussian noise);
+6. crops the fixed atlas prior (when given) at the patch's *unmoved* position: the prior stays where pre-alignment
+   puts the atlas, so the random affine also teaches the student to trust the image over a misplaced prior.
 
 Shapes: images (1, 1, P, Q, R) in [0, 1], classes (1, 1, P, Q, R) int64, with (P, Q, R) the patch (default the whole
 working grid). Everything random comes from the ``torch.Generator`` passed to ``sample``.
@@ -44,6 +46,7 @@ class SyntheticPair:
     image: torch.Tensor          # student input (1, 1, P, Q, R)
     classes: torch.Tensor        # its labels (1, 1, P, Q, R) int64
     teacher_image: torch.Tensor  # the real image the teacher reconstructs (1, 1, P, Q, R)
+    prior: torch.Tensor | None = None  # the atlas prior under the patch (1, C, P, Q, R)
     info: dict = field(default_factory=dict)
 
 
@@ -70,10 +73,12 @@ class SyntheticPairSampler:
 
     def __init__(self, augmenter: RegistrationAugmenter, atlas_image: torch.Tensor, atlas_classes: torch.Tensor,
                  num_classes: int, targets: list[torch.Tensor], options: SynthesisOptions = SynthesisOptions(),
-                 velocities: list[torch.Tensor] | None = None):
+                 velocities: list[torch.Tensor] | None = None, prior: torch.Tensor | None = None):
         """``atlas_image`` (1, 1, I, J, K), ``atlas_classes`` (1, 1, I, J, K) int64, ``targets`` [(1, 1, I, J, K)];
-        ``velocities``: atlas -> target fields (e.g. refined by instance optimisation), else the augmenter's."""
+        ``velocities``: atlas -> target fields (e.g. refined by instance optimisation), else the augmenter's;
+        ``prior``: the atlas prior (1, C, I, J, K) to crop with every sample, or None."""
         self.options = options
+        self.prior = prior
         self.shape = tuple(atlas_image.shape[2:])
         self.atlas = atlas_image
         self.onehot = F.one_hot(atlas_classes[0, 0], num_classes).permute(3, 0, 1, 2)[None].float()
@@ -107,8 +112,9 @@ class SyntheticPairSampler:
         dominant = self.targets[i] if weight >= 0.5 else (self.targets[partner] if partner < count else self.atlas)
         return velocity, residual, dominant, {"target": i, "partner": partner, "weight": weight}
 
-    def _patch_index(self, generator: torch.Generator) -> torch.Tensor:
-        """(P, Q, R, 3) working-grid voxel indices of a random patch, moved by a random affine about its centre."""
+    def _patch_index(self, generator: torch.Generator) -> tuple[torch.Tensor, list[int]]:
+        """(P, Q, R, 3) working-grid voxel indices of a random patch, moved by a random affine about its centre, and
+        the patch's unmoved first voxel."""
         patch = self.options.patch or self.shape
         patch = [min(p, s) for p, s in zip(patch, self.shape)]
         start = [int(torch.randint(s - p + 1, (), generator=generator)) for p, s in zip(patch, self.shape)]
@@ -120,13 +126,14 @@ class SyntheticPairSampler:
         shift = _uniform(generator, -1, 1, (3,)) * o.affine_shift_voxels
         linear = _rotation(angles) @ torch.diag(scales)
         centre = torch.tensor([a + (p - 1) / 2 for a, p in zip(start, patch)], dtype=torch.float64)
-        return ((index - centre) @ linear.T + centre + shift).float()
+        return ((index - centre) @ linear.T + centre + shift).float(), start
 
     @torch.no_grad()
     def sample(self, generator: torch.Generator) -> SyntheticPair:
         velocity, residual, dominant, info = self._mixed(generator)
         use_appearance = bool(torch.rand((), generator=generator) < self.options.appearance_probability)
-        index = self._patch_index(generator).to(self.atlas.device)
+        index, start = self._patch_index(generator)
+        index = index.to(self.atlas.device)
         affine_grid = _normalise(index, self.shape)[None]
         displacement = self.augmenter.displacement(velocity, self.shape)
         # Deformation evaluated at the affinely moved points, then the atlas sampled at point + displacement.
@@ -143,11 +150,17 @@ class SyntheticPairSampler:
         noise = torch.randn(image.shape, generator=generator).to(image.device) * noise_sd
         image = (image.clamp(0, 1) ** gamma + noise).clamp(0, 1)
         info.update(appearance=use_appearance, gamma=gamma)
-        return SyntheticPair(image=image, classes=classes, teacher_image=teacher, info=info)
+        prior = None
+        if self.prior is not None:
+            size = image.shape[2:]
+            prior = self.prior[:, :, start[0]:start[0] + size[0], start[1]:start[1] + size[1],
+                               start[2]:start[2] + size[2]]
+        return SyntheticPair(image=image, classes=classes, teacher_image=teacher, prior=prior, info=info)
 
     def sample_batch(self, generators: list[torch.Generator]) -> SyntheticPair:
         """One sample per generator, concatenated along the batch axis (the patch size must be fixed)."""
         pairs = [self.sample(g) for g in generators]
         return SyntheticPair(image=torch.cat([p.image for p in pairs]), classes=torch.cat([p.classes for p in pairs]),
                              teacher_image=torch.cat([p.teacher_image for p in pairs]),
+                             prior=None if self.prior is None else torch.cat([p.prior for p in pairs]),
                              info={"samples": [p.info for p in pairs]})

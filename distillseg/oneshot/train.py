@@ -30,6 +30,7 @@ from distillseg.common.memory import budget_bytes, human
 from distillseg.common.progress import Progress
 from distillseg.common.volume_io import read_image
 from distillseg.oneshot.data import align_scan, prepare_atlas
+from distillseg.oneshot.atlas_prior import atlas_prior
 from distillseg.oneshot.distill import DistillationObjective, DistillOptions, build_networks
 from distillseg.oneshot.instance_optimization import refine_velocity
 from distillseg.oneshot.memory_plan import FIXED_OVERHEAD, training_bytes
@@ -228,8 +229,8 @@ def _check_memory(options: TrainOptions, grid_shape, num_classes: int, device: t
     if needed > budget:
         raise OutOfMemoryError(
             f"A training step on the {'x'.join(map(str, grid_shape))} working grid needs about {human(needed)} "
-            f"but {human(budget)} is available; use --patch-size 64 64 64, --checkpointing, a coarser --spacing "
-            "or --precision bf16.")
+            f"but {human(budget)} is available; use a smaller --patch-size (e.g. 32 32 32), --checkpointing, a "
+            "coarser --spacing or --precision bf16.")
 
 
 def _manifest(options: TrainOptions, atlas, student, augmenter, device, dtype, meta: dict) -> dict:
@@ -244,6 +245,7 @@ def _manifest(options: TrainOptions, atlas, student, augmenter, device, dtype, m
             "intensity": atlas.normalization.to_json(),
             "prealign": options.prealign,
             "atlas_spacing": atlas.source_spacing,
+            "atlas_prior_sigma": options.distill.prior_sigma,  # the student's prior input (when it takes one)
         },
         "contents": "student and augmenter weights; the atlas image and labels on the working grid "
                     "(needed to pre-align new scans)",
@@ -308,12 +310,14 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
             optimizer = torch.optim.Adam(objective.parameters(), lr=options.distill.lr)
             _restore(checkpointer, {"teacher": teacher, "student": student}, optimizer, "distill")
             velocities = _refined_velocities(augmenter, atlas_image, targets, options, checkpointer, progress)
+            prior = atlas_prior(atlas.classes.to(device), len(atlas.values), options.distill.prior_sigma) \
+                if options.distill.atlas_prior else None
             sampler = SyntheticPairSampler(augmenter, atlas_image, atlas.classes.to(device)[None, None],
-                                           len(atlas.values), targets, options.synthesis, velocities)
+                                           len(atlas.values), targets, options.synthesis, velocities, prior)
 
             def distill_step(generators):
                 pair = sampler.sample_batch(generators)
-                return trained(pair.image, pair.classes, pair.teacher_image, amp)
+                return trained(pair.image, pair.classes, pair.teacher_image, amp, pair.prior)
 
             _run_stage("distill", 2, options.distill.iterations, options.distill.batch_size,
                        {"augmenter": augmenter, "teacher": teacher, "student": student}, optimizer,

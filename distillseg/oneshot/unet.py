@@ -7,6 +7,11 @@ resolution with the default channels 16-32-64-128-256) and ``auxiliary`` outputs
 deep supervision (empty unless ``deep_supervision`` > 0). Blocks are MONAI ``ResidualUnit``s (residual) or plain double
 ``Convolution``s, InstanceNorm + PReLU; the head is a plain 1x1x1 convolution (a reconstruction head must not be
 normalised).
+
+With ``prior_channels`` = C > 0 (the student with an atlas prior, see ``atlas_prior``) the input is
+(B, in_channels + C, I, J, K): the image channels then the prior's C probability channels, and every output head's
+logits are added to the logarithm of the prior (average-pooled to the head's resolution), so an untrained network
+already predicts the atlas.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from distillseg.common.device import run_tiny_in_fp32
@@ -49,15 +55,20 @@ class FeatureUNet(nn.Module):
     """U-Net with ``len(channels) - 1`` stride-2 levels that returns (output, [half-res feature, full-res feature])."""
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, channels: Sequence[int] = (16, 32, 64, 128, 256),
-                 residual: bool = True, decoder_subunits: int = 2, up_kernel: int = 3, deep_supervision: int = 0):
+                 residual: bool = True, decoder_subunits: int = 2, up_kernel: int = 3, deep_supervision: int = 0,
+                 prior_channels: int = 0):
         """``decoder_subunits``: convolutions per decoder block; ``up_kernel``: transposed-convolution kernel (2 or 3);
-        ``deep_supervision``: number of extra 1x1x1 heads on the decoder levels below full resolution."""
+        ``deep_supervision``: number of extra 1x1x1 heads on the decoder levels below full resolution;
+        ``prior_channels``: atlas-prior input channels whose log the logits start from (0: none)."""
         super().__init__()
+        if prior_channels not in (0, out_channels):
+            raise ValueError("prior_channels must be 0 or out_channels (one prior channel per class)")
         self.config = {"in_channels": in_channels, "out_channels": out_channels, "channels": list(channels),
                        "residual": residual, "decoder_subunits": decoder_subunits, "up_kernel": up_kernel,
-                       "deep_supervision": deep_supervision}
+                       "deep_supervision": deep_supervision, "prior_channels": prior_channels}
+        self.in_channels, self.prior_channels = in_channels, prior_channels
         self.encoders = nn.ModuleList(
-            [_block(in_channels, channels[0], 1, residual)]
+            [_block(in_channels + prior_channels, channels[0], 1, residual)]
             + [_block(channels[i - 1], channels[i], 2, residual) for i in range(1, len(channels))])
         self.upsamplers = nn.ModuleList([_upsample(channels[i], channels[i - 1], up_kernel)
                                          for i in range(len(channels) - 1, 0, -1)])
@@ -82,6 +93,7 @@ class FeatureUNet(nn.Module):
         return len(self.encoders) - 1
 
     def forward(self, x: torch.Tensor) -> UNetOutput:
+        prior = x[:, self.in_channels:] if self.prior_channels else None
         skips = []
         for encoder in self.encoders:
             x = self._run(encoder, x)
@@ -97,4 +109,11 @@ class FeatureUNet(nn.Module):
         if self.training and self.auxiliary_heads:
             # decoded[-1 - level] is the decoder output at 1 / 2**level resolution.
             auxiliary = [head(decoded[-1 - level]) for level, head in enumerate(self.auxiliary_heads, start=1)]
-        return UNetOutput(self.head(x), decoded[-2:], auxiliary)
+        output = self.head(x)
+        if prior is not None:
+            from distillseg.oneshot.atlas_prior import prior_logits
+
+            output = output + prior_logits(prior)
+            auxiliary = [a + prior_logits(F.avg_pool3d(prior.float(), 2**level))
+                         for level, a in enumerate(auxiliary, start=1)]
+        return UNetOutput(output, decoded[-2:], auxiliary)
