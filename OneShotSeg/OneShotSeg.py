@@ -58,8 +58,8 @@ class OneShotSegParameterNode:
     unlabeledVolumes: list[vtkMRMLScalarVolumeNode]
     unlabeledFolder: str = ""
     modelName: str = "one-shot model"
-    iterations: Annotated[int, WithinRange(1, 1000000)] = 1000
-    augmenterIterations: Annotated[int, WithinRange(1, 1000000)] = 300
+    iterations: Annotated[int, WithinRange(1, 1000000)] = 500
+    augmenterIterations: Annotated[int, WithinRange(1, 1000000)] = 100
     spacingMm: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
     alreadyAligned: bool = False
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"

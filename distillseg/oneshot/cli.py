@@ -28,14 +28,29 @@ def _train(args, progress) -> int:
                                hint_weight=args.hint_weight, recon_weight=args.recon_weight,
                                student_residual=args.student == "residual", checkpointing=args.checkpointing,
                                decoder_subunits=args.decoder_subunits, up_kernel=args.up_kernel,
-                               deep_supervision=args.deep_supervision),
+                               deep_supervision=args.deep_supervision, atlas_prior=not args.no_atlas_prior),
         synthesis=SynthesisOptions(mix_beta=args.mix_beta, appearance_probability=args.appearance,
-                                   patch=tuple(args.patch_size) if args.patch_size else None),
+                                   patch=_patch_size(args.patch_size)),
         prealign=not args.no_prealign, device=args.device, precision=args.precision, seed=args.seed,
         resume=args.resume, checkpoint_every=args.checkpoint_every, max_memory=args.max_memory,
     )
     train_oneshot(options, progress)
     return 0
+
+
+def _patch_size(words: list[str]) -> tuple[int, int, int] | None:
+    """``--patch-size``: three positive voxel counts, or ``whole`` (None: the whole working grid)."""
+    from distillseg.common.errors import UserError
+
+    if words == ["whole"]:
+        return None
+    try:
+        size = tuple(int(w) for w in words)
+    except ValueError:
+        size = ()
+    if len(size) != 3 or min(size) < 16:
+        raise UserError(f"--patch-size takes three voxel counts of at least 16 or 'whole', not {' '.join(words)}.")
+    return size
 
 
 def _output_paths(inputs: list[str], output: str, suffix: str | None) -> list[Path]:
@@ -89,8 +104,8 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
                         help="student network (default) or the augmenter's registration of the atlas labels")
     parser.add_argument("--sliding-window", type=int, nargs=3, default=None, metavar=("I", "J", "K"),
                         help="run the network in overlapping windows of this size (working-grid voxels) with "
-                             "Gaussian blending; default: the whole grid at once when it fits the memory budget, "
-                             "else the largest window that does")
+                             "Gaussian blending; default: the training patch size (or the whole grid for a "
+                             "student trained on it), smaller when the memory budget needs it")
     parser.add_argument("--max-memory", default=None, metavar="SIZE",
                         help="memory budget, e.g. 6G (default: what the device has free)")
     parser.add_argument("--refine-iterations", type=int, default=None,
@@ -116,8 +131,8 @@ def add_oneshot_verbs(subparsers) -> None:
                             "(value name r g b); default: from a .seg.nrrd, else 'Label N'")
     train.add_argument("--unlabeled", required=True, nargs="+", metavar="IMG", help="unlabelled scans of the same anatomy")
     train.add_argument("--out", required=True, metavar="MODEL_DIR", help="model bundle folder to write")
-    train.add_argument("--iterations", type=int, default=1000, help="distillation (student) steps")
-    train.add_argument("--augmenter-iterations", type=int, default=300, help="registration augmenter steps")
+    train.add_argument("--iterations", type=int, default=500, help="distillation (student) steps")
+    train.add_argument("--augmenter-iterations", type=int, default=100, help="registration augmenter steps")
     train.add_argument("--spacing", default="auto",
                        help="working grid spacing in mm; 'atlas' = the atlas's own; 'auto' = the atlas's spacing, "
                             "coarsened until the labelled region fits ~1.2 M voxels on CPU / 16 M on a GPU")
@@ -133,7 +148,7 @@ def add_oneshot_verbs(subparsers) -> None:
                        help="memory budget, e.g. 12G; a training that would not fit stops before it starts with a "
                             "suggestion (default: what the device has free)")
     advanced = train.add_argument_group("method")
-    advanced.add_argument("--lr", type=float, default=1e-3, help="distillation learning rate (Adam)")
+    advanced.add_argument("--lr", type=float, default=2e-3, help="distillation learning rate (Adam)")
     advanced.add_argument("--augmenter-lr", type=float, default=1e-4, help="augmenter learning rate (Adam)")
     advanced.add_argument("--batch-pairs", type=int, default=2,
                           help="image pairs per augmenter step (the global batch, shared out under torchrun)")
@@ -148,21 +163,24 @@ def add_oneshot_verbs(subparsers) -> None:
     advanced.add_argument("--hint-weight", type=float, default=1.0, help="hint (feature distillation) weight; 0 = off")
     advanced.add_argument("--recon-weight", type=float, default=1.0, help="teacher reconstruction weight; 0 = off")
     advanced.add_argument("--student", default="residual", choices=["residual", "plain"], help="student blocks")
-    advanced.add_argument("--decoder-subunits", type=int, default=2, choices=[1, 2],
+    advanced.add_argument("--decoder-subunits", type=int, default=1, choices=[1, 2],
                           help="convolutions per decoder block of teacher and student")
-    advanced.add_argument("--up-kernel", type=int, default=3, choices=[2, 3],
+    advanced.add_argument("--up-kernel", type=int, default=2, choices=[2, 3],
                           help="transposed-convolution kernel of the decoders (2 = exact 2x upsampling, cheaper)")
-    advanced.add_argument("--deep-supervision", type=int, default=0,
+    advanced.add_argument("--deep-supervision", type=int, default=2,
                           help="extra student heads at 1/2, 1/4, ... resolution trained with MONAI "
                                "DeepSupervisionLoss (0 = off)")
+    advanced.add_argument("--no-atlas-prior", action="store_true",
+                          help="student without the atlas prior input (the paper's student; learns far slower)")
     advanced.add_argument("--mix-beta", type=float, default=0.3,
                           help="β of the Beta(β, β) deformation mixing; 0 = no mixing")
     advanced.add_argument("--appearance", type=float, default=0.5,
                           help="probability of transferring a target's appearance onto a synthetic image")
     advanced.add_argument("--checkpointing", action="store_true",
                           help="gradient checkpointing of teacher and student: less memory, about 30%% more time")
-    advanced.add_argument("--patch-size", type=int, nargs=3, default=None, metavar=("I", "J", "K"),
-                          help="train the student on random patches of this size (working-grid voxels)")
+    advanced.add_argument("--patch-size", nargs="+", default=["64", "64", "64"], metavar="I J K | whole",
+                          help="train the student on random patches of this size (working-grid voxels; default 64 "
+                               "64 64: most steps per minute on a CPU), or 'whole' for the whole working grid")
     add_runtime_options(train)
     train.set_defaults(verb_function=_train)
 

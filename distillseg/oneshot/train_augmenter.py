@@ -20,7 +20,7 @@ from distillseg.oneshot.losses import RegistrationLoss
 
 @dataclass(frozen=True)
 class AugmenterOptions:
-    iterations: int = 300
+    iterations: int = 100
     lr: float = 1e-4
     batch_pairs: int = 2
     similarity: str = "lncc"
