@@ -126,3 +126,21 @@ def test_fast_argmax_equals_interpolating_every_class():
     for start, stop, values in resample_slabs(scores, src, dst, world):
         brute[start:stop] = values.argmax(0)
     assert torch.equal(resample_argmax(scores, src, dst, world, slab_voxels=3000), brute)
+
+
+def test_prealign_adam_step_is_torch_adam():
+    from distillseg.oneshot.prealign import _adam_step
+
+    target = torch.randn(12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ours = torch.zeros(12, dtype=torch.float64, requires_grad=True)
+    theirs = ours.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([theirs], lr=1.0)
+    moments = [torch.zeros_like(ours), torch.zeros_like(ours), torch.zeros(())]
+    for _ in range(10):
+        ours.grad = None
+        ((ours - target) ** 2 * target).sum().backward()
+        _adam_step(ours, *moments)
+        optimizer.zero_grad()
+        ((theirs - target) ** 2 * target).sum().backward()
+        optimizer.step()
+    assert torch.equal(ours, theirs)

@@ -96,3 +96,15 @@ def test_synthetic_patches_carry_the_prior_at_their_unmoved_position():
     for sample in batch.prior:
         first = int(sample[0, 0, 0, 0])
         assert torch.equal(sample[0, :, 0, 0], torch.arange(first, first + 16.0))  # a plain crop, no affine
+
+
+def test_atlas_prior_blur_equals_monai_gaussian_filter():
+    from monai.networks.layers import GaussianFilter
+
+    from distillseg.oneshot.atlas_prior import atlas_prior
+
+    classes = torch.randint(0, 4, (12, 10, 14))
+    onehot = torch.nn.functional.one_hot(classes, 4).permute(3, 0, 1, 2)[None].float()
+    expected = GaussianFilter(3, 1.0)(onehot)
+    expected = expected / expected.sum(1, keepdim=True)
+    assert torch.allclose(atlas_prior(classes, 4, 1.0), expected, atol=1e-5)

@@ -70,6 +70,16 @@ def _world_map(params: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
     return torch.cat([top, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=params.dtype, device=params.device)])
 
 
+def _adam_step(parameter: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tensor) -> None:
+    """One step of ``torch.optim.Adam(lr=1)`` through torch's functional Adam: the same arithmetic, but building a
+    ``torch.optim`` optimizer imports ``torch._dynamo``, 1-2 s of a whole ``segment`` command on a CPU."""
+    from torch.optim.adam import adam
+
+    with torch.no_grad():
+        adam([parameter], [parameter.grad], [exp_avg], [exp_avg_sq], [], [step], foreach=False, amsgrad=False,
+             beta1=0.9, beta2=0.999, lr=1.0, weight_decay=0.0, eps=1e-8, maximize=False)
+
+
 def prealign(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving_grid: Grid,
              options: PrealignOptions = PrealignOptions()) -> np.ndarray:
     """World map (4x4, fixed world -> moving world) aligning ``moving`` to ``fixed``.
@@ -101,7 +111,7 @@ def prealign(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving
             free = torch.zeros(12, dtype=torch.bool, device=device)
             free[: 6 if phase == "rigid" else 12] = True
             delta = torch.zeros(12, dtype=torch.float64, device=device, requires_grad=True)
-            optimizer = torch.optim.Adam([delta], lr=1.0)
+            moments = [torch.zeros_like(delta), torch.zeros_like(delta), torch.zeros((), dtype=torch.float32)]
             best, since_best, smoothed = float("inf"), 0, None
             for _ in range(iterations):
                 # A fresh random subset of fixed voxels each iteration: cheap and it smooths the MI landscape.
@@ -114,9 +124,9 @@ def prealign(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving
                 normalised = (moving_ijk * (2.0 / (size - 1).clamp_min(1)) - 1.0).flip(-1)  # (k, j, i) order
                 warped = F.grid_sample(moving_batch, normalised[None, :, None, None], align_corners=True)
                 loss = mutual_information(warped.reshape(1, 1, -1), fixed_values[picked].reshape(1, 1, -1))
-                optimizer.zero_grad()
+                delta.grad = None
                 loss.backward()
-                optimizer.step()
+                _adam_step(delta, *moments)
                 # The MI estimate is noisy (random samples): judge progress on its moving average.
                 value = float(loss.detach())
                 smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
