@@ -85,7 +85,7 @@ def main() -> int:
     truths = [p.with_name(p.name.replace(".nii.gz", "_labels.nii.gz")) for p in tests]
     distillseg("oneshot", "train", "--atlas", data / "atlas.nii.gz", "--atlas-labels", data / "atlas_labels.nii.gz",
                "--label-names", data / "labels.json", "--unlabeled", *unlabeled, "--out", model,
-               "--spacing", "3", "--augmenter-iterations", "150", "--iterations", "300")
+               "--spacing", "3", "--augmenter-iterations", "60", "--iterations", "300")
     distillseg("oneshot", "evaluate", "--model", model, "--images", *tests, "--labels", *truths,
                "--report", out / "evaluation.json")
     distillseg("oneshot", "segment", "--model", model, "--input", *tests, "--output", out / "segmentations",
