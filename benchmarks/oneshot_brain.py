@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from common_oneshot import (METHOD_HEADERS, method_rows, per_structure, run_ants_method, run_floor,  # noqa: E402
                             ants_table, ours_table, segment_and_score, stronger_syn, structure_table, summary,
                             train_ours)
+from common_figures import learning_curves, overlay  # noqa: E402
 from common_report import RESULTS, about, boxplot, fmt, header, table, write_json, write_text  # noqa: E402
 
 NAME = "oneshot_brain"
@@ -294,13 +295,38 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(result: dict, out: Path) -> None:
+def figures(result: dict, work: Path, out: Path, label_map: dict[int, int] | None) -> list[str]:
+    """Learning curves of our trainings and slices of the full method's first test segmentation (markdown lines);
+    both read files of the run in ``work``; ``label_map`` turns our label values into the truth's."""
+    smoke = " — SMOKE RUN" if result["settings"]["smoke"] else ""
+    lines = []
+    models = {m["name"].replace("ours: ", ""): m["train"]["model"] for m in result["methods"]
+              if m.get("kind") == "ours" and m.get("train")}
+    if learning_curves(out / "learning_curves.png", models, "Training losses of `distillseg oneshot train` (from "
+                       "each bundle's manifest)" + smoke):
+        lines += ["## Learning curves", "", "![learning curves](learning_curves.png)", ""]
+    name = result["data"]["tests"][0][0] if result["data"]["tests"] else None
+    if name and overlay(out / "segmentation.png", work / "data" / f"test_{name}.nii.gz",
+                        work / "segmentations" / "full" / f"test_{name}_seg.nii.gz",
+                        work / "data" / f"test_{name}_fs.nii.gz",
+                        f"{name}: full method (top) and truth (bottom), same colour = same structure" + smoke,
+                        label_map):
+        lines += ["## Segmentation of the test scan", "", "![segmentation](segmentation.png)", ""]
+    return lines
+
+
+def write_report(result: dict, out: Path, work: Path | None = None, labels_json: Path | None = None) -> None:
+    """The report files in ``out``; with ``work`` (the run's scratch folder) also its figures."""
     write_json(out / "results.json", result)
     series = {m["name"].replace("ours: ", ""): list(per_structure(m).values()) for m in result["methods"]}
     boxplot(out / "dice_boxplot.png", series, "Dice per structure (29 structures, OASIS atlas → vxm), "
             f"working resolution {result['settings']['spacing']:g} mm"
             + (" — SMOKE RUN" if result["settings"]["smoke"] else ""))
-    write_text(out / "report.md", markdown(result))
+    label_map = None
+    if labels_json and labels_json.is_file():
+        label_map = {int(k): int(v) for k, v in json.loads(labels_json.read_text())["oasis_seg35_to_freesurfer"].items()}
+    extra = figures(result, work, out, label_map) if work else []
+    write_text(out / "report.md", markdown(result) + "\n" + "\n".join(extra))
 
 
 def log(message: str) -> None:
@@ -338,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (args.work / "report" if args.smoke else RESULTS / NAME)
     raw = args.work / "raw_result.json"
     if args.report_only:
-        write_report(json.loads(raw.read_text()), out)
+        write_report(json.loads(raw.read_text()), out, args.work, args.data / "labels.json")
         return 0
     started = time.monotonic()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -362,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         result["methods"] += run_ours(args, data, args.work)
     result["total_seconds"] = time.monotonic() - started
     write_json(raw, result)
-    write_report(result, out)
+    write_report(result, out, args.work, args.data / "labels.json")
     log(f"report in {out}")
     return 0
 
