@@ -146,9 +146,10 @@ def _run_stage(name: str, index: int, total: int, batch: int, networks: dict, op
             loss.backward()
             optimizer.step()
             scheduler.step()
-            bar.update(step, loss=float(loss.detach()), **parts)
+            value = float(loss.detach())
+            bar.update(step, loss=value, **parts)
             if step % CURVE_EVERY == 0 or step == total:
-                curve.append([step, round(float(loss), 5), round(time.monotonic() - began, 1),
+                curve.append([step, round(value, 5), round(time.monotonic() - began, 1),
                               {k: round(v, 5) for k, v in parts.items()}])
             if world.is_main and checkpointer.due(step, total):
                 meta.setdefault("steps", {})[name] = step
