@@ -19,6 +19,7 @@ import common_oneshot  # noqa: E402
 import common_run  # noqa: E402
 import oneshot_brain  # noqa: E402
 import oneshot_spine  # noqa: E402
+import reliability_report  # noqa: E402
 import speed_scale  # noqa: E402
 from common_report import about  # noqa: E402
 
@@ -151,3 +152,26 @@ def test_score_file_maps_labels_before_scoring(tmp_path):
                                        {3: 17})
     assert scores["17"]["dice"] == pytest.approx(2 * 32 / (64 + 32))
     assert scores["17"]["name"] == "thalamus"
+
+
+def test_bad_input_report_counts_test_outcomes():
+    engine, glue = "Testing/engine/test_bad_input_matrix.py", "Testing/mrml/test_bad_input_glue.py"
+    cases = [
+        {"nodeid": f"{engine}::test_bad_input[atlas-truncated]", "outcome": "passed", "group": "input files",
+         "exit_code": 2, "message": "error: /tmp/pytest-of-ann/pytest-7/test_x0/atlas.nii.gz: cannot be read."},
+        {"nodeid": f"{engine}::test_bad_input[labels-empty]", "outcome": "failed", "group": "input files",
+         "exit_code": 1, "message": "Traceback | ..."},
+        {"nodeid": f"{engine}::test_bad_input[segment-odd-paths]", "outcome": "passed", "group": "input files",
+         "exit_code": 0, "message": ""},
+        {"nodeid": f"{glue}::test_bad_input[import-truncated-zip]", "outcome": "skipped", "group": "models",
+         "reason": "no zip"},
+    ]
+    rows = reliability_report.summarise(cases)
+    assert {(r["suite"], r["group"]): (r["tried"], r["clean"], r["failed"], r["skipped"]) for r in rows} == {
+        ("engine CLI", "input files"): (3, 2, 1, 0), ("Slicer glue", "models"): (0, 0, 0, 1)}
+    report = reliability_report.markdown(cases, rows, {**about("benchmarks/reliability_report.py"),
+                                                        "pytest_exit_code": 1, "seconds": 60.0})
+    assert "**3 cases tried, 2 handled cleanly** (1 skipped)" in report
+    assert "| engine CLI | input files | `atlas-truncated` | 2 | clean | error: <tmp>/atlas.nii.gz: cannot be read. |" \
+        in report
+    assert "| **failed** | Traceback \\| ... |" in report and "| 0 | clean | (works) |" in report
