@@ -65,22 +65,34 @@ def summary(method: dict) -> dict:
 
 
 def train_ours(work: Path, name: str, atlas: Path, atlas_labels: Path, unlabeled: list[Path], options: list,
-               threads: int) -> dict:
-    """``distillseg oneshot train`` (measured); returns the model path, time, memory and the bundle's facts."""
+               threads: int, reuse: bool = False) -> dict:
+    """``distillseg oneshot train`` (measured); returns the model path, time, memory and the bundle's facts.
+
+    ``reuse``: keep a bundle an earlier run left in ``work/models/<name>`` instead of training again; its times come
+    from the bundle's manifest (stage seconds, step times from the logged curve), its training memory is unknown."""
     model = work / "models" / name
-    measured = distillseg("train", "--atlas", atlas, "--atlas-labels", atlas_labels, "--unlabeled", *unlabeled,
-                          "--out", model, *options, threads=threads)
+    measured = None
+    if not (reuse and (model / "manifest.json").is_file()):
+        measured = distillseg("train", "--atlas", atlas, "--atlas-labels", atlas_labels, "--unlabeled", *unlabeled,
+                              "--out", model, *options, threads=threads)
     manifest = json.loads((model / "manifest.json").read_text())
     grid = manifest["preprocessing"]["grid"]
     spacing = np.linalg.norm(np.asarray(grid["affine"])[:3, :3], axis=0)
     training = manifest["training"]
-    return {"model": str(model), **measured.summary(), "stage_seconds": training.get("seconds", {}),
+    if measured:
+        run = {**measured.summary(), "augmenter_step_s": _median(measured.step_seconds("augmenter")),
+               "distill_step_s": _median(measured.step_seconds("distill"))}
+    else:
+        curves = training.get("curves", {})
+        step = {stage: (points[-1][2] / points[-1][0] if points else None) for stage, points in curves.items()}
+        run = {"command": "(bundle of an earlier run reused)", "seconds": sum(training.get("seconds", {}).values()),
+               "peak_rss_mb": None, "reused": True, "augmenter_step_s": step.get("augmenter"),
+               "distill_step_s": step.get("distill")}
+    return {"model": str(model), **run, "stage_seconds": training.get("seconds", {}),
             "working_grid": grid["shape"], "resolution_mm": round(float(spacing.mean()), 3),
             "precision": training.get("precision"), "device": training.get("device"),
             "augmenter_iterations": training["options"]["augmenter"]["iterations"],
-            "iterations": training["options"]["distill"]["iterations"],
-            "augmenter_step_s": _median(measured.step_seconds("augmenter")),
-            "distill_step_s": _median(measured.step_seconds("distill"))}
+            "iterations": training["options"]["distill"]["iterations"]}
 
 
 def _median(values: list[float]) -> float | None:

@@ -178,7 +178,7 @@ def run_ours(args, data: dict, work: Path) -> list[dict]:
     for label, key, extra in variants:
         log(f"training {label}")
         trained = train_ours(work, key, data["atlas"], data["atlas_labels"], data["unlabeled"], common + extra,
-                             args.threads)
+                             args.threads, reuse=args.reuse_models)
         scored = segment_and_score(work, key, trained, images, truths, cases, data["structures"], data["names"],
                                    evaluate_options, args.threads, label_map=data["label_map"])
         methods.append({"name": label, "kind": "ours", "resolution_mm": trained["resolution_mm"], "train": trained,
@@ -357,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="full,no_hint,no_recon",
                         help="which of our trainings to run (comma-separated; the full method first)")
     parser.add_argument("--reuse", action="store_true", help="reuse cached ANTs results made with the same settings")
+    parser.add_argument("--reuse-models", action="store_true",
+                        help="keep our bundles an earlier run left in WORK/models instead of training again (their "
+                             "times come from the bundles' manifests)")
     parser.add_argument("--skip-ours", action="store_true", help="run only the floor and ANTs (e.g. to fill the cache)")
     parser.add_argument("--smoke", action="store_true", help="tiny budgets everywhere, to check the pipeline")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from WORK/raw_result.json")
@@ -375,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"about": about(), "settings": {"spacing": args.spacing, "threads": args.threads, "smoke": args.smoke,
                                              "seed": args.seed, "augmenter_iterations": args.augmenter_iterations,
                                              "iterations": args.iterations, "train_options": args.train_option,
-                                             "variants": args.variants,
+                                             "variants": args.variants, "reuse_models": args.reuse_models,
                                              "budget_is_default": not (args.augmenter_iterations or args.iterations
                                                                        or args.smoke)},
               "data": {**data["sources"], "tests": [[t[0], str(t[1])] for t in data["tests"]]},
