@@ -175,3 +175,12 @@ def test_bad_input_report_counts_test_outcomes():
     assert "| engine CLI | input files | `atlas-truncated` | 2 | clean | error: <tmp>/atlas.nii.gz: cannot be read. |" \
         in report
     assert "| **failed** | Traceback \\| ... |" in report and "| 0 | clean | (works) |" in report
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_augmenter_memory_estimate_is_a_lower_bound_of_the_counted_tensors(bf16):
+    from distillseg.oneshot.memory_plan import augmenter_training_bytes
+
+    grid = (32, 32, 48)  # the engine refuses a grid on this estimate, so it must never exceed what a step keeps
+    counted = common_estimates.augmenter_saved_bytes(grid, bf16=bf16, pairs=2)
+    assert 0.8 * counted <= augmenter_training_bytes(32 * 32 * 48, bf16, 2) <= counted

@@ -20,6 +20,11 @@ INFERENCE_FACTOR = 8.0
 # activations of two subunits and the residual branch).
 TRAINING_FACTOR = 12.0
 FIXED_OVERHEAD = 700 * 2**20  # the Python process with torch and MONAI loaded
+# Bytes an augmenter training step keeps for the backward pass, per working-grid voxel and per image pair (fp32,
+# bf16): counted on the real network with autograd's saved-tensor hooks (``benchmarks/common_estimates.py``
+# ``augmenter_saved_bytes`` at 48x64x64 gives 410 and 276). A lower bound of the step's peak: a job refused for it
+# could not have run.
+AUGMENTER_SAVED_PER_VOXEL_PAIR = {False: 400, True: 270}
 
 
 def inference_bytes(channels: Sequence[int], num_classes: int, voxels: int, half_precision: bool) -> int:
@@ -41,6 +46,12 @@ def training_bytes(channels: Sequence[int], num_classes: int, voxels: int, half_
     networks = 2 * stored * element  # teacher and student
     outputs = 3 * num_classes * voxels * 4  # logits, softmax, one-hot labels of the loss
     return int(batch * (networks + outputs))
+
+
+def augmenter_training_bytes(voxels: int, half_precision: bool, pairs: int) -> int:
+    """Bytes one augmenter training step keeps for backward; it registers ``pairs`` pairs of whole working grids of
+    ``voxels`` voxels (student patches do not shrink it)."""
+    return AUGMENTER_SAVED_PER_VOXEL_PAIR[half_precision] * voxels * pairs
 
 
 def sliding_window(grid_shape: Sequence[int], channels: Sequence[int], num_classes: int, half_precision: bool,

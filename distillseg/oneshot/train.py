@@ -33,7 +33,7 @@ from distillseg.oneshot.data import align_scan, prepare_atlas
 from distillseg.oneshot.atlas_prior import atlas_prior
 from distillseg.oneshot.distill import DistillationObjective, DistillOptions, build_networks
 from distillseg.oneshot.instance_optimization import refine_velocity
-from distillseg.oneshot.memory_plan import FIXED_OVERHEAD, training_bytes
+from distillseg.oneshot.memory_plan import FIXED_OVERHEAD, augmenter_training_bytes, training_bytes
 from distillseg.oneshot.prealign import PrealignOptions
 from distillseg.oneshot.synthesis import SynthesisOptions, SyntheticPairSampler
 from distillseg.oneshot.train_augmenter import AugmenterObjective, AugmenterOptions, build_augmenter, pair_batch
@@ -223,15 +223,19 @@ def _check_memory(options: TrainOptions, grid_shape, num_classes: int, device: t
     voxels = int(np.prod([min(p, s) for p, s in zip(patch, grid_shape)]))
     # The grid itself: the atlas image and classes, every pre-aligned scan, and the label resampling's buffers.
     grid_data = int(np.prod(grid_shape)) * (36 + 4 * len(options.unlabeled))
-    needed = FIXED_OVERHEAD + grid_data + training_bytes(options.distill.channels, num_classes, voxels,
-                                                         dtype is not None, options.distill.checkpointing,
-                                                         options.distill.batch_size)
+    student = training_bytes(options.distill.channels, num_classes, voxels, dtype is not None,
+                             options.distill.checkpointing, options.distill.batch_size)
+    # The augmenter trains on whole grids whatever the student's patch size.
+    augmenter = augmenter_training_bytes(int(np.prod(grid_shape)), dtype is not None, options.augmenter.batch_pairs) \
+        if options.augmenter.iterations > 0 else 0
+    needed = FIXED_OVERHEAD + grid_data + max(student, augmenter)
     budget = budget_bytes(device, options.max_memory)
     if needed > budget:
+        advice = ("a coarser --spacing (the augmenter trains on the whole grid)" if augmenter > student else
+                  "a smaller --patch-size (e.g. 32 32 32), --checkpointing, a coarser --spacing or --precision bf16")
         raise OutOfMemoryError(
             f"A training step on the {'x'.join(map(str, grid_shape))} working grid needs about {human(needed)} "
-            f"but {human(budget)} is available; use a smaller --patch-size (e.g. 32 32 32), --checkpointing, a "
-            "coarser --spacing or --precision bf16.")
+            f"but {human(budget)} is available; use {advice}.")
 
 
 def _manifest(options: TrainOptions, atlas, student, augmenter, device, dtype, meta: dict) -> dict:
