@@ -68,6 +68,11 @@ class _SavedBytes:
         return sum(self.storages.values())
 
 
+def network_input(network, grid=BASE_GRID) -> torch.Tensor:
+    """A random input of ``network``'s channels: the image, plus the atlas prior's channels for a student with one."""
+    return torch.rand(1, network.config["in_channels"] + network.config.get("prior_channels", 0), *grid)
+
+
 def saved_activation_bytes(classes: int, grid=BASE_GRID, bf16: bool = False, checkpointing: bool = False) -> int:
     """Activation bytes a joint teacher + student training step keeps for backward (DESIGN §4 step 3)."""
     from distillseg.oneshot.distill import DistillationObjective, DistillOptions, build_networks
@@ -77,10 +82,11 @@ def saved_activation_bytes(classes: int, grid=BASE_GRID, bf16: bool = False, che
     objective = DistillationObjective(teacher, student, options).train()
     image = torch.rand(1, 1, *grid)
     classes_map = torch.randint(0, classes, (1, 1, *grid))
+    prior = network_input(student, grid)[:, 1:] if options.atlas_prior else None
     saved = _SavedBytes()
     context = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else torch.autocast("cpu", enabled=False)
     with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
-        loss, _ = objective(image, classes_map, image, context)
+        loss, _ = objective(image, classes_map, image, context, prior)
     del loss
     return saved.total
 
@@ -111,7 +117,7 @@ def inference_traffic_bytes(network, grid=BASE_GRID, bytes_per_value: int = 2) -
 
     handles = [m.register_forward_hook(hook) for m in network.modules() if not list(m.children())]
     with torch.no_grad():
-        network.eval()(torch.rand(1, 1, *grid))
+        network.eval()(network_input(network, grid))
     for handle in handles:
         handle.remove()
     return total[0]
@@ -126,12 +132,12 @@ def network_figures(classes: int = 36) -> dict:
     """FLOPs, activation and traffic bytes at ``BASE_GRID`` (to be scaled by voxels), measured with the real
     networks on the CPU."""
     teacher, student = student_network(classes)
-    image = torch.rand(1, 1, *BASE_GRID)
+    image, student_input = torch.rand(1, 1, *BASE_GRID), network_input(student)
     with torch.no_grad():
-        forward = count_flops(student.eval(), [image])
+        forward = count_flops(student.eval(), [student_input])
     student.train()
     teacher.train()
-    train_student = count_flops(student, [image], backward=True)
+    train_student = count_flops(student, [student_input], backward=True)
     train_teacher = count_flops(teacher, [image], backward=True)
     return {
         "grid": list(BASE_GRID), "classes": classes,
