@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distillseg.common.device import run_tiny_in_fp32
+from distillseg.oneshot.atlas_prior import prior_logits
 
 
 class UNetOutput(NamedTuple):
@@ -111,8 +112,6 @@ class FeatureUNet(nn.Module):
             auxiliary = [head(decoded[-1 - level]) for level, head in enumerate(self.auxiliary_heads, start=1)]
         output = self.head(x)
         if prior is not None:
-            from distillseg.oneshot.atlas_prior import prior_logits
-
             output = output + prior_logits(prior)
             auxiliary = [a + prior_logits(F.avg_pool3d(prior.float(), 2**level))
                          for level, a in enumerate(auxiliary, start=1)]
