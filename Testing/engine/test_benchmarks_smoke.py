@@ -184,3 +184,22 @@ def test_augmenter_memory_estimate_is_a_lower_bound_of_the_counted_tensors(bf16)
     grid = (32, 32, 48)  # the engine refuses a grid on this estimate, so it must never exceed what a step keeps
     counted = common_estimates.augmenter_saved_bytes(grid, bf16=bf16, pairs=2)
     assert 0.8 * counted <= augmenter_training_bytes(32 * 32 * 48, bf16, 2) <= counted
+
+
+def test_moved_header_rotates_and_shifts_in_world_space_only(tmp_path):
+    from scipy.spatial.transform import Rotation
+
+    from distillseg.common.volume_io import read_image
+
+    affine = np.diag([-1.0, 1.0, 2.0, 1.0])
+    affine[:3, 3] = [10.0, -20.0, 5.0]
+    data = np.random.default_rng(0).random((6, 7, 8)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "scan.nii.gz")
+    moved = read_image(oneshot_brain.moved_header(tmp_path / "scan.nii.gz", tmp_path / "moved"))
+    assert np.array_equal(moved.array, data)
+    motion = moved.affine @ np.linalg.inv(affine)
+    angle = np.degrees(Rotation.from_matrix(motion[:3, :3]).magnitude())
+    assert angle == pytest.approx(oneshot_brain.MOVED_DEGREES, abs=1e-4)
+    centre = affine[:3, :3] @ ((np.array(data.shape) - 1) / 2) + affine[:3, 3]
+    shift = motion[:3, :3] @ centre + motion[:3, 3] - centre  # where the volume's centre goes
+    assert np.linalg.norm(shift) == pytest.approx(oneshot_brain.MOVED_SHIFT_MM, abs=1e-3)
