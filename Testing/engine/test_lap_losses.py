@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from distillseg.incremental.contrastive import MemoryBank, pixel_info_nce, sample_pixels
-from distillseg.incremental.mib_losses import (IGNORE, pseudo_label_cross_entropy, unbiased_cross_entropy,
-                                               unbiased_distillation)
+from distillseg.incremental.mib_losses import (IGNORE, new_class_dice, pseudo_label_cross_entropy,
+                                               unbiased_cross_entropy, unbiased_distillation)
 from distillseg.incremental.pod_loss import local_pod_embedding, pod_distillation
 from distillseg.incremental.segmenter import Segmenter, SegmenterConfig
 
@@ -56,6 +56,20 @@ def test_pseudo_label_cross_entropy_by_hand():
     z = 1 + math.exp(1) + math.exp(2)
     expected = (-math.log((1 + math.exp(2)) / z) - math.log(math.exp(1) / z)) / 2
     assert pseudo_label_cross_entropy(logits, targets, old_outputs=2).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_new_class_dice_by_hand():
+    # outputs: 0 background, 1 old structure, 2 and 3 new structures; 4 pixels, the last one unlabelled.
+    logits = _pixels([0.0, 0.0, 2.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 3.0], [9.0, 9.0, 9.0, 9.0])
+    targets = torch.tensor([[[2, 0, 3, IGNORE]]])
+    p = torch.softmax(logits[0, :, 0, :3], dim=0)  # (4 classes, 3 labelled pixels)
+    dice2 = 2 * p[2, 0] / (p[2].sum() + 1)
+    dice3 = 2 * p[3, 2] / (p[3].sum() + 1)
+    expected = 1 - (dice2 + dice3) / 2
+    assert new_class_dice(logits, targets, old_outputs=2).item() == pytest.approx(expected.item(), rel=1e-4)
+    # Certain, correct predictions give no loss; the unlabelled pixel's prediction does not count.
+    perfect = _pixels([0.0, 0.0, 50.0, 0.0], [50.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 50.0], [0.0, 0.0, 50.0, 0.0])
+    assert new_class_dice(perfect, targets, old_outputs=2).item() == pytest.approx(0.0, abs=1e-5)
 
 
 def test_local_pod_by_hand():

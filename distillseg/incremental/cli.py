@@ -131,6 +131,7 @@ def add_lap_verbs(subparsers) -> None:
     weights.add_argument("--kd-weight", type=float, default=None, help="unbiased output distillation (ours/mib: 10)")
     weights.add_argument("--pod-weight", type=float, default=None, help="pooled feature distillation (0.01)")
     weights.add_argument("--contrastive-weight", type=float, default=None, help="pixel InfoNCE (ours: 0.1)")
+    weights.add_argument("--dice-weight", type=float, default=None, help="soft Dice of the new classes (ours: 1)")
     weights.add_argument("--confidence", type=float, default=None, help="pseudo-label threshold (0.7)")
     _training_options(learn, iterations=300, lr=1e-3)
     add_runtime_options(learn)

@@ -3,7 +3,7 @@
 One iteration takes a batch of real frames (and, with replay, half as many synthetic frames), runs the current model
 (and the frozen previous model), and adds up the strategy's losses:
 
-    real frames:      CE (plain, MiB-unbiased, or on PLOP pseudo-labels)
+    real frames:      CE (plain, MiB-unbiased, or on PLOP pseudo-labels) + dice_weight · new-class soft Dice
     replayed frames:  CE on the previous model's pseudo-labels (background = background ∪ new)
     both:             kd_weight · unbiased distillation + pod_weight · local POD + contrastive_weight · pixel InfoNCE
 
@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from distillseg.common.device import autocast, grad_scaler
 from distillseg.common.distributed import World, all_reduce_mean, wrap_ddp
 from distillseg.incremental.contrastive import MemoryBank, ProjectionHead, pixel_info_nce, sample_pixels
-from distillseg.incremental.mib_losses import (IGNORE, pseudo_label_cross_entropy, unbiased_cross_entropy,
-                                               unbiased_distillation)
+from distillseg.incremental.mib_losses import (IGNORE, new_class_dice, pseudo_label_cross_entropy,
+                                               unbiased_cross_entropy, unbiased_distillation)
 from distillseg.incremental.pod_loss import pod_distillation
 from distillseg.incremental.sampling import BatchPlan, augment, iteration_generator, poly_lr
 from distillseg.incremental.segmenter import Segmenter
@@ -142,6 +142,8 @@ class SegmenterTrainer:
             terms["ce"] = unbiased_cross_entropy(logits[:real], y[:real], old_outputs)
         else:
             terms["ce"] = F.cross_entropy(logits[:real].float(), y[:real], ignore_index=IGNORE)
+        if strategy.dice_weight:
+            terms["dice"] = strategy.dice_weight * new_class_dice(logits[:real], y[:real], old_outputs)
         if real < len(y):
             terms["replay_ce"] = pseudo_label_cross_entropy(logits[real:], y[real:], old_outputs)
         if strategy.kd_weight:

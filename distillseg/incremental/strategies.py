@@ -5,7 +5,7 @@
 - ``plop``: pseudo-labels of old structures from the previous model (confident pixels; uncertain background pixels
   ignored) plus PLOP's pooled feature distillation.
 - ``ours``: MiB losses + pooled feature distillation on real *and* diffusion-replayed frames (pseudo-labelled by
-  the previous model) + cross-image pixel contrastive loss.
+  the previous model) + cross-image pixel contrastive loss + soft Dice of the new classes (small new structures).
 - ``joint``: every frame with every label, trained offline (``lap train`` on all data): upper bound.
 """
 
@@ -23,6 +23,7 @@ class Strategy:
     pseudo_labels: bool = False       # PLOP: old structures' pseudo-labels on the real frames
     replay: bool = False              # diffusion replay frames, pseudo-labelled by the previous model
     contrastive_weight: float = 0.0   # cross-image pixel InfoNCE
+    dice_weight: float = 0.0          # soft Dice of the new classes on the real frames
     temperature: float = 0.1
     confidence: float = 0.7           # pseudo-label threshold on the previous model's softmax
 
@@ -38,7 +39,8 @@ STRATEGIES = {
     "finetune": Strategy("finetune"),
     "mib": Strategy("mib", unbiased_ce=True, kd_weight=10.0),
     "plop": Strategy("plop", pod_weight=0.01, pseudo_labels=True),
-    "ours": Strategy("ours", unbiased_ce=True, kd_weight=10.0, pod_weight=0.01, replay=True, contrastive_weight=0.1),
+    "ours": Strategy("ours", unbiased_ce=True, kd_weight=10.0, pod_weight=0.01, replay=True, contrastive_weight=0.1,
+                     dice_weight=1.0),
 }
 
 

@@ -153,7 +153,8 @@ def run_learn(args, progress) -> int:
     step = model.step + 1
     registry = model.registry.extended(new, step=step)
     strategy = strategy_named(args.strategy, kd_weight=args.kd_weight, pod_weight=args.pod_weight,
-                              contrastive_weight=args.contrastive_weight, confidence=args.confidence)
+                              contrastive_weight=args.contrastive_weight, dice_weight=args.dice_weight,
+                              confidence=args.confidence)
     out = Path(args.out)
     if out.resolve() == Path(args.model).resolve():
         raise UserError(f"{out}: write the new version to another folder than --model (the old version stays "
