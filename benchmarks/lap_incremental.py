@@ -50,6 +50,56 @@ def lap(*args, threads: int) -> float:
     return time.monotonic() - started
 
 
+def _option_values(args: tuple) -> dict[str, list[str]]:
+    """``("--lr", 0.001, "--size", 128, 160)`` -> ``{"lr": ["0.001"], "size": ["128", "160"]}``."""
+    values: dict[str, list[str]] = {}
+    for arg in args:
+        if isinstance(arg, str) and arg.startswith("--"):
+            key = values.setdefault(arg[2:].replace("-", "_"), [])
+        else:
+            key.append(str(arg))
+    return values
+
+
+def _same_strategy(stored: dict) -> bool:
+    """An earlier bundle's strategy settings are today's (a setting added since then must be at its default)."""
+    from dataclasses import fields
+
+    from distillseg.incremental.strategies import STRATEGIES, Strategy
+
+    current = STRATEGIES[stored["name"]].to_json()
+    defaults = {f.name: f.default for f in fields(Strategy)}
+    return all(stored.get(k, defaults[k]) == v for k, v in current.items())
+
+
+def reusable_seconds(verb: str, args: tuple) -> float | None:
+    """Seconds of an earlier run's ``train``/``learn`` whose bundle (``--out``) was made with these options and the
+    strategy's current settings, else None: ``--reuse-models`` then keeps it instead of training again."""
+    wanted = _option_values(args)
+    manifest = Path(wanted["out"][0]) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    last = json.loads(manifest.read_text())["history"][-1]
+    options = last["options"]
+    same = options.get("verb") == verb and all(
+        [str(v) for v in (options.get(k) if isinstance(options.get(k), list) else [options.get(k)])] == values
+        for k, values in wanted.items())
+    if verb == "learn":
+        same = same and _same_strategy(last["strategy_settings"])
+    return float(last["seconds"]) if same else None
+
+
+def train_or_reuse(verb: str, *args, threads: int, reuse: bool, reused: list[str]) -> float:
+    """``lap train``/``lap learn`` (wall seconds), or with ``reuse`` an earlier run's equal bundle (its seconds)."""
+    seconds = reusable_seconds(verb, args) if reuse else None
+    if seconds is None:
+        return lap(verb, *args, threads=threads)
+    reused.append(Path(_option_values(args)["out"][0]).name)
+    print(f"[{time.strftime('%H:%M:%S')}] reusing {reused[-1]} (same options and strategy settings)",
+          file=sys.stderr, flush=True)
+    return seconds
+
+
 def evaluate(model: Path, protocol: dict, data: Path, work: Path, threads: int) -> dict:
     report = work / f"{model.name}.eval.json"
     lap("evaluate", "--model", model, "--data", data, "--source", protocol["eval_source"], "--patients",
@@ -61,14 +111,17 @@ def ious(report: dict, names: list[str]) -> dict[str, float]:
     return {n: report["per_class"][n]["iou"] for n in names}
 
 
-def run_protocol(name: str, protocol: dict, data: Path, work: Path, settings: dict, threads: int) -> dict:
+def run_protocol(name: str, protocol: dict, data: Path, work: Path, settings: dict, threads: int,
+                 reuse: bool = False) -> dict:
     steps = protocol["steps"]
+    reused: list[str] = []
+    fit = lambda *a: train_or_reuse(*a, threads=threads, reuse=reuse, reused=reused)  # noqa: E731
     train_common = ["--size", *protocol["size"], "--batch-size", settings["batch_size"], "--seed", 0]
     timings: dict[str, float] = {}
     base = work / "base"
-    timings["base"] = lap("train", "--data", data, "--classes", ",".join(steps[0]["classes"]), "--out", base,
+    timings["base"] = fit("train", "--data", data, "--classes", ",".join(steps[0]["classes"]), "--out", base,
                           "--patients", ",".join(steps[0]["patients"]), "--iterations", settings["base_iterations"],
-                          "--diffusion-iterations", settings["diffusion_iterations"], *train_common, threads=threads)
+                          "--diffusion-iterations", settings["diffusion_iterations"], *train_common)
     base_report = evaluate(base, protocol, data, work, threads)
     curves = {s: [ious(base_report, steps[0]["classes"])] for s in STRATEGIES}
     for strategy in STRATEGIES:
@@ -77,11 +130,10 @@ def run_protocol(name: str, protocol: dict, data: Path, work: Path, settings: di
             out = work / f"{strategy}_step{index}"
             # Only ``ours`` replays, and the last step's diffusion model would serve a step that never comes.
             diffusion = settings["diffusion_iterations"] if strategy == "ours" and index < len(steps) - 1 else 0
-            seconds += lap("learn", "--model", previous, "--data", data, "--new-classes", ",".join(step["classes"]),
+            seconds += fit("learn", "--model", previous, "--data", data, "--new-classes", ",".join(step["classes"]),
                            "--out", out, "--patients", ",".join(step["patients"]), "--strategy", strategy,
                            "--iterations", settings["step_iterations"], "--diffusion-iterations", diffusion,
-                           "--batch-size", settings["batch_size"], "--lr", settings["step_lr"], "--seed", index,
-                           threads=threads)
+                           "--batch-size", settings["batch_size"], "--lr", settings["step_lr"], "--seed", index)
             seen = [c for s in steps[: index + 1] for c in s["classes"]]
             curves[strategy].append(ious(evaluate(out, protocol, data, work, threads), seen))
             previous = out
@@ -89,12 +141,12 @@ def run_protocol(name: str, protocol: dict, data: Path, work: Path, settings: di
     all_classes = [c for s in steps for c in s["classes"]]
     train_patients = [p for s in steps for p in s["patients"]]
     joint = work / "joint"
-    timings["joint"] = lap("train", "--data", data, "--classes", ",".join(all_classes), "--out", joint,
+    timings["joint"] = fit("train", "--data", data, "--classes", ",".join(all_classes), "--out", joint,
                            "--patients", ",".join(train_patients), "--iterations", settings["joint_iterations"],
-                           "--diffusion-iterations", 0, *train_common, threads=threads)
+                           "--diffusion-iterations", 0, *train_common)
     joint_iou = ious(evaluate(joint, protocol, data, work, threads), all_classes)
     return {"protocol": name, "description": protocol["description"], "steps": steps, "curves": curves,
-            "joint": joint_iou, "seconds": timings, "test_patients": protocol["test_patients"]}
+            "joint": joint_iou, "seconds": timings, "test_patients": protocol["test_patients"], "reused": reused}
 
 
 def _mean(values) -> float:
@@ -200,6 +252,9 @@ def markdown(results: list[dict], summaries: list[dict], settings: dict, total_s
         for name in result["joint"]:
             lines.append(f"| {name} | " + " | ".join(f"{100 * final[s][-1][name]:.1f}" for s in final)
                          + f" | {100 * result['joint'][name]:.1f} |")
+        if result.get("reused"):
+            lines += ["", f"Reused from an earlier run with the same options and strategy settings (`--reuse-models`; "
+                      f"scores re-evaluated now, times from the bundles): {', '.join(result['reused'])}."]
         c = summary["checks"]
         lines += ["", "Checks:", "",
                   f"- ours, largest drop of the old structures' mean IoU within a step: "
@@ -258,6 +313,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--smoke", action="store_true",
                         help="a few iterations per step, to check the pipeline (its scores mean nothing)")
+    parser.add_argument("--reuse-models", action="store_true",
+                        help="keep the bundles an earlier run left in --work when their options and strategy settings "
+                             "are today's (their times come from the bundles); the report lists them")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild the report from the raw results a previous run left in --work")
     args = parser.parse_args()
@@ -283,7 +341,7 @@ def main() -> int:
                         "diffusion_iterations": 2}
         used[name] = settings
         print(f"[{time.strftime('%H:%M:%S')}] protocol {name}", file=sys.stderr, flush=True)
-        result = run_protocol(name, protocol, data, work, settings, args.threads)
+        result = run_protocol(name, protocol, data, work, settings, args.threads, args.reuse_models)
         # Raw scores first, so a report can be rebuilt (--report-only) whatever happens later.
         (work / "raw_result.json").write_text(json.dumps({"result": result, "settings": settings}, indent=1))
         results.append(result)

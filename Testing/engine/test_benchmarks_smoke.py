@@ -203,3 +203,24 @@ def test_moved_header_rotates_and_shifts_in_world_space_only(tmp_path):
     centre = affine[:3, :3] @ ((np.array(data.shape) - 1) / 2) + affine[:3, 3]
     shift = motion[:3, :3] @ centre + motion[:3, 3] - centre  # where the volume's centre goes
     assert np.linalg.norm(shift) == pytest.approx(oneshot_brain.MOVED_SHIFT_MM, abs=1e-3)
+
+
+def test_lap_benchmark_reuses_only_a_bundle_made_with_the_same_options_and_strategy(tmp_path):
+    import lap_incremental
+
+    out = tmp_path / "mib_step1"
+    out.mkdir()
+    settings = {"name": "mib", "unbiased_ce": True, "kd_weight": 10.0, "pod_weight": 0.0, "pseudo_labels": False,
+                "replay": False, "contrastive_weight": 0.0, "temperature": 0.1, "confidence": 0.7}
+    options = {"verb": "learn", "out": str(out), "strategy": "mib", "iterations": 120, "size": [128, 160], "lr": 0.001}
+    (out / "manifest.json").write_text(json.dumps({"history": [
+        {"options": options, "strategy_settings": settings, "seconds": 42.5}]}))
+    args = ("--out", out, "--strategy", "mib", "--iterations", 120, "--size", 128, 160, "--lr", 1e-3)
+    assert lap_incremental.reusable_seconds("learn", args) == 42.5  # a setting added later is at its default
+    assert lap_incremental.reusable_seconds("train", args) is None
+    assert lap_incremental.reusable_seconds("learn", (*args[:4], "--iterations", 121, *args[6:])) is None
+    settings["kd_weight"] = 5.0
+    (out / "manifest.json").write_text(json.dumps({"history": [
+        {"options": options, "strategy_settings": settings, "seconds": 42.5}]}))
+    assert lap_incremental.reusable_seconds("learn", args) is None
+    assert lap_incremental.reusable_seconds("learn", ("--out", tmp_path / "absent")) is None
