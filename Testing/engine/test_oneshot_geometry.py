@@ -144,3 +144,12 @@ def test_prealign_adam_step_is_torch_adam():
         ((theirs - target) ** 2 * target).sum().backward()
         optimizer.step()
     assert torch.equal(ours, theirs)
+
+
+def test_prealign_unravel_is_torch_unravel_index():
+    from distillseg.oneshot.prealign import _unravel
+
+    shape = (7, 5, 9)
+    flat = torch.randint(0, 7 * 5 * 9, (200,), generator=torch.Generator().manual_seed(0))
+    expected = torch.stack(torch.unravel_index(flat, shape), dim=1).float()
+    assert torch.equal(_unravel(flat, shape), expected)

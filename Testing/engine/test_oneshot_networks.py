@@ -108,3 +108,19 @@ def test_atlas_prior_blur_equals_monai_gaussian_filter():
     expected = GaussianFilter(3, 1.0)(onehot)
     expected = expected / expected.sum(1, keepdim=True)
     assert torch.allclose(atlas_prior(classes, 4, 1.0), expected, atol=1e-5)
+
+
+def test_atlas_prior_of_small_structures_at_the_border_equals_blurring_every_channel():
+    """Bounding-box blurs (structures touching the grid's faces, one absent class) = the whole-grid blur."""
+    from monai.networks.layers import GaussianFilter
+
+    from distillseg.oneshot.atlas_prior import atlas_prior
+
+    classes = torch.zeros(20, 18, 22, dtype=torch.int64)
+    classes[0:3, 5:9, 10:12] = 1
+    classes[12:20, 15:18, 0:4] = 2
+    classes[8:11, 8:10, 9:13] = 4
+    onehot = torch.nn.functional.one_hot(classes, 5).permute(3, 0, 1, 2)[None].float()
+    expected = GaussianFilter(3, 1.5)(onehot)
+    expected = expected / expected.sum(1, keepdim=True)
+    assert torch.allclose(atlas_prior(classes, 5, 1.5), expected, atol=1e-5)

@@ -87,40 +87,43 @@ def resample(source: torch.Tensor, src: Grid, dst: Grid, world_map: np.ndarray |
 
 
 def resample_argmax(scores: torch.Tensor, src: Grid, dst: Grid, world_map: np.ndarray | None = None,
-                    slab_voxels: int = 500_000) -> torch.Tensor:
+                    slab_voxels: int = 1_000_000) -> torch.Tensor:
     """Class index (int64, ``dst.shape``) of the largest linearly interpolated score (C, I, J, K); outside the
     source every score is 0 and class 0 (background) wins.
 
     Exact shortcut: a destination point whose 8 interpolation corners all have the same source argmax gets that
     class (a convex combination of score vectors that share their largest entry keeps it), so the C channels are
-    interpolated only near boundaries. Slab by slab, so C x |dst| floats never coexist.
+    interpolated only near boundaries. Which source cell a point falls in comes from one nearest-neighbour
+    ``grid_sample`` of a single-channel cell map, the cheapest lookup torch has (a brain's 160 x 192 x 224 scan:
+    0.5 s instead of 1.7 s with per-point index arithmetic). Slab by slab, so C x |slab| floats at most coexist.
     """
     labels = scores.argmax(0)
-    # A cell (the cube between voxel v and v + 1) is uniform when its 8 corners share one label.
-    corners = labels[None, None].float()
-    highest = F.max_pool3d(corners, kernel_size=2, stride=1)[0, 0]
-    lowest = -F.max_pool3d(-corners, kernel_size=2, stride=1)[0, 0]
-    uniform = highest == lowest
-    cell_shape = torch.tensor(uniform.shape, device=scores.device)
+    if min(src.shape) < 2:
+        cells = scores.new_zeros((1, 1, 1))  # no cell has 8 corners: every point is interpolated
+    else:
+        # Cell n (the cube between voxels n and n + 1) holds its corners' label + 1 when all 8 agree, else 0.
+        corners = labels[None, None].float()
+        highest = F.max_pool3d(corners, kernel_size=2, stride=1)[0, 0]
+        lowest = -F.max_pool3d(-corners, kernel_size=2, stride=1)[0, 0]
+        cells = torch.where(highest == lowest, highest + 1, torch.zeros_like(highest))
+    # A point at source coordinate p lies in cell round(p - 0.5): the cell map's voxel n sits at source n + 0.5.
+    half = np.eye(4)
+    half[:3, 3] = 0.5
+    cell_grid = Grid(tuple(cells.shape), src.affine @ half)
     index_map = torch.as_tensor(voxel_map(src, dst, world_map), dtype=torch.float32, device=scores.device)
+    size = torch.tensor(src.shape, dtype=torch.float32, device=scores.device)
     out = torch.empty(dst.shape, dtype=torch.int64, device=scores.device)
-    step = max(1, slab_voxels // max(dst.shape[1] * dst.shape[2], 1))
-    for start in range(0, dst.shape[0], step):
-        stop = min(start + step, dst.shape[0])
-        grid = sampling_grid(index_map, src.shape, dst.shape, start, stop)[0]  # (n, J, K, 3) in (k, j, i) order
-        # Back from normalised to source voxel coordinates (i, j, k).
-        size = torch.tensor(src.shape, dtype=torch.float32, device=scores.device)
-        points = (grid.flip(-1) + 1.0) * (size - 1) / 2
-        cell = torch.floor(points).long()
-        inside = ((cell >= 0) & (cell < cell_shape)).all(-1)
-        clamped = torch.minimum(cell.clamp_min(0), cell_shape - 1)
-        easy = inside & uniform[clamped[..., 0], clamped[..., 1], clamped[..., 2]]
-        slab = labels[clamped[..., 0], clamped[..., 1], clamped[..., 2]]
-        hard = ~easy
-        if hard.any():
-            picked = grid[hard]  # (n_hard, 3)
-            values = F.grid_sample(scores[None], picked[None, :, None, None], align_corners=True)[0, :, :, 0, 0]
-            slab[hard] = values.argmax(0)
+    for start, stop, cell in resample_slabs(cells[None], cell_grid, dst, world_map, mode="nearest",
+                                            slab_voxels=slab_voxels):
+        slab = cell[0].long() - 1
+        hard = (slab < 0).nonzero()  # (h, 3) slab indices of points near a boundary or outside the source
+        if len(hard):
+            ijk = hard.float()
+            ijk[:, 0] += start
+            points = ijk @ index_map[:3, :3].T + index_map[:3, 3]
+            normalised = (points * (2.0 / (size - 1).clamp_min(1)) - 1.0).flip(-1)  # (k, j, i) order
+            values = F.grid_sample(scores[None], normalised[None, :, None, None], align_corners=True)[0, :, :, 0, 0]
+            slab[hard[:, 0], hard[:, 1], hard[:, 2]] = values.argmax(0)
         out[start:stop] = slab
     return out
 

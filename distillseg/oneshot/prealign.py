@@ -55,6 +55,13 @@ def _centre_of_mass(image: torch.Tensor, grid: Grid) -> np.ndarray:
     return (grid.affine @ np.array([*centre, 1.0]))[:3]
 
 
+def _unravel(flat: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """(n,) flat indices into an (I, J, K) array -> (n, 3) float (i, j, k): ``torch.unravel_index``'s numbers without
+    its first-call import of sympy (0.6 s of a ``segment`` command)."""
+    _, j, k = shape
+    return torch.stack([flat // (j * k), (flat // k) % j, flat % k], dim=1).float()
+
+
 def _world_map(params: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
     """(12,) parameters -> 4x4 world map (float64): rotation vector, translation mm, log-scales, shears."""
     rotation_vector, translation, log_scale, shear = params[:3], params[3:6], params[6:9], params[9:12]
@@ -117,7 +124,7 @@ def prealign(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving
                 # A fresh random subset of fixed voxels each iteration: cheap and it smooths the MI landscape.
                 picked = torch.randint(0, fixed_values.numel(), (min(options.samples, fixed_values.numel()),),
                                        generator=generator, device=device)
-                ijk = torch.stack(torch.unravel_index(picked, fixed_level.shape), dim=1).float()
+                ijk = _unravel(picked, fixed_level.shape)
                 current = params + torch.where(free, delta * step, torch.zeros_like(delta))
                 index_map = (to_moving_index @ _world_map(current, centre) @ from_fixed_index).float()
                 moving_ijk = ijk @ index_map[:3, :3].T + index_map[:3, 3]
