@@ -52,7 +52,9 @@ def segment_section(rows: list[dict]) -> list[str]:
         lines += [""]
     ct = [r for r in rows if r["case"].startswith("CT") and r["ok"]]
     if ct:
-        best = min(ct, key=lambda r: r["peak_rss_mb"])
+        # The plain command (default windows) is what a user runs; otherwise the leanest setting measured.
+        best = next((r for r in ct if r["mode"].startswith("trained-patch")), None) or min(
+            ct, key=lambda r: r["peak_rss_mb"])
         verdict = "met" if best["peak_rss_mb"] / 1024 <= CT_TARGET_GB else "MISSED"
         lines += [f"Target (issue 7): a 512×512×300 CT segmented on this CPU within {CT_TARGET_GB:g} GB RAM — "
                   f"{verdict}: {best['peak_rss_mb'] / 1024:.2f} GB peak ({best['mode']}, {best['precision']}, "

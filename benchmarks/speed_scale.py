@@ -3,10 +3,10 @@
 1. **Segment cost at 3 sizes**: the whole ``distillseg oneshot segment`` command (time, peak memory of the process)
    on a 2 mm brain (80×96×112), a 1 mm brain (160×192×224) — each with a model whose working grid is the scan's own
    (``--spacing atlas``) — and a 512×512×300 CT-like volume (the spine CT resampled, HU-like int16) with a model at
-   ``--spacing auto``; whole grid (bf16 autocast and fp32) vs sliding window, and with ``--max-memory`` (the engine
-   picks the window from its memory plan; the report checks the measured peak against the budget). The models come
-   from a minimal training (no augmenter steps, one student step on a small patch): weights do not change the cost
-   of a forward pass.
+   ``--spacing auto``; the default (windows of the student's training patch, 64³), whole grid (bf16 autocast and
+   fp32) and another sliding window, and with ``--max-memory`` (the engine picks the window from its memory plan;
+   the report checks the measured peak against the budget). The models come from a minimal training (no augmenter
+   steps, one student step on the default patch): weights do not change the cost of a forward pass.
 2. **Training steps**: ``distillseg oneshot train`` on the OASIS → vxm brains at 2 mm and at full size (1 mm), fp32 /
    bf16 autocast, with and without ``--checkpointing``: median seconds per augmenter and student step, and the
    process's peak memory in each stage. The 1 mm runs get ``--max-memory`` = ``--train-cap-gb``, so the engine's own
@@ -126,9 +126,13 @@ def segment_costs(cases: list[dict], work: Path, threads: int, smoke: bool, opti
         if not (model / "manifest.json").is_file():
             distillseg("train", "--atlas", case["atlas"], "--atlas-labels", case["labels"], "--unlabeled",
                        case["unlabeled"], "--out", model, "--spacing", case["spacing"], "--augmenter-iterations", 0,
-                       "--iterations", 1, "--patch-size", 32, 32, 32, threads=threads)
-        grid = json.loads((model / "manifest.json").read_text())["preprocessing"]["grid"]["shape"]
-        modes = [("whole grid", "auto", []), ("whole grid", "fp32", []),
+                       "--iterations", 1, threads=threads)
+        manifest = json.loads((model / "manifest.json").read_text())
+        grid = manifest["preprocessing"]["grid"]["shape"]
+        patch = manifest["training"]["options"]["synthesis"]["patch"] or grid
+        # Default: windows of the student's training patch (the CLI's default 64³, clamped to the grid).
+        modes = [("trained-patch windows " + "×".join(map(str, patch)), "auto", []),
+                 ("whole grid", "auto", ["--sliding-window", *grid]), ("whole grid", "fp32", ["--sliding-window", *grid]),
                  ("sliding window " + "×".join(map(str, case["window"])), "auto",
                   ["--sliding-window", *case["window"]])]
         if options["segment"].get("--max-memory"):  # the window the engine picks itself from a memory budget
