@@ -107,9 +107,9 @@ def prepare_cases(data: Path, work: Path) -> list[dict] | None:
     return [
         {"name": "brain 2 mm", "atlas": folder / "oasis_2mm.nii.gz", "labels": folder / "oasis_2mm_seg35.nii.gz",
          "unlabeled": folder / "vxm_2mm.nii.gz", "input": folder / "vxm_2mm.nii.gz", "spacing": "atlas",
-         "window": (64, 64, 64), "budget": "1G"},
+         "window": (64, 64, 64), "budget": "1.5G"},
         {"name": "brain 1 mm", "atlas": oasis, "labels": seg35, "unlabeled": vxm, "input": vxm, "spacing": "atlas",
-         "window": (96, 96, 96), "budget": "1.5G"},
+         "window": (96, 96, 96), "budget": "6G"},
         {"name": "CT 512×512×300", "atlas": folder / "ct_512x512x300.nii.gz",
          "labels": folder / "ct_512x512x300_labels.nii.gz", "unlabeled": folder / "ct_512x512x300.nii.gz",
          "input": folder / "ct_512x512x300.nii.gz", "spacing": "auto", "window": (96, 96, 96), "budget": "6G"},

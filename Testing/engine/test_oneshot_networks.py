@@ -52,13 +52,19 @@ def test_sliding_window_is_chosen_from_the_budget():
     from distillseg.oneshot.memory_plan import FIXED_OVERHEAD, inference_bytes, sliding_window
 
     channels, classes, grid = (16, 32, 64, 128, 256), 36, (160, 192, 224)
-    whole = inference_bytes(channels, classes, 160 * 192 * 224, half_precision=True)
+    voxels = 160 * 192 * 224
+    whole = inference_bytes(channels, classes, voxels, half_precision=True)
     assert sliding_window(grid, channels, classes, True, FIXED_OVERHEAD + whole) is None
-    window = sliding_window(grid, channels, classes, True, FIXED_OVERHEAD + whole // 5)
+    # Windows save the network's activations, not the per-class arrays over the whole grid.
+    budget = FIXED_OVERHEAD + inference_bytes(channels, classes, voxels, True, window_voxels=64**3)
+    window = sliding_window(grid, channels, classes, True, budget)
     assert window is not None and all(w % 16 == 0 and w <= g for w, g in zip(window, grid))
-    assert inference_bytes(channels, classes, window[0] * window[1] * window[2], True) <= whole // 5
-    with pytest.raises(OutOfMemoryError, match="--max-memory"):
-        sliding_window(grid, channels, classes, True, FIXED_OVERHEAD + 1000)
+    assert FIXED_OVERHEAD + inference_bytes(channels, classes, voxels, True, window[0] * window[1] * window[2]) <= budget
+    # Measured on a 1 mm brain (36 classes): 4.7 GiB peak with 64³ windows, 7.3 GiB whole grid; the plan may
+    # overestimate a little, never underestimate.
+    assert 4.7 * 2**30 < budget < 5.2 * 2**30 and 7.33 * 2**30 < FIXED_OVERHEAD + whole < 8.0 * 2**30
+    with pytest.raises(OutOfMemoryError, match=r"needs at least .*--max-memory"):
+        sliding_window(grid, channels, classes, True, 2 * 2**30)
 
 
 def test_atlas_prior_is_a_blurred_one_hot_that_an_untrained_student_reproduces():

@@ -20,6 +20,13 @@ INFERENCE_FACTOR = 8.0
 # activations of two subunits and the residual branch).
 TRAINING_FACTOR = 12.0
 FIXED_OVERHEAD = 700 * 2**20  # the Python process with torch and MONAI loaded
+# fp32 arrays of one value per class and working-grid voxel that segmenting holds whatever the window: the atlas
+# prior, its copy in the network input, the windows' blended output and its softmax (+ the logits of a whole-grid
+# pass), and about half as much again in temporaries. Fitted (rounded up) to benchmarks/speed_scale.py on a 1 mm
+# brain (36 classes, 160x192x224): 4.7 GiB peak with 64³ windows, 7.3 GiB for the whole grid; a budget that only
+# counted the windows was overrun threefold.
+GRID_ARRAYS_WINDOWED = 4.5
+GRID_ARRAYS_WHOLE = 5.5
 # Bytes an augmenter training step keeps for the backward pass, per working-grid voxel and per image pair (fp32,
 # bf16): counted on the real network with autograd's saved-tensor hooks (``benchmarks/common_estimates.py``
 # ``augmenter_saved_bytes`` at 48x64x64 gives 410 and 276). A lower bound of the step's peak: a job refused for it
@@ -27,12 +34,15 @@ FIXED_OVERHEAD = 700 * 2**20  # the Python process with torch and MONAI loaded
 AUGMENTER_SAVED_PER_VOXEL_PAIR = {False: 400, True: 270}
 
 
-def inference_bytes(channels: Sequence[int], num_classes: int, voxels: int, half_precision: bool) -> int:
-    """Peak bytes of one ``FeatureUNet`` forward over ``voxels`` voxels (prior, logits and softmax in fp32)."""
+def inference_bytes(channels: Sequence[int], num_classes: int, voxels: int, half_precision: bool,
+                    window_voxels: int | None = None) -> int:
+    """Peak bytes of segmenting a working grid of ``voxels`` voxels with ``FeatureUNet``: the whole grid in one
+    forward pass, or sliding windows of ``window_voxels`` voxels (the process's fixed overhead not included)."""
     element = 2 if half_precision else 4
-    features = INFERENCE_FACTOR * channels[0] * voxels * element
-    outputs = 3 * num_classes * voxels * 4  # atlas-prior input, logits, softmax
-    return int(features + outputs)
+    window = voxels if window_voxels is None else window_voxels
+    features = INFERENCE_FACTOR * channels[0] * window * element
+    arrays = GRID_ARRAYS_WHOLE if window_voxels is None else GRID_ARRAYS_WINDOWED
+    return int(features + arrays * num_classes * voxels * 4)
 
 
 def training_bytes(channels: Sequence[int], num_classes: int, voxels: int, half_precision: bool,
@@ -57,18 +67,21 @@ def augmenter_training_bytes(voxels: int, half_precision: bool, pairs: int) -> i
 def sliding_window(grid_shape: Sequence[int], channels: Sequence[int], num_classes: int, half_precision: bool,
                    budget: int) -> tuple[int, int, int] | None:
     """None when the whole grid fits ``budget`` bytes, else the largest window (multiples of 16, at most the grid)
-    that does; ``OutOfMemoryError`` when not even a 32³ window fits."""
+    that does; ``OutOfMemoryError`` when not even 32³ windows fit."""
     usable = budget - FIXED_OVERHEAD
     voxels = int(grid_shape[0] * grid_shape[1] * grid_shape[2])
     if inference_bytes(channels, num_classes, voxels, half_precision) <= usable:
         return None
     window = [min(s, 256) for s in grid_shape]
     while True:
-        if inference_bytes(channels, num_classes, window[0] * window[1] * window[2], half_precision) <= usable:
+        size = window[0] * window[1] * window[2]
+        if inference_bytes(channels, num_classes, voxels, half_precision, size) <= usable:
             return tuple(max(16, (w // 16) * 16) for w in window)
         largest = max(range(3), key=lambda axis: window[axis])
         if window[largest] <= 32:
+            least = FIXED_OVERHEAD + inference_bytes(channels, num_classes, voxels, half_precision, size)
             raise OutOfMemoryError(
-                f"Segmenting needs more than the {human(budget)} allowed even with 32³ sliding windows; "
-                "allow more memory (--max-memory) or close other programs.")
+                f"Segmenting with this model needs at least {human(least)} ({num_classes} classes on a "
+                f"{'x'.join(map(str, grid_shape))} working grid, 32³ sliding windows), more than the {human(budget)} "
+                "allowed; allow more memory (--max-memory) or close other programs.")
         window[largest] = max(32, window[largest] // 2 // 16 * 16 or 32)
