@@ -3,7 +3,9 @@
 Peak memory is measured twice, because each way misses something:
 
 - ``peak_rss_mb``: the kernel's own maximum resident set of the child (``wait4`` rusage ``ru_maxrss``; the largest
-  of the child and the descendants it waited for). Exact for one process.
+  of the child and the descendants it waited for). Exact for one process, with one floor: Linux keeps the larger
+  of the process's own peak and the *launching* process's peak across fork and exec, so a child started by a
+  benchmark that had grown large in-process reports at least that size.
 - ``peak_tree_rss_mb``: the sum of the resident sets of the child and all its descendants, sampled every
   ``SAMPLE_S`` seconds with psutil: what ``torchrun`` and its workers hold together (a short spike between two
   samples can be missed). ``stage_peaks_mb`` splits this by the engine stage running at the time (from

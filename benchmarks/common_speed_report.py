@@ -69,7 +69,11 @@ def train_section(rows: list[dict]) -> list[str]:
              "first (from the engine's progress events); peak RSS per stage sampled every 0.1 s (the preparation "
              "and pre-alignment are in `start`/`prealign`). The 1 mm runs get `--max-memory` = the cap, so the "
              "engine's own memory plan decides whether they start (exit 3 = refused up front); runs with "
-             "checkpointing skip the augmenter stage (checkpointing concerns the teacher and student only).", ""]
+             "checkpointing skip the augmenter stage (checkpointing concerns the teacher and student only). "
+             "Peak RSS process = the kernel's ru_maxrss, which Linux floors at the launching benchmark's own peak "
+             "(kept across fork and exec): a run started after the in-process GPU estimates (earlier versions of this "
+             "script ran them before this part) shows that process's 5 GB or more; the sampled stage peaks have no "
+             "such floor.", ""]
     table_rows = []
     for r in rows:
         peaks = r.get("stage_peaks_mb", {})

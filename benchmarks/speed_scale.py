@@ -284,13 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("segment", "train", "ddp", "network_figures"):  # parts not rerun keep their last figures
         if key in previous:
             result[key] = previous[key]
-    # The longest part last; the report is rewritten after every part, so a stopped run keeps what it measured.
+    # The report is rewritten after every part, so a stopped run keeps what it measured.
     steps = [("segment", lambda: segment_costs(cases, args.work, args.threads, args.smoke,
                                                result["engine_options"])),
-             ("gpu", lambda: network_figures(36)),
              ("ddp", lambda: ddp_throughput(args.data, args.work, args.train_steps, args.smoke)),
              ("train", lambda: training_steps(args.data, args.work, args.threads, args.train_steps,
-                                              args.train_cap_gb, args.smoke, result["engine_options"]))]
+                                              args.train_cap_gb, args.smoke, result["engine_options"])),
+             # In-process and several GB: last, because a child's ru_maxrss starts at this process's peak.
+             ("gpu", lambda: network_figures(36))]
     for part, measure in steps:
         if part in parts:
             result["network_figures" if part == "gpu" else part] = measure()
