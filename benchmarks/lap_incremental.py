@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from lap_protocols import PROTOCOLS, build_proxy_data, build_synthetic_data  # noqa: E402
 
 STRATEGIES = ("ours", "finetune", "mib", "plop")
+COMMAND = "flock /work/heavy.lock .venv/bin/python benchmarks/lap_incremental.py"
 
 
 def lap(*args, threads: int) -> float:
@@ -216,14 +217,14 @@ def plot(result: dict, summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def markdown(results: list[dict], summaries: list[dict], settings: dict, total_s: float, skipped: list[str]) -> str:
+def markdown(results: list[dict], summaries: list[dict], settings: dict, total_s: float, skipped: list[str],
+             command: str) -> str:
     lines = ["# IncrementalLap class-incremental benchmark", "",
              "**Neither protocol is laparoscopic data.** `synthetic` = generated scenes in the DSAD layout "
              "(`distillseg lap demo-data`); `proxy` = 2.5D slices of real brain MRI and spine CT.", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, CPU only, "
-             f"torch threads {settings['threads']}. Total wall time {total_s / 60:.1f} min.", "",
-             "Command: `flock /work/heavy.lock .venv/bin/python benchmarks/lap_incremental.py` (the report can be "
-             "rebuilt from the raw scores with `--report-only`).", "",
+             f"torch threads {settings['threads']}. Total wall time of the command {total_s / 60:.1f} min.", "",
+             f"Command: `{command}` (the report can be rebuilt from the raw scores with `--report-only`).", "",
              "Times are wall-clock under the shared lock; other jobs that did not take the lock shared the 2 cores "
              "during parts of this run, so read them as upper bounds.", "",
              f"Settings: {json.dumps({k: v for k, v in settings.items() if k != 'threads'})}", ""]
@@ -273,17 +274,19 @@ def markdown(results: list[dict], summaries: list[dict], settings: dict, total_s
     return "\n".join(lines)
 
 
-def write_report(out: Path, results: list[dict], used: dict, threads: int, total: float, skipped: list[str]) -> None:
+def write_report(out: Path, results: list[dict], used: dict, threads: int, total: float, skipped: list[str],
+                 command: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     summaries = []
     for result in results:
         summaries.append(summarize(result))
         plot(result, summaries[-1], out / f"lap_incremental_{result['protocol']}.png")
     (out / "lap_incremental.json").write_text(json.dumps(
-        {"not_laparoscopic_data": True, "total_seconds": total, "settings": used, "skipped": skipped,
+        {"not_laparoscopic_data": True, "command": command, "total_seconds": total, "settings": used,
+         "skipped": skipped,
          "results": results, "summaries": summaries}, indent=1) + "\n")
     (out / "lap_incremental.md").write_text(markdown(results, summaries, {"threads": threads, **used}, total,
-                                                     skipped))
+                                                     skipped, command))
 
 
 def rebuild_report(args) -> int:
@@ -294,12 +297,12 @@ def rebuild_report(args) -> int:
             data = json.loads(raw.read_text())
             results.append(data["result"])
             used[name] = data["settings"]
-    previous = args.out / "lap_incremental.json"
-    total = (json.loads(previous.read_text())["total_seconds"] if previous.is_file()
-             else sum(sum(r["seconds"].values()) for r in results))
-    skipped = [f"{name} protocol: no results (its run was stopped before it finished; run it with "
-               f"`--protocols {name}`)." for name in args.protocols.split(",") if name not in used]
-    write_report(args.out, results, used, args.threads, total, skipped)
+    previous = json.loads((args.out / "lap_incremental.json").read_text()) \
+        if (args.out / "lap_incremental.json").is_file() else {}
+    total = previous.get("total_seconds", sum(sum(r["seconds"].values()) for r in results))
+    skipped = [f"{name} protocol: no results (not run, or its run was stopped before it finished; run it with "
+               f"`--protocols {name}`)." for name in PROTOCOLS if name not in used]
+    write_report(args.out, results, used, args.threads, total, skipped, previous.get("command", COMMAND))
     return 0
 
 
@@ -322,7 +325,10 @@ def main() -> int:
     started = time.monotonic()
     if args.report_only:
         return rebuild_report(args)
-    results, skipped, used = [], [], {}
+    command = " ".join([COMMAND, *sys.argv[1:]])
+    results, used = [], {}
+    skipped = [f"{name} protocol: not run by this command (run it with `--protocols {name}`)."
+               for name in PROTOCOLS if name not in args.protocols.split(",")]
     for name in args.protocols.split(","):
         protocol = PROTOCOLS[name]
         work = args.work / name
@@ -346,9 +352,9 @@ def main() -> int:
         (work / "raw_result.json").write_text(json.dumps({"result": result, "settings": settings}, indent=1))
         results.append(result)
         print(json.dumps(summarize(result)["checks"], indent=1), file=sys.stderr, flush=True)
-        write_report(args.out, results, used, args.threads, time.monotonic() - started, skipped)
+        write_report(args.out, results, used, args.threads, time.monotonic() - started, skipped, command)
     total = time.monotonic() - started
-    write_report(args.out, results, used, args.threads, total, skipped)
+    write_report(args.out, results, used, args.threads, total, skipped, command)
     print(f"total {total / 60:.1f} min", file=sys.stderr)
     return 0
 
