@@ -42,8 +42,9 @@ def atlas_prior(classes: torch.Tensor, num_classes: int, sigma: float = 1.0) -> 
     numbers (tested), computed as banded matrix products, because a depthwise convolution of C channels takes about
     5 s on a 2-core CPU (a third of a whole ``segment`` command). Each structure is blurred only inside its bounding
     box grown by the kernel's radius (outside it the blur is exactly 0), and the background, which fills the grid, as
-    the blur of 1 (separable: an outer product) minus the structures' blurs — about a tenth of a second for a brain's
-    30 classes on a 96 x 96 x 112 grid, where blurring every channel over the whole grid took 1.3 s."""
+    the blur of 1 (separable: an outer product) minus the structures' blurs: for a brain's 36 classes on a
+    96 x 96 x 112 grid, 0.2 s against 1.2 s blurring every channel over the whole grid (a process's first call: 1.1 s
+    against 1.5 s)."""
     classes = classes.long()
     if sigma <= 0:
         return F.one_hot(classes, num_classes).permute(3, 0, 1, 2)[None].float()

@@ -94,8 +94,9 @@ def resample_argmax(scores: torch.Tensor, src: Grid, dst: Grid, world_map: np.nd
     Exact shortcut: a destination point whose 8 interpolation corners all have the same source argmax gets that
     class (a convex combination of score vectors that share their largest entry keeps it), so the C channels are
     interpolated only near boundaries. Which source cell a point falls in comes from one nearest-neighbour
-    ``grid_sample`` of a single-channel cell map, the cheapest lookup torch has (a brain's 160 x 192 x 224 scan:
-    0.5 s instead of 1.7 s with per-point index arithmetic). Slab by slab, so C x |slab| floats at most coexist.
+    ``grid_sample`` of a single-channel cell map, the cheapest lookup torch has (36 classes from a 96 x 96 x 112 grid
+    onto a 160 x 192 x 224 scan: 1.0 s instead of 1.4 s with per-point index arithmetic). Slab by slab, so
+    C x |slab| floats at most coexist.
     """
     labels = scores.argmax(0)
     if min(src.shape) < 2:
