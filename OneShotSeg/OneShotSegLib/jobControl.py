@@ -33,6 +33,7 @@ class OneShotJobControl:
         self.store = ModelStore(oneshotJobs.METHOD, storeFolder)
         self.job: EngineJob | None = None
         self._finish = None
+        self._abandon = None
 
     @property
     def busy(self) -> bool:
@@ -72,7 +73,7 @@ class OneShotJobControl:
             parameters.selectedModel = model.name
             return JobOutcome("training", model.name)
 
-        self._finish = finish
+        self._finish, self._abandon = finish, None  # a cancelled training keeps its inputs for Resume
         return self.job
 
     def startSegmentation(self, parameters, folder: str | Path, environment: dict | None = None) -> EngineJob:
@@ -88,14 +89,17 @@ class OneShotJobControl:
             parameters.outputSegmentation = node
             return JobOutcome("segmentation", model.name, node)
 
-        self._finish = finish
+        self._finish, self._abandon = finish, lambda: oneshotJobs.discardSegmentation(segmentation)
         return self.job
 
     def finishJob(self) -> JobOutcome:
         """Bring a successful job's result into the scene / model list."""
-        finish, self._finish = self._finish, None
+        finish, self._finish, self._abandon = self._finish, None, None
         return finish()
 
     def abandonJob(self) -> None:
-        """Forget a failed or cancelled job (a cancelled training keeps its inputs and options for Resume)."""
-        self._finish = None
+        """Forget a failed or cancelled job (a cancelled training keeps its inputs and options for Resume; a
+        segmentation's temporary files are removed)."""
+        abandon, self._finish, self._abandon = self._abandon, None, None
+        if abandon is not None:
+            abandon()

@@ -207,6 +207,11 @@ def startSegmentation(model: ModelInfo, volumeNode, folder: str | Path, device: 
     return SegmentationJob(model, volumeNode, folder, inputFile, outputFile, job)
 
 
+def discardSegmentation(segmentation: SegmentationJob) -> None:
+    """Remove the temporary files of a failed or cancelled segmentation."""
+    shutil.rmtree(segmentation.folder, ignore_errors=True)
+
+
 def finishSegmentation(segmentation: SegmentationJob, segmentationNode=None):
     """Import the engine's label map into ``segmentationNode`` (a new one on the scan if None); returns the node.
 

@@ -1,6 +1,6 @@
 """The job runner driving the real engine CLI on a tiny case (24^3 scans, 2 iterations, CPU): progress parsed, the
-trained model segments a scan into a segmentation node on its grid, cancel leaves no bundle behind and Resume
-finishes the training, and the engine's error sentence reaches the user."""
+trained model segments a scan into a segmentation node on its grid, cancel leaves no bundle or temporary files behind
+and Resume finishes the training, and the engine's error sentence reaches the user."""
 
 from __future__ import annotations
 
@@ -67,6 +67,12 @@ def test_train_then_segment_as_the_module_does(scene, tmp_path):
         nodes.append(outcome.segmentationNode)
         assert parameters.outputSegmentation is outcome.segmentationNode
     assert nodes[0] is nodes[1] and not (tmp_path / "segment").exists()
+    job = control.startSegmentation(parameters, tmp_path / "cancelled")
+    job.cancel()
+    assert job.wait(60) == jobRunner.CANCELLED
+    assert (tmp_path / "cancelled" / "input.nrrd").is_file()
+    control.abandonJob()
+    assert not (tmp_path / "cancelled").exists()  # a cancelled or failed segmentation leaves no files
     node, scan = nodes[0], case.unlabeledVolumes[0]
     segments = {sid: node.GetSegmentation().GetSegment(sid) for sid in segmentLabels.segmentIds(node)}
     assert {s.GetName() for s in segments.values()} == {"blob", "box"}  # not duplicated by the second run
