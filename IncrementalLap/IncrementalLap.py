@@ -12,28 +12,21 @@ import tempfile
 from typing import Annotated
 
 import qt
-import vtk
 
 import slicer
 from slicer import vtkMRMLSegmentationNode, vtkMRMLSequenceBrowserNode, vtkMRMLVectorVolumeNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
 
 from IncrementalLapLib import frameSequences, frameVolumes, lapJobControl, sampleFrames
 from IncrementalLapLib.lapJobControl import LapJobControl
 from IncrementalLapLib.lapJobs import METHOD, LearningOptions
-from OneShotSegLib import dependencies, jobRunner
+from OneShotSegLib import dependencies
 from OneShotSegLib.modelStore import ModelStore
+from OneShotSegWidgets.engineModuleWidget import EngineModuleWidget
 
-JOB_POLL_INTERVAL_MS = 250
 SCORE_COLUMNS = ("Structure", "IoU before", "IoU after", "Dice before", "Dice after")
 
 
@@ -75,39 +68,19 @@ class IncrementalLapParameterNode:
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
 
 
-class IncrementalLapWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._jobTimer = None
-        self._jobTitle = ""
+class IncrementalLapWidget(EngineModuleWidget):
+    """Segment frames, learn new structures, restore versions (shared parts: ``EngineModuleWidget``)."""
 
-    # ------------------------------------------------------------------------------------------------ setup
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/IncrementalLap.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.ui.deviceWarningLabel.hide()
+    def createLogic(self):
+        return IncrementalLapLogic()
+
+    def setupModuleWidgets(self) -> None:
         self.ui.scoresTableWidget.setColumnCount(len(SCORE_COLUMNS))
         self.ui.scoresTableWidget.setHorizontalHeaderLabels([_(c) for c in SCORE_COLUMNS])
         # The checkable combo boxes are not bound by the parameter node wrapper: these are copied both ways.
         self._checkableCombos = {"selectedFrames": self.ui.selectedFramesComboBox,
                                  "trainingSegmentations": self.ui.trainingSegmentationsComboBox,
                                  "checkSegmentations": self.ui.checkSegmentationsComboBox}
-
-        self.logic = IncrementalLapLogic()
-        self._jobTimer = qt.QTimer()
-        self._jobTimer.setInterval(JOB_POLL_INTERVAL_MS)
-        self._jobTimer.timeout.connect(self.onJobTimer)
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
         self.ui.loadFramesButton.clicked.connect(self.onLoadFrames)
         self.ui.loadFolderButton.clicked.connect(self.onLoadFolder)
         self.ui.segmentFrameButton.clicked.connect(lambda: self.onSegment("current"))
@@ -115,63 +88,15 @@ class IncrementalLapWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentSequenceButton.clicked.connect(lambda: self.onSegment("sequence"))
         self.ui.learnButton.clicked.connect(self.onLearn)
         self.ui.restoreButton.clicked.connect(self.onRestore)
-        self.ui.cancelButton.clicked.connect(self.onCancel)
-        self.ui.importModelButton.clicked.connect(self.onImportModel)
-        self.ui.exportModelButton.clicked.connect(self.onExportModel)
-        self.ui.deleteModelButton.clicked.connect(self.onDeleteModel)
-        self.ui.showModelsFolderButton.clicked.connect(self.onShowModelsFolder)
-        self.ui.modelListWidget.currentTextChanged.connect(self.onModelSelected)
         for name, combo in self._checkableCombos.items():
             combo.checkedNodesChanged.connect(lambda name=name, combo=combo: self.onCheckedNodesChanged(name, combo))
 
-        self.initializeParameterNode()
-        self.refreshModels()
-
-    def cleanup(self) -> None:
-        self.removeObservers()
-        if self.logic and self.logic.busy:
-            # Slicer is closing: stop the engine's process tree rather than leave an orphan job behind.
-            self.logic.job.cancel()
-            self.logic.job.wait(self.logic.job.cancelGraceSeconds + 2)
-        if self._jobTimer:
-            self._jobTimer.stop()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-        self.refreshModels()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+    def setDefaultInputs(self) -> None:
         if not self._parameterNode.inputFrame:
             self._parameterNode.inputFrame = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLVectorVolumeNode")
 
-    def setParameterNode(self, parameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
-        self._parameterNode = parameterNode
-        if self._parameterNode:
-            # Widgets with a "SlicerParameterName" property in the .ui are bound here.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
-            self.showCheckedNodes()
-            self.updateButtons()
-
     # ------------------------------------------------------------------------------------------------ GUI state
-    def showCheckedNodes(self) -> None:
+    def showUnboundChoices(self) -> None:
         for name, combo in self._checkableCombos.items():
             checked = {node.GetID() for node in getattr(self._parameterNode, name) if node}
             wasBlocked = combo.blockSignals(True)
@@ -201,27 +126,8 @@ class IncrementalLapWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deleteModelButton.enabled = haveModel and not busy
         self.ui.cancelButton.enabled = busy
 
-    def refreshModels(self) -> None:
-        models = self.logic.store.models()
-        listWidget = self.ui.modelListWidget
-        wasBlocked = listWidget.blockSignals(True)
-        listWidget.clear()
-        for model in models:
-            item = qt.QListWidgetItem(model.name)
-            item.setToolTip(model.summary())
-            listWidget.addItem(item)
-        listWidget.blockSignals(wasBlocked)
-        names = [m.name for m in models]
-        selected = self._parameterNode.selectedModel if self._parameterNode else ""
-        if selected not in names:
-            selected = names[0] if names else ""
-        if selected:
-            listWidget.setCurrentRow(names.index(selected))
-        self.onModelSelected(selected)
-
     def onModelSelected(self, name) -> None:
-        if self._parameterNode and self._parameterNode.selectedModel != name:
-            self._parameterNode.selectedModel = name
+        self.selectModel(name)
         models = {model.name: model for model in self.logic.store.models()}
         model = models.get(name)
         self.ui.modelInfoLabel.text = model.summary() if model else _("No model yet: import one, or learn a first "
@@ -270,9 +176,9 @@ class IncrementalLapWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------------------------------------ jobs
     def onSegment(self, what) -> None:
-        folder = tempfile.mkdtemp(prefix="IncrementalLap-", dir=slicer.app.temporaryPath)
         self.runJob(_("Segmentation"), _("Segmentation could not start."), lambda: self.logic.startSegmentation(
-            self._parameterNode, what, folder, slicer.util.startupEnvironment(), slicer.modules.sequences.logic()))
+            self._parameterNode, what, tempfile.mkdtemp(prefix="IncrementalLap-", dir=slicer.app.temporaryPath),
+            slicer.util.startupEnvironment(), slicer.modules.sequences.logic()))
 
     def onLearn(self) -> None:
         self.runJob(_("Learning"), _("Learning could not start."), lambda: self.logic.startLearning(
@@ -283,110 +189,11 @@ class IncrementalLapWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.runJob(_("Restore"), _("The version could not be restored."), lambda: self.logic.startRestore(
             self._parameterNode, step, slicer.util.startupEnvironment()))
 
-    def runJob(self, title, failure, start) -> None:
-        """Check the engine's packages (one dialog if some are missing), then start the job and follow it."""
-        with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
-            if dependencies.ensureDependencies("IncrementalLap"):
-                self.startJob(start(), title)
-
-    def startJob(self, job, title) -> None:
-        self._jobTitle = title
-        self.ui.logTextEdit.clear()
-        self.ui.progressBar.value = 0
-        self.ui.deviceLabel.text = _("{title}: starting the engine...").format(title=title)
-        self.ui.deviceWarningLabel.hide()
-        self.ui.statusLabel.text = ""
-        self.ui.progressCollapsibleButton.collapsed = False
-        self._jobTimer.start()
-        self.updateButtons()
-
-    def onCancel(self) -> None:
-        if self.logic.busy:
-            self.ui.statusLabel.text = _("Cancelling...")
-            self.logic.job.cancel()
-
-    def onJobTimer(self) -> None:
-        job = self.logic.job
-        for event in job.poll():
-            self.showJobEvent(job, event)
-        self.ui.progressBar.value = int(1000 * job.progress.fraction)
-        if job.running:
-            step = getattr(job, "stepTitle", "")
-            status = jobRunner.describeProgress(job.progress) or _("Elapsed {time}").format(
-                time=jobRunner.formatDuration(job.elapsedSeconds()))
-            self.ui.statusLabel.text = f"{step}: {status}" if step else status
-            return
-        self._jobTimer.stop()
-        self.finishJob(job)
-        self.updateButtons()
-
-    def showJobEvent(self, job, event) -> None:
-        kind = event.get("event")
-        if kind == "device":
-            self.ui.deviceLabel.text = _("{title} running on {device} ({precision}).").format(
-                title=self._jobTitle, device=job.deviceDescription, precision=job.precision)
-            if job.device == "cpu" and self._parameterNode.device == "auto":
-                self.ui.deviceWarningLabel.text = _(
-                    "No usable GPU was found, so this runs on the CPU: expect learning to be much slower.")
-                self.ui.deviceWarningLabel.show()
-        if kind in ("log", "warning", "error", "device"):
-            lines = list(job.logLines)
-            if lines:
-                self.ui.logTextEdit.appendPlainText(lines[-1])
-
-    def finishJob(self, job) -> None:
-        elapsed = jobRunner.formatDuration(job.elapsedSeconds())
-        if job.state == jobRunner.SUCCEEDED:
-            self.ui.progressBar.value = 1000
-            with slicer.util.tryWithErrorDisplay(_("The result could not be loaded."), waitCursor=True):
-                outcome = self.logic.finishJob()
-                if outcome.kind == "segmentation":
-                    message = _("Segmented {count} item(s) with '{model}' ({time}).").format(
-                        count=len(outcome.nodes), model=outcome.modelName, time=elapsed)
-                else:
-                    message = _("Model '{name}' is ready ({time}).").format(name=outcome.modelName, time=elapsed)
-                self.ui.statusLabel.text = message
-            self.refreshModels()
-        elif job.state == jobRunner.CANCELLED:
-            self.ui.statusLabel.text = _("Cancelled after {time}.").format(time=elapsed)
-            self.logic.abandonJob()
-        else:
-            self.ui.statusLabel.text = _("Failed after {time}.").format(time=elapsed)
-            self.logic.abandonJob()
-            slicer.util.errorDisplay(job.errorMessage or _("The engine failed."),
-                                     windowTitle=_("IncrementalLap"), detailedText="\n".join(job.logLines))
-
-    # ------------------------------------------------------------------------------------------------ models
-    def onImportModel(self) -> None:
-        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Import model"), "",
-                                              _("Model bundle (*.zip)"))
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay(_("The model could not be imported."), waitCursor=True):
-            model = self.logic.store.importZip(path)
-            self._parameterNode.selectedModel = model.name
-            self.refreshModels()
-
-    def onExportModel(self) -> None:
-        name = self._parameterNode.selectedModel
-        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export model"), f"{name}.zip",
-                                              _("Model bundle (*.zip)"))
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay(_("The model could not be exported."), waitCursor=True):
-            self.logic.store.exportZip(name, path)
-
-    def onDeleteModel(self) -> None:
-        name = self._parameterNode.selectedModel
-        if not slicer.util.confirmYesNoDisplay(_("Delete model '{name}' from your model folder?").format(name=name)):
-            return
-        with slicer.util.tryWithErrorDisplay(_("The model could not be deleted.")):
-            self.logic.store.delete(name)
-            self._parameterNode.selectedModel = ""
-            self.refreshModels()
-
-    def onShowModelsFolder(self) -> None:
-        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(self.logic.store.ensureFolder())))
+    def finishedMessage(self, outcome, elapsed: str) -> str:
+        if outcome.kind == "segmentation":
+            return _("Segmented {count} item(s) with '{model}' ({time}).").format(
+                count=len(outcome.nodes), model=outcome.modelName, time=elapsed)
+        return _("Model '{name}' is ready ({time}).").format(name=outcome.modelName, time=elapsed)
 
 
 class IncrementalLapLogic(ScriptedLoadableModuleLogic, LapJobControl):

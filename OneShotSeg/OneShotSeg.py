@@ -2,7 +2,8 @@
 
 Thin Slicer module: the widget connects the .ui to ``OneShotSegLib`` (no Qt there: jobs, model store, MRML glue,
 dependency check); training and segmentation run in a child process of the ``distillseg`` engine, followed by a
-QTimer, so Slicer stays responsive.
+QTimer, so Slicer stays responsive. What it shares with the IncrementalLap widget (job progress, model list) is
+``OneShotSegWidgets.engineModuleWidget``.
 """
 
 import os
@@ -11,26 +12,18 @@ from typing import Annotated
 
 import ctk
 import qt
-import vtk
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
 
-from OneShotSegLib import dependencies, jobRunner, oneshotJobs, sampleCase, segmentLabels
+from OneShotSegLib import dependencies, oneshotJobs, sampleCase, segmentLabels
 from OneShotSegLib.jobControl import OneShotJobControl
 from OneShotSegLib.modelStore import ModelStore
-
-JOB_POLL_INTERVAL_MS = 250
+from OneShotSegWidgets.engineModuleWidget import EngineModuleWidget
 
 
 class OneShotSeg(ScriptedLoadableModule):
@@ -68,94 +61,26 @@ class OneShotSegParameterNode:
     selectedModel: str = ""
 
 
-class OneShotSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._jobTimer = None
-        self._jobTitle = ""
+class OneShotSegWidget(EngineModuleWidget):
+    """Train from an atlas and unlabelled scans; segment a scan with a model (shared parts: ``EngineModuleWidget``)."""
 
-    # ------------------------------------------------------------------------------------------------ setup
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/OneShotSeg.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+    def createLogic(self):
+        return OneShotSegLogic()
+
+    def setupModuleWidgets(self) -> None:
         self.ui.unlabeledFolderPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
-        self.ui.deviceWarningLabel.hide()
-
-        self.logic = OneShotSegLogic()
-        self._jobTimer = qt.QTimer()
-        self._jobTimer.setInterval(JOB_POLL_INTERVAL_MS)
-        self._jobTimer.timeout.connect(self.onJobTimer)
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
         self.ui.trainButton.clicked.connect(lambda: self.onTrain(resume=False))
         self.ui.resumeButton.clicked.connect(lambda: self.onTrain(resume=True))
-        self.ui.cancelButton.clicked.connect(self.onCancel)
         self.ui.segmentButton.clicked.connect(self.onSegment)
-        self.ui.importModelButton.clicked.connect(self.onImportModel)
-        self.ui.exportModelButton.clicked.connect(self.onExportModel)
-        self.ui.deleteModelButton.clicked.connect(self.onDeleteModel)
-        self.ui.showModelsFolderButton.clicked.connect(self.onShowModelsFolder)
-        self.ui.modelListWidget.currentTextChanged.connect(self.onModelSelected)
         self.ui.unlabeledVolumesComboBox.checkedNodesChanged.connect(self.onUnlabeledVolumesChanged)
         self.ui.unlabeledFolderPathLineEdit.currentPathChanged.connect(self.onUnlabeledFolderChanged)
 
-        self.initializeParameterNode()
-        self.refreshModels()
-
-    def cleanup(self) -> None:
-        self.removeObservers()
-        if self.logic and self.logic.job and self.logic.job.running:
-            # Slicer is closing: stop the engine's process tree rather than leave an orphan training behind.
-            self.logic.job.cancel()
-            self.logic.job.wait(self.logic.job.cancelGraceSeconds + 2)
-        if self._jobTimer:
-            self._jobTimer.stop()
-
-    def enter(self) -> None:
-        self.initializeParameterNode()
-        self.refreshModels()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+    def setDefaultInputs(self) -> None:
         if not self._parameterNode.atlasVolume:
             self._parameterNode.atlasVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
 
-    def setParameterNode(self, parameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
-        self._parameterNode = parameterNode
-        if self._parameterNode:
-            # Widgets with a "SlicerParameterName" property in the .ui are bound here.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
-            self.showUnlabeledChoices()
-            self.updateButtons()
-
     # ------------------------------------------------------------------------------------------------ GUI state
-    def showUnlabeledChoices(self) -> None:
+    def showUnboundChoices(self) -> None:
         """The checkable combo box and the folder field are not bound automatically: copy the parameters in."""
         combo = self.ui.unlabeledVolumesComboBox
         wasBlocked = combo.blockSignals(True)
@@ -191,147 +116,29 @@ class OneShotSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deleteModelButton.enabled = selected and not busy
         self.ui.cancelButton.enabled = busy
 
-    def refreshModels(self) -> None:
-        models = self.logic.store.models()
-        listWidget = self.ui.modelListWidget
-        wasBlocked = listWidget.blockSignals(True)
-        listWidget.clear()
-        for model in models:
-            item = qt.QListWidgetItem(model.name)
-            item.setToolTip(model.summary())
-            listWidget.addItem(item)
-        listWidget.blockSignals(wasBlocked)
-        names = [m.name for m in models]
-        selected = self._parameterNode.selectedModel if self._parameterNode else ""
-        if selected not in names:
-            selected = names[0] if names else ""
-        if selected:
-            listWidget.setCurrentRow(names.index(selected))
-        self.onModelSelected(selected)
-
     def onModelSelected(self, name) -> None:
-        if self._parameterNode and self._parameterNode.selectedModel != name:
-            self._parameterNode.selectedModel = name
+        self.selectModel(name)
         models = {model.name: model for model in self.logic.store.models()}
         self.ui.modelInfoLabel.text = models[name].summary() if name in models else _("No trained model yet.")
         self.updateButtons()
 
     # ------------------------------------------------------------------------------------------------ jobs
     def onTrain(self, resume: bool) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Training could not start."), waitCursor=True):
-            if not dependencies.ensureDependencies("OneShotSeg"):
-                return
-            job = self.logic.startTraining(self._parameterNode, resume, slicer.util.startupEnvironment())
-            self.startJob(job, _("Training"))
+        self.runJob(_("Training"), _("Training could not start."), lambda: self.logic.startTraining(
+            self._parameterNode, resume, slicer.util.startupEnvironment()))
 
     def onSegment(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
-            if not dependencies.ensureDependencies("OneShotSeg"):
-                return
-            folder = tempfile.mkdtemp(prefix="OneShotSeg-", dir=slicer.app.temporaryPath)
-            job = self.logic.startSegmentation(self._parameterNode, folder, slicer.util.startupEnvironment())
-            self.startJob(job, _("Segmentation"))
+        self.runJob(_("Segmentation"), _("Segmentation could not start."), lambda: self.logic.startSegmentation(
+            self._parameterNode, tempfile.mkdtemp(prefix="OneShotSeg-", dir=slicer.app.temporaryPath),
+            slicer.util.startupEnvironment()))
 
-    def startJob(self, job, title) -> None:
-        self._jobTitle = title
-        self.ui.logTextEdit.clear()
-        self.ui.progressBar.value = 0
-        self.ui.deviceLabel.text = _("{title}: starting the engine...").format(title=title)
-        self.ui.deviceWarningLabel.hide()
-        self.ui.statusLabel.text = ""
-        self.ui.progressCollapsibleButton.collapsed = False
-        self._jobTimer.start()
-        self.updateButtons()
-
-    def onCancel(self) -> None:
-        if self.logic.job and self.logic.job.running:
-            self.ui.statusLabel.text = _("Cancelling...")
-            self.logic.job.cancel()
-
-    def onJobTimer(self) -> None:
-        job = self.logic.job
-        for event in job.poll():
-            self.showJobEvent(job, event)
-        progress = job.progress
-        self.ui.progressBar.value = int(1000 * progress.fraction)
-        if job.running:
-            status = jobRunner.describeProgress(progress)
-            self.ui.statusLabel.text = status or _("Elapsed {time}").format(
-                time=jobRunner.formatDuration(job.elapsedSeconds()))
-            return
-        self._jobTimer.stop()
-        self.finishJob(job)
-        self.updateButtons()
-
-    def showJobEvent(self, job, event) -> None:
-        kind = event.get("event")
-        if kind == "device":
-            self.ui.deviceLabel.text = _("{title} running on {device} ({precision}).").format(
-                title=self._jobTitle, device=job.deviceDescription, precision=job.precision)
-            if job.device == "cpu" and self._parameterNode.device == "auto":
-                self.ui.deviceWarningLabel.text = _(
-                    "No usable GPU was found, so this runs on the CPU: expect it to be much slower.")
-                self.ui.deviceWarningLabel.show()
-        if kind in ("log", "warning", "error", "device"):
-            lines = list(job.logLines)
-            if lines:
-                self.ui.logTextEdit.appendPlainText(lines[-1])
-
-    def finishJob(self, job) -> None:
-        elapsed = jobRunner.formatDuration(job.elapsedSeconds())
-        if job.state == jobRunner.SUCCEEDED:
-            self.ui.progressBar.value = 1000
-            with slicer.util.tryWithErrorDisplay(_("The result could not be loaded."), waitCursor=True):
-                outcome = self.logic.finishJob()
-                if outcome.kind == "training":
-                    message = _("Model '{name}' is ready ({time}).").format(name=outcome.modelName, time=elapsed)
-                else:
-                    outcome.segmentationNode.CreateClosedSurfaceRepresentation()
-                    message = _("Segmented '{volume}' into '{segmentation}' ({time}).").format(
-                        volume=self._parameterNode.inputVolume.GetName(),
-                        segmentation=outcome.segmentationNode.GetName(), time=elapsed)
-                self.ui.statusLabel.text = message
-            self.refreshModels()
-        elif job.state == jobRunner.CANCELLED:
-            self.ui.statusLabel.text = _("Cancelled after {time}.").format(time=elapsed)
-            self.logic.abandonJob()
-        else:
-            self.ui.statusLabel.text = _("Failed after {time}.").format(time=elapsed)
-            self.logic.abandonJob()
-            slicer.util.errorDisplay(job.errorMessage or _("The engine failed."),
-                                     windowTitle=_("OneShotSeg"), detailedText="\n".join(job.logLines))
-
-    # ------------------------------------------------------------------------------------------------ models
-    def onImportModel(self) -> None:
-        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Import model"), "",
-                                              _("Model bundle (*.zip)"))
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay(_("The model could not be imported."), waitCursor=True):
-            model = self.logic.store.importZip(path)
-            self._parameterNode.selectedModel = model.name
-            self.refreshModels()
-
-    def onExportModel(self) -> None:
-        name = self._parameterNode.selectedModel
-        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export model"), f"{name}.zip",
-                                              _("Model bundle (*.zip)"))
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay(_("The model could not be exported."), waitCursor=True):
-            self.logic.store.exportZip(name, path)
-
-    def onDeleteModel(self) -> None:
-        name = self._parameterNode.selectedModel
-        if not slicer.util.confirmYesNoDisplay(_("Delete model '{name}' from your model folder?").format(name=name)):
-            return
-        with slicer.util.tryWithErrorDisplay(_("The model could not be deleted.")):
-            self.logic.store.delete(name)
-            self._parameterNode.selectedModel = ""
-            self.refreshModels()
-
-    def onShowModelsFolder(self) -> None:
-        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(self.logic.store.ensureFolder())))
+    def finishedMessage(self, outcome, elapsed: str) -> str:
+        if outcome.kind == "training":
+            return _("Model '{name}' is ready ({time}).").format(name=outcome.modelName, time=elapsed)
+        outcome.segmentationNode.CreateClosedSurfaceRepresentation()
+        return _("Segmented '{volume}' into '{segmentation}' ({time}).").format(
+            volume=self._parameterNode.inputVolume.GetName(), segmentation=outcome.segmentationNode.GetName(),
+            time=elapsed)
 
 
 class OneShotSegLogic(ScriptedLoadableModuleLogic, OneShotJobControl):

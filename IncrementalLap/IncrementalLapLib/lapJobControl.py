@@ -117,21 +117,26 @@ class LapJobControl:
                           sequencesLogic=None):
         """Segment ``what``: ``"current"`` (``inputFrame`` into ``outputSegmentation``, new if None),
         ``"selected"`` (``selectedFrames``, one segmentation each) or ``"sequence"`` (every frame of
-        ``sequenceBrowser`` into a segmentation sequence). Temporary files go to ``folder``."""
-        model = self._selectedModel(parameters)
-        device = parameters.device
-        if what == "sequence":
-            if parameters.sequenceBrowser is None:
-                raise LapJobError("Select the sequence (its browser) whose frames to segment.")
-            segmentation = frameSegmentation.startSequenceSegmentation(model, parameters.sequenceBrowser, folder,
-                                                                       device, environment)
-        else:
-            nodes = [parameters.inputFrame] if what == "current" else list(parameters.selectedFrames)
-            nodes = [node for node in nodes if node is not None]
-            if not nodes:
-                raise LapJobError("Select the frame(s) to segment.")
-            segmentation = frameSegmentation.startFrameSegmentation(
-                model, [(str(i), node) for i, node in enumerate(nodes)], folder, device, environment)
+        ``sequenceBrowser`` into a segmentation sequence). Temporary files go to ``folder`` (removed when the job is
+        finished or abandoned, or when it cannot start)."""
+        try:
+            model = self._selectedModel(parameters)
+            device = parameters.device
+            if what == "sequence":
+                if parameters.sequenceBrowser is None:
+                    raise LapJobError("Select the sequence (its browser) whose frames to segment.")
+                segmentation = frameSegmentation.startSequenceSegmentation(model, parameters.sequenceBrowser, folder,
+                                                                           device, environment)
+            else:
+                nodes = [parameters.inputFrame] if what == "current" else list(parameters.selectedFrames)
+                nodes = [node for node in nodes if node is not None]
+                if not nodes:
+                    raise LapJobError("Select the frame(s) to segment.")
+                segmentation = frameSegmentation.startFrameSegmentation(
+                    model, [(str(i), node) for i, node in enumerate(nodes)], folder, device, environment)
+        except Exception:
+            shutil.rmtree(folder, ignore_errors=True)  # a refused start leaves nothing in the temporary folder
+            raise
         self.job = segmentation.job
 
         def finish() -> LapJobOutcome:

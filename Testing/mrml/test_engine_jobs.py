@@ -15,7 +15,7 @@ from distillseg.common.volume_io import read_image, write_labels
 from OneShotSegLib import jobRunner, oneshotJobs, sampleCase, segmentLabels, volumeFiles
 from OneShotSegLib.engine import engineCommand, engineEnvironment
 from OneShotSegLib.jobControl import OneShotJobControl
-from OneShotSegLib.modelStore import ModelStore
+from OneShotSegLib.modelStore import ModelStore, ModelStoreError
 
 import slicer
 
@@ -73,6 +73,10 @@ def test_train_then_segment_as_the_module_does(scene, tmp_path):
     assert (tmp_path / "cancelled" / "input.nrrd").is_file()
     control.abandonJob()
     assert not (tmp_path / "cancelled").exists()  # a cancelled or failed segmentation leaves no files
+    (tmp_path / "refused").mkdir()  # the temporary folder the module makes before starting
+    with pytest.raises(ModelStoreError):
+        control.startSegmentation(_parameters(case, selectedModel="gone"), tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()  # nor does a refused start
     node, scan = nodes[0], case.unlabeledVolumes[0]
     segments = {sid: node.GetSegmentation().GetSegment(sid) for sid in segmentLabels.segmentIds(node)}
     assert {s.GetName() for s in segments.values()} == {"blob", "box"}  # not duplicated by the second run

@@ -162,9 +162,11 @@ def test_refusals_and_the_engine_error_sentence(story):
     control = story.control
     with pytest.raises(lapJobControl.LapJobError, match="already knows 'liver'"):
         control.startLearning(_parameters(story, newStructures="liver"))
+    (story.root / "refused").mkdir()  # the temporary folder the module makes before starting
     with pytest.raises(lapJobControl.LapJobError, match="Select a model first"):
         control.startSegmentation(_parameters(story, selectedModel="", inputFrame=story.result.checkFrame),
-                                  "current", story.root / "x")
+                                  "current", story.root / "refused")
+    assert not (story.root / "refused").exists()  # a refused start leaves no folder behind
     damaged = story.store.folder / "damaged"
     shutil.copytree(story.result.baseModel.path, damaged)
     weights = damaged / "segmenter.safetensors"

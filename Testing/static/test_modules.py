@@ -19,6 +19,7 @@ from extension_layout import (
 )
 
 MODULES = modules()
+ENGINE_MODULE_WIDGET = REPO / "OneShotSeg" / "OneShotSegWidgets" / "engineModuleWidget.py"
 HEAVY_PACKAGES = {"torch", "monai", "torchvision", "distillseg.oneshot", "distillseg.incremental"}
 
 
@@ -50,6 +51,8 @@ def test_every_python_file_compiles(module, tmp_path):
 def test_widgets_the_code_uses_exist_in_the_ui(module):
     widgets = uiWidgets(module.uiFile)
     used = uiNamesLookedUp(module.mainScript)
+    if "(EngineModuleWidget)" in module.mainScript.read_text(encoding="utf-8"):
+        used |= uiNamesLookedUp(ENGINE_MODULE_WIDGET)  # the shared widget base reads these from every module's .ui
     assert used, "the module reads no widget from self.ui: is the check still looking at the right code?"
     assert used - set(widgets) == set(), f"{module.uiFile.name} lacks widgets the code uses"
 
