@@ -11,8 +11,8 @@ Peak memory is measured twice, because each way misses something:
   samples can be missed). ``stage_peaks_mb`` splits this by the engine stage running at the time (from
   ``--progress jsonl``).
 
-Engine verbs are run as ``python -m distillseg oneshot …`` with ``--progress jsonl``; their ``progress`` events give
-per-step times (``step_seconds``) and their ``result`` event is returned as ``result``.
+Engine verbs are run as ``python -m distillseg oneshot …`` (or ``lap …``) with ``--progress jsonl``; their
+``progress`` events give per-step times (``step_seconds``) and their ``result`` event is returned as ``result``.
 """
 
 from __future__ import annotations
@@ -187,11 +187,12 @@ def run_measured(command: list, env: dict | None = None, cwd: Path = REPO, check
 
 
 def distillseg(verb: str, *args, threads: int = 2, device: str = "cpu", check: bool = True, env: dict | None = None,
-               launcher: list | None = None, address_space_limit: int | None = None) -> Measured:
-    """``python -m distillseg oneshot VERB ARGS --progress jsonl --device D --threads T``, measured.
+               launcher: list | None = None, address_space_limit: int | None = None,
+               method: str = "oneshot") -> Measured:
+    """``python -m distillseg METHOD VERB ARGS --progress jsonl --device D --threads T``, measured.
 
     ``launcher``: a prefix that replaces ``python`` (e.g. ``[torchrun, --standalone, --nproc_per_node=2]``)."""
     prefix = launcher or [sys.executable]
-    command = [*prefix, "-m", "distillseg", "oneshot", verb, *[str(a) for a in args],
+    command = [*prefix, "-m", "distillseg", method, verb, *[str(a) for a in args],
                "--progress", "jsonl", "--device", device, "--threads", str(threads)]
     return run_measured(command, env=env, check=check, address_space_limit=address_space_limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from common_speed_lap import lap_section
 from common_estimates import GPU_ASSUMPTIONS, gpu_inference_seconds, gpu_training_memory_bytes, scale
 from common_report import fmt, header, ratio, table
 
@@ -185,7 +186,7 @@ def markdown(result: dict) -> str:
     extra = ["All figures labelled *measured* come from this run on this CPU; the GPU section is a plan on paper."]
     if settings["smoke"]:
         extra.insert(0, "**SMOKE RUN: one setting per part, to check the pipeline.**")
-    lines = header("Speed and scale (OneShotSeg)", result["about"]["command"], result["about"], extra)
+    lines = header("Speed and scale (OneShotSeg, IncrementalLap)", result["about"]["command"], result["about"], extra)
     if "segment" in result:
         lines += segment_section(result["segment"])
     if "train" in result:
@@ -194,6 +195,8 @@ def markdown(result: dict) -> str:
         lines += ddp_section(result["ddp"])
     if "network_figures" in result:
         lines += gpu_section(result["network_figures"], result.get("segment", []), result.get("train", []))
+    if "lap" in result:
+        lines += lap_section(result["lap"], result.get("network_figures", {}).get("lap"))
     lines += gaps_section(result["engine_options"])
     return "\n".join(lines)
 

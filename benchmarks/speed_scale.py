@@ -17,6 +17,9 @@
    ``torchrun --standalone --nproc_per_node=2`` (gloo, 1 thread each), same global batch.
 4. **GPU plan (estimates, not measurements)**: FLOPs, saved activations and memory traffic counted on the real
    networks (``common_estimates``), turned into H100 times and GPU memory with stated assumptions.
+5. **IncrementalLap** (``common_speed_lap``): ``lap train`` segmenter and diffusion step times, ``lap learn
+   --strategy ours`` step time and replay generation, ``lap sample`` throughput (DDIM, 50 steps), ``lap segment``
+   per frame, at 128×160 on SYNTHETIC frames; FLOPs of both networks for the GPU plan.
 
 One command (about 45 min on 2 CPU cores)::
 
@@ -41,6 +44,7 @@ sys.path.insert(0, str(REPO))
 from common_estimates import network_figures  # noqa: E402
 from common_report import RESULTS, about, write_json, write_text  # noqa: E402
 from common_run import distillseg  # noqa: E402
+from common_speed_lap import lap_costs, lap_network_figures  # noqa: E402
 from common_speed_report import markdown, plot  # noqa: E402
 
 NAME = "speed_scale"
@@ -261,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=3, help="steps per stage in the training measurements")
     parser.add_argument("--train-cap-gb", type=float, default=14.0,
                         help="do not start a training measurement extrapolated to need more than this")
-    parser.add_argument("--parts", default="segment,train,ddp,gpu", help="which parts to run (comma list)")
+    parser.add_argument("--lap-steps", type=int, default=6, help="iterations per stage in the lap measurements")
+    parser.add_argument("--parts", default="segment,train,ddp,lap,gpu", help="which parts to run (comma list)")
     parser.add_argument("--smoke", action="store_true", help="one setting per part, to check the pipeline")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from WORK/raw_result.json")
     args = parser.parse_args(argv)
@@ -278,10 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.parts.split(","))
     previous = json.loads(raw.read_text()) if raw.is_file() else {}
     result = {"about": about(), "settings": {"threads": args.threads, "train_steps": args.train_steps,
+                                             "lap_steps": args.lap_steps,
                                              "train_cap_gb": args.train_cap_gb, "smoke": args.smoke,
                                              "parts": sorted(parts)},
               "engine_options": engine_options()}
-    for key in ("segment", "train", "ddp", "network_figures"):  # parts not rerun keep their last figures
+    for key in ("segment", "train", "ddp", "lap", "network_figures"):  # parts not rerun keep their last figures
         if key in previous:
             result[key] = previous[key]
     # The report is rewritten after every part, so a stopped run keeps what it measured.
@@ -290,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
              ("ddp", lambda: ddp_throughput(args.data, args.work, args.train_steps, args.smoke)),
              ("train", lambda: training_steps(args.data, args.work, args.threads, args.train_steps,
                                               args.train_cap_gb, args.smoke, result["engine_options"])),
+             ("lap", lambda: lap_costs(args.work, args.threads, args.lap_steps, args.smoke)),
              # In-process and several GB: last, because a child's ru_maxrss starts at this process's peak.
-             ("gpu", lambda: network_figures(36))]
+             ("gpu", lambda: {**network_figures(36), "lap": lap_network_figures()})]
     for part, measure in steps:
         if part in parts:
             result["network_figures" if part == "gpu" else part] = measure()

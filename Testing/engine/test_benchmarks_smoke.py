@@ -17,6 +17,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import common_estimates  # noqa: E402
 import common_oneshot  # noqa: E402
 import common_run  # noqa: E402
+import common_speed_lap  # noqa: E402
 import oneshot_brain  # noqa: E402
 import oneshot_spine  # noqa: E402
 import reliability_report  # noqa: E402
@@ -116,10 +117,21 @@ def test_speed_report_labels_gpu_figures_as_estimates(tmp_path):
             "augmenter_pairs_per_s": 0.6, "distill_step_s": 4.0, "distill_samples_per_s": 0.5,
             "peak_tree_rss_mb": 4000.0, "ok": True, "error": None} for p in (1, 2)]
     options = {"train": {"--max-memory": False}, "segment": {"--max-memory": False}}
+    lap = [{"name": "lap train (3 structures, batch 8)", "seconds": 30.0, "peak_rss_mb": 1500.0, "ok": True,
+            "error": None, "segmenter_step_s": 1.25, "diffusion_step_s": 0.5},
+           {"name": "lap sample --n 32 (DDIM, 50 steps)", "seconds": 20.0, "peak_rss_mb": 900.0, "ok": True,
+            "error": None, "sample_frames_per_s": 1.5},
+           {"name": "lap segment (8 frames)", "seconds": 9.0, "peak_rss_mb": 800.0, "ok": False,
+            "error": "frames: no frame"}]
+    figures["lap"] = common_speed_lap.lap_network_figures()  # counted on the real networks
+    assert 0 < figures["lap"]["segmenter_forward_flops"] and 0 < figures["lap"]["diffusion_forward_flops"]
     result = {"about": about("benchmarks/speed_scale.py"), "settings": {"smoke": False}, "segment": segment,
-              "train": train, "ddp": ddp, "network_figures": figures, "engine_options": options}
+              "train": train, "ddp": ddp, "lap": lap, "network_figures": figures, "engine_options": options}
     speed_scale.write_report(result, tmp_path)
     report = (tmp_path / "report.md").read_text()
+    assert "| lap train (3 structures, batch 8) | segmenter step 1.25 s; diffusion step 0.50 s | 30.0 s |" in report
+    assert "| 1.50 frames/s |" in report and "failed: frames: no frame" in report
+    assert "GPU, ESTIMATES ON PAPER" in report and "per sampled frame" in report
     assert "ESTIMATES ON PAPER, NOT MEASUREMENTS" in report
     assert "within 6 GB RAM — met" in report  # the CT's 5 GB
     assert "| CT 512×512×300 | 6G | 4.88 GB | yes |" in report and "| brain 1 mm | 6G | 8.79 GB | NO |" in report
@@ -224,3 +236,15 @@ def test_lap_benchmark_reuses_only_a_bundle_made_with_the_same_options_and_strat
         {"options": options, "strategy_settings": settings, "seconds": 42.5}]}))
     assert lap_incremental.reusable_seconds("learn", args) is None
     assert lap_incremental.reusable_seconds("learn", ("--out", tmp_path / "absent")) is None
+
+
+def test_lap_rates_come_from_throttled_progress_events():
+    """The engine reports at most two progress events a second: rates span the first and last reported steps."""
+    events = [{"event": "progress", "stage": "segment", "step": s, "elapsed_s": t}
+              for s, t in ((1, 0.7), (2, 1.4), (6, 2.0), (8, 2.3))]
+    events += [{"event": "progress", "stage": "sample", "step": s, "elapsed_s": t} for s, t in ((16, 30.0), (32, 40.0))]
+    run = common_run.Measured(command=[], returncode=0, seconds=45.0, peak_rss_mb=1.0, peak_tree_rss_mb=1.0,
+                              events=events)
+    assert common_speed_lap._seconds_per_step(run, "segment", 1) == pytest.approx(1.6 / 7)
+    assert common_speed_lap._frames_per_s(run, "sample") == pytest.approx(1.6)  # 16 frames in the second batch
+    assert common_speed_lap._frames_per_s(run, "replay") is None
