@@ -80,8 +80,8 @@ def train_ours(work: Path, name: str, atlas: Path, atlas_labels: Path, unlabeled
     spacing = np.linalg.norm(np.asarray(grid["affine"])[:3, :3], axis=0)
     training = manifest["training"]
     if measured:
-        run = {**measured.summary(), "augmenter_step_s": _median(measured.step_seconds("augmenter")),
-               "distill_step_s": _median(measured.step_seconds("distill"))}
+        run = {**measured.summary(), "augmenter_step_s": measured.median_step_seconds("augmenter"),
+               "distill_step_s": measured.median_step_seconds("distill")}
     else:
         curves = training.get("curves", {})
         step = {stage: (points[-1][2] / points[-1][0] if points else None) for stage, points in curves.items()}
@@ -93,10 +93,6 @@ def train_ours(work: Path, name: str, atlas: Path, atlas_labels: Path, unlabeled
             "precision": training.get("precision"), "device": training.get("device"),
             "augmenter_iterations": training["options"]["augmenter"]["iterations"],
             "iterations": training["options"]["distill"]["iterations"]}
-
-
-def _median(values: list[float]) -> float | None:
-    return float(np.median(values)) if values else None
 
 
 def segment_and_score(work: Path, name: str, trained: dict, images: list[Path], truths: list[Path],

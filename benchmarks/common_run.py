@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import threading
@@ -62,6 +63,15 @@ class Measured:
         points = [(e["step"], e["elapsed_s"]) for e in self.events
                   if e.get("event") == "progress" and e.get("stage") == stage and "elapsed_s" in e]
         return [round(b[1] - a[1], 3) for a, b in zip(points, points[1:]) if b[0] == a[0] + 1 and a[0] >= 1]
+
+    def median_step_seconds(self, stage: str) -> float | None:
+        """Median of ``step_seconds(stage)``; None when no two consecutive steps were reported."""
+        steps = self.step_seconds(stage)
+        return float(statistics.median(steps)) if steps else None
+
+    def status(self) -> dict:
+        """``ok`` (exit code 0) and the engine's ``error`` sentence when it failed, for a report row."""
+        return {"ok": self.returncode == 0, "error": self.error if self.returncode else None}
 
     def summary(self) -> dict:
         """What a report keeps of a run (no raw events)."""

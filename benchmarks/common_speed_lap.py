@@ -26,12 +26,6 @@ FRAME_SIZE = (144, 180)    # generated frames before the black-border crop, as i
 SAMPLE_BATCH = 16          # frames per DDIM batch (distillseg.incremental.diffusion.sample_frames)
 
 
-def _median(values):
-    import numpy as np
-
-    return float(np.median(values)) if values else None
-
-
 def _seconds_per_step(run, stage: str, after: int) -> float | None:
     """Mean seconds per step of ``stage`` from its first progress event at step >= ``after`` to its last (the
     engine emits at most two events a second, so consecutive steps are not always both reported)."""
@@ -49,8 +43,7 @@ def _frames_per_s(run, stage: str) -> float | None:
 
 
 def _row(name: str, run, **figures) -> dict:
-    return {"name": name, **run.summary(), "ok": run.returncode == 0, "error": run.error if run.returncode else None,
-            **figures}
+    return {"name": name, **run.summary(), **run.status(), **figures}
 
 
 def lap_costs(work: Path, threads: int, steps: int, smoke: bool) -> list[dict]:
@@ -68,15 +61,15 @@ def lap_costs(work: Path, threads: int, steps: int, smoke: bool) -> list[dict]:
                 "--size", *SIZE, "--iterations", iterations, "--diffusion-iterations", iterations,
                 "--checkpoint-every", 1000)
     rows = [_row("lap train (3 structures, batch 8)", train,
-                 segmenter_step_s=_median(train.step_seconds("segmenter")),
-                 diffusion_step_s=_median(train.step_seconds("diffusion")))]
+                 segmenter_step_s=train.median_step_seconds("segmenter"),
+                 diffusion_step_s=train.median_step_seconds("diffusion"))]
     if train.returncode:
         return rows
     learn = lap("learn", "--model", base, "--data", data, "--patients", "03", "--new-classes", "spleen",
                 "--strategy", "ours", "--replay", 2 * SAMPLE_BATCH, "--out", step1, "--iterations", iterations,
                 "--diffusion-iterations", 0, "--checkpoint-every", 1000)
     rows.append(_row("lap learn --strategy ours (+1 structure, 32 replayed frames, batch 8)", learn,
-                     segmenter_step_s=_median(learn.step_seconds("segmenter")),
+                     segmenter_step_s=learn.median_step_seconds("segmenter"),
                      replay_frames_per_s=_frames_per_s(learn, "replay")))
     sample = lap("sample", "--model", base, "--n", 2 * SAMPLE_BATCH, "--out", folder / "samples")
     rows.append(_row("lap sample --n 32 (DDIM, 50 steps)", sample,

@@ -153,8 +153,7 @@ def segment_costs(cases: list[dict], work: Path, threads: int, smoke: bool, opti
             device = next((e for e in run.events if e.get("event") == "device"), {})
             rows.append({"case": case["name"], "input_shape": _shape(case["input"]), "working_grid": grid,
                          "mode": mode, "precision": device.get("precision", precision), **run.summary(),
-                         "device": device.get("description"), "ok": run.returncode == 0,
-                         "error": run.error if run.returncode else None,
+                         "device": device.get("description"), **run.status(),
                          "in_process_seconds": (run.result.get("seconds") or [None])[0],
                          "engine_peak_memory_mb": run.result.get("peak_memory_mb")})
             log(f"segment {case['name']} {mode} {precision}: {run.seconds:.1f} s, {run.peak_rss_mb:.0f} MB")
@@ -189,9 +188,9 @@ def training_steps(data: Path, work: Path, threads: int, steps: int, cap_gb: flo
         run = distillseg("train", *common, "--out", out, "--spacing", spacing, "--precision", precision,
                          "--augmenter-iterations", augmenter_steps, *(["--checkpointing"] if checkpointing else []),
                          *budget, threads=threads, check=False, address_space_limit=int((cap_gb + 2) * GB))
-        row.update({**run.summary(), "ok": run.returncode == 0, "error": run.error if run.returncode else None,
-                    "augmenter_step_s": _median(run.step_seconds("augmenter")),
-                    "distill_step_s": _median(run.step_seconds("distill")),
+        row.update({**run.summary(), **run.status(),
+                    "augmenter_step_s": run.median_step_seconds("augmenter"),
+                    "distill_step_s": run.median_step_seconds("distill"),
                     "device": next((e.get("description") for e in run.events if e.get("event") == "device"), None)})
         if run.returncode == 0:
             row["working_grid"] = json.loads((out / "manifest.json").read_text())["preprocessing"]["grid"]["shape"]
@@ -215,21 +214,15 @@ def ddp_throughput(data: Path, work: Path, steps: int, smoke: bool) -> list[dict
         shutil.rmtree(out, ignore_errors=True)
         launcher = None if processes == 1 else [torchrun, "--standalone", f"--nproc_per_node={processes}"]
         run = distillseg("train", *common, "--out", out, threads=2 // processes, launcher=launcher, check=False)
-        augmenter, student = _median(run.step_seconds("augmenter")), _median(run.step_seconds("distill"))
+        augmenter, student = run.median_step_seconds("augmenter"), run.median_step_seconds("distill")
         rows.append({"processes": processes, "threads_each": 2 // processes, "global_batch": 2, **run.summary(),
-                     "ok": run.returncode == 0, "error": run.error if run.returncode else None,
+                     **run.status(),
                      "augmenter_step_s": augmenter, "distill_step_s": student,
                      "augmenter_pairs_per_s": 2 / augmenter if augmenter else None,
                      "distill_samples_per_s": 2 / student if student else None,
                      "backend": "gloo (CPU)" if processes > 1 else "single process"})
         log(f"ddp {processes}: {student} s/step")
     return rows
-
-
-def _median(values):
-    import numpy as np
-
-    return float(np.median(values)) if values else None
 
 
 def engine_options() -> dict:

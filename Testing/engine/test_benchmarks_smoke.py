@@ -149,6 +149,10 @@ def test_measured_child_gives_time_memory_events_and_step_times():
     assert run.returncode == 0 and run.result["seconds"] == [1.5]
     assert run.peak_rss_mb > 60 and run.seconds > 0.3
     assert run.step_seconds("distill") == [0.2, 0.2]  # steps 2 and 3: the first step is left out
+    assert run.median_step_seconds("distill") == pytest.approx(0.2) and run.median_step_seconds("augmenter") is None
+    assert run.status() == {"ok": True, "error": None}
+    failed = common_run.run_measured([sys.executable, "-c", "import sys; sys.exit('no such scan')"], check=False)
+    assert failed.status() == {"ok": False, "error": "no such scan"}
     with pytest.raises(common_run.CommandFailed):
         common_run.run_measured([sys.executable, "-c", "import sys; sys.exit(3)"])
 
