@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from OneShotSegLib.engine import engineEnvironment
+from OneShotSegLib.jobRunner import removedIfStartFails
 from OneShotSegLib.modelStore import ModelInfo, ModelStore
 
 from . import annotatedFrames, frameSegmentation, lapJobs
@@ -119,7 +120,7 @@ class LapJobControl:
         ``"selected"`` (``selectedFrames``, one segmentation each) or ``"sequence"`` (every frame of
         ``sequenceBrowser`` into a segmentation sequence). Temporary files go to ``folder`` (removed when the job is
         finished or abandoned, or when it cannot start)."""
-        try:
+        with removedIfStartFails(folder):
             model = self._selectedModel(parameters)
             device = parameters.device
             if what == "sequence":
@@ -134,9 +135,6 @@ class LapJobControl:
                     raise LapJobError("Select the frame(s) to segment.")
                 segmentation = frameSegmentation.startFrameSegmentation(
                     model, [(str(i), node) for i, node in enumerate(nodes)], folder, device, environment)
-        except Exception:
-            shutil.rmtree(folder, ignore_errors=True)  # a refused start leaves nothing in the temporary folder
-            raise
         self.job = segmentation.job
 
         def finish() -> LapJobOutcome:
@@ -190,7 +188,7 @@ class LapJobControl:
         name = self.store.uniqueName(parameters.newModelName.strip() or defaultName)
         work = jobsFolder(self.store) / name
         shutil.rmtree(work, ignore_errors=True)
-        try:
+        with removedIfStartFails(work):
             training = annotatedFrames.collectFrames(frames, work / "training", structures)
             annotatedFrames.requireEveryStructurePainted(training)
             steps = [("learning" if model else "training a first model",
@@ -198,9 +196,6 @@ class LapJobControl:
                                            options) if model else
                       lapJobs.trainCommand(training.folder, structures, self.store.modelPath(name), options))]
             steps += self._checkSteps(parameters, model, structures, work / "check", name, options)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
         self.store.ensureFolder()
         parameters.newModelName = name
         self.job = JobChain(steps, engineEnvironment(environment)).start()

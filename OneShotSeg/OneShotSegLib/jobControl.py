@@ -9,12 +9,11 @@ abandoned. Qt-free, so the module logic is a thin shell around it and it is test
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import oneshotJobs
-from .jobRunner import EngineJob
+from .jobRunner import EngineJob, removedIfStartFails
 from .modelStore import ModelStore
 
 
@@ -80,13 +79,10 @@ class OneShotJobControl:
     def startSegmentation(self, parameters, folder: str | Path, environment: dict | None = None) -> EngineJob:
         """Start segmenting ``parameters.inputVolume`` with ``parameters.selectedModel`` (temporary files in
         ``folder``, removed when the job is finished or abandoned, or when it cannot start)."""
-        try:
+        with removedIfStartFails(folder):
             model = self.store.model(parameters.selectedModel)
             segmentation = oneshotJobs.startSegmentation(model, parameters.inputVolume, folder, parameters.device,
                                                          environment)
-        except Exception:
-            shutil.rmtree(folder, ignore_errors=True)  # a refused start leaves nothing in the temporary folder
-            raise
         self.job = segmentation.job
 
         def finish() -> JobOutcome:

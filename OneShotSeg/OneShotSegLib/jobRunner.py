@@ -15,9 +15,11 @@ memory, 130 cancelled; anything else is a crash, reported with the last line it 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
@@ -270,6 +272,17 @@ class EngineJob:
                 subprocess.run(["taskkill", "/T", "/F", "/PID", str(self._process.pid)], capture_output=True)
             else:
                 self._signalGroup(signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def removedIfStartFails(folder):
+    """Around starting a job whose temporary files go to ``folder``: if starting raises, remove the folder (the
+    caller made it; a refused start leaves nothing behind) and let the error through."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def runEngine(command: list[str], environment: dict[str, str] | None = None,

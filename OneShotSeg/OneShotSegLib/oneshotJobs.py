@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import segmentLabels, volumeFiles
 from .engine import defaultThreads, engineCommand, engineEnvironment
-from .jobRunner import EngineJob
+from .jobRunner import EngineJob, removedIfStartFails
 from .modelStore import ModelInfo, ModelStore
 
 METHOD = "oneshot"
@@ -123,16 +123,13 @@ def prepareTraining(store: ModelStore, modelName: str, atlasVolume, atlasSegment
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     inputs = TrainingInputs(folder, folder / "atlas.nrrd", folder / "atlas_labels.nrrd", folder / "label_names.json")
-    try:
+    with removedIfStartFails(folder):  # no half-written job a later Resume could pick up
         volumeFiles.writeVolumeFile(atlasVolume, inputs.atlasImage)
         segmentLabels.writeLabelFiles(atlasSegmentation, atlasVolume, inputs.atlasLabels, inputs.labelNames)
         for index, volume in enumerate(volumes):
             inputs.unlabeled.append(volumeFiles.writeVolumeFile(volume, folder / f"unlabeled_{index:03d}.nrrd"))
         inputs.unlabeled.extend(files)
         inputs.save()
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)  # no half-written job a later Resume could pick up
-        raise
     return inputs
 
 

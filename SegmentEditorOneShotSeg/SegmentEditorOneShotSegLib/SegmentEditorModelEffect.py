@@ -12,7 +12,6 @@ its file's name, so every subclass lives in a file of its own and sets ``sourceF
 """
 
 import os
-import shutil
 import tempfile
 
 import qt
@@ -177,12 +176,9 @@ class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
                 return
             model = self.store.model(self.modelComboBox.currentText)
             folder = tempfile.mkdtemp(prefix=self.tempPrefix, dir=slicer.app.temporaryPath)
-            try:
+            with jobRunner.removedIfStartFails(folder):
                 self.segmentation = self.startSegmentation(model, sourceVolumeNode, folder,
                                                            self.deviceComboBox.currentText)
-            except Exception:
-                shutil.rmtree(folder, ignore_errors=True)  # a refused source volume leaves no files
-                raise
             self.targetSegmentationNode = segmentationNode
             self.statusLabel.text = _("Starting the engine...")
             self.progressBar.value = 0
