@@ -208,6 +208,7 @@ class LapJobControl:
         def abandon() -> None:  # the collected frames and a cancelled run's checkpoint (no Resume is offered)
             shutil.rmtree(work, ignore_errors=True)
             shutil.rmtree(self.store.checkpointPath(name), ignore_errors=True)
+            self.store.removeLeftovers(name)
 
         self._finish, self._abandon = finish, abandon
         return self.job
@@ -249,7 +250,7 @@ class LapJobControl:
             parameters.selectedModel = name
             return LapJobOutcome("restore", name)
 
-        self._finish, self._abandon = finish, None
+        self._finish, self._abandon = finish, lambda: self.store.removeLeftovers(name)
         return self.job
 
     # ------------------------------------------------------------------------------------------------ end of a job

@@ -73,7 +73,9 @@ class OneShotJobControl:
             parameters.selectedModel = model.name
             return JobOutcome("training", model.name)
 
-        self._finish, self._abandon = finish, None  # a cancelled training keeps its inputs for Resume
+        # A failed or cancelled training keeps its inputs, options and checkpoint for Resume; a killed engine's
+        # half-written staging folders go.
+        self._finish, self._abandon = finish, lambda: self.store.removeLeftovers(name)
         return self.job
 
     def startSegmentation(self, parameters, folder: str | Path, environment: dict | None = None) -> EngineJob:
@@ -99,8 +101,8 @@ class OneShotJobControl:
         return finish()
 
     def abandonJob(self) -> None:
-        """Forget a failed or cancelled job (a cancelled training keeps its inputs and options for Resume; a
-        segmentation's temporary files are removed)."""
+        """Forget a failed or cancelled job (a training keeps its inputs, options and checkpoint for Resume, and
+        loses what a killed engine left half-written; a segmentation's temporary files are removed)."""
         abandon, self._finish, self._abandon = self._abandon, None, None
         if abandon is not None:
             abandon()

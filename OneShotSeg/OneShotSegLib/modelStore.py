@@ -28,7 +28,9 @@ from typing import Any
 
 from .labels import LabelTable  # (first: it makes the engine package importable)
 
+from distillseg.common.atomic import OutputLock, remove_stale_temporaries  # noqa: E402  (standard library only)
 from distillseg.common.bundle_format import FORMAT_VERSION  # noqa: E402  (plain Python, no torch)
+from distillseg.common.errors import UserError  # noqa: E402
 
 MANIFEST = "manifest.json"
 CHECKPOINT_SUFFIX = ".checkpoint"
@@ -279,6 +281,24 @@ class ModelStore:
         finally:
             temporary.unlink(missing_ok=True)
         return zipPath
+
+    def removeLeftovers(self, name: str) -> None:
+        """Remove what an engine job writing ``name`` left half-written when it was killed: the hidden staging
+        folders of the bundle and of a checkpoint being saved (``.<name>.tmp-*``, ``.<name>.checkpoint.tmp-*``).
+
+        A killed process cannot clean up after itself, and the engine only sweeps them when it next writes the same
+        name, so a failed job's caller does it here. Nothing is touched while a job still holds the engine's lock on
+        ``name`` (e.g. another Slicer training it). A complete checkpoint stays, for Resume.
+        """
+        path = self.modelPath(name)
+        if not self.folder.is_dir():
+            return
+        try:
+            with OutputLock(path):
+                remove_stale_temporaries(path)
+                remove_stale_temporaries(self.checkpointPath(name))
+        except UserError:  # another job is writing this model: its staging folders are not leftovers
+            return
 
     def delete(self, name: str, includeCheckpoint: bool = True) -> None:
         """Remove model ``name`` (and its unfinished-training checkpoint); only folders inside the store."""

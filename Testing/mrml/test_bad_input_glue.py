@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
@@ -25,9 +25,10 @@ from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
 from distillseg.common.volume_io import read_image, read_labels, write_labels
 from OneShotSegLib import jobRunner, oneshotJobs, sampleCase, segmentLabels, volumeFiles
 from OneShotSegLib.engine import engineCommand, engineEnvironment
+from OneShotSegLib.jobControl import OneShotJobControl
 from OneShotSegLib.labels import LabelTable
 from OneShotSegLib.modelStore import ModelInfo, ModelStore, ModelStoreError
-from tiny_models import ONESHOT_TINY, oneshot_fixture
+from tiny_models import oneshot_fixture
 
 import slicer
 
@@ -227,20 +228,23 @@ def engine_out_of_memory(w):
 
 
 def engine_killed_by_the_system(w):
-    out = w.store.folder / "killed"
-    case = w.tiny.case
-    command = engineCommand(["oneshot", "train", "--atlas", case["atlas"], "--atlas-labels", case["atlas_labels"],
-                             "--unlabeled", *case["scans"], "--out", out, *ONESHOT_TINY, "--progress", "jsonl"])
+    """A training started and ended the way the module does it (its job control), the engine SIGKILLed mid-way."""
+    control = OneShotJobControl(w.store.folder)
+    parameters = SimpleNamespace(atlasVolume=w.case.atlasVolume, atlasSegmentation=w.case.atlasSegmentation,
+                                 unlabeledVolumes=w.case.unlabeledVolumes, unlabeledFolder="", modelName="killed",
+                                 iterations=2, augmenterIterations=500, spacingMm=0.0, device="cpu",
+                                 alreadyAligned=True)
 
     def run():
-        job = jobRunner.EngineJob(command, engineEnvironment()).start()
-        while job.running and job.progress.stage != "augmenter":
-            job.wait(0.2)
+        job = control.startTraining(parameters)
+        while job.running and not (job.progress.stage == "augmenter" and job.progress.step >= 2):
+            job.wait(0.1)
         job._process.send_signal(signal.SIGKILL)  # what the kernel's out-of-memory killer does
         assert job.wait(60) == jobRunner.FAILED
+        control.abandonJob()  # what the module does with a failed job
         raise RuntimeError(job.errorMessage)
 
-    return GlueCase(run, RuntimeError, ("stopped by signal 9",), None, [out])
+    return GlueCase(run, RuntimeError, ("stopped by signal 9",), None, [w.store.folder / "killed"])
 
 
 def odd_paths_work(w):

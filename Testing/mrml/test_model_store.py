@@ -3,13 +3,17 @@ escaping the folder, links, wrong method, altered weights) are refused with noth
 
 from __future__ import annotations
 
+import signal
 import stat
+import subprocess
+import sys
 import zipfile
 
 import pytest
 import torch
 
 import mrml_fixtures  # noqa: F401  (puts the module folders on sys.path)
+from distillseg.common.atomic import OutputLock
 from distillseg.common.bundle import load_bundle, save_bundle
 from OneShotSegLib.modelStore import ModelStore, ModelStoreError
 
@@ -134,3 +138,46 @@ def test_delete_removes_model_and_checkpoint_only_inside_the_store(store):
     assert not (store.folder / "brain").exists() and not (store.folder / "brain.checkpoint").exists()
     with pytest.raises(ModelStoreError, match="not a valid model name"):
         store.delete("../models")
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from distillseg.common.atomic import OutputLock, atomic_directory
+out = Path(sys.argv[1])
+with OutputLock(out), atomic_directory(out) as bundle, atomic_directory(Path(sys.argv[2])) as checkpoint:
+    (bundle / "student.safetensors").write_bytes(b"half")
+    (checkpoint / "state.safetensors").write_bytes(b"half")
+    os.kill(os.getpid(), signal.SIGKILL)  # what the out-of-memory killer does: no cleanup runs
+"""
+
+
+def _killedWriter(store, name):
+    """A real process that dies (SIGKILL) while staging both the bundle and a checkpoint of ``name``."""
+    result = subprocess.run([sys.executable, "-c", KILLED_WRITER, store.modelPath(name), store.checkpointPath(name)],
+                            timeout=60)
+    assert result.returncode == -signal.SIGKILL
+
+
+def test_leftovers_of_a_killed_job_are_removed_and_its_checkpoint_kept(store):
+    (store.folder / "brain.checkpoint").mkdir(parents=True)  # a complete earlier checkpoint: Resume needs it
+    _bundle(store.folder / "other")
+    (store.folder / ".other.tmp-1-abc").mkdir()  # another model's staging: not this job's
+    _killedWriter(store, "brain")
+    staged = sorted(n.split("-")[0] for n in _leftovers(store) if n.startswith(".brain."))
+    assert staged == [".brain.checkpoint.tmp", ".brain.lock", ".brain.tmp"], staged
+    store.removeLeftovers("brain")
+    assert sorted(_leftovers(store)) == [".brain.lock", ".other.tmp-1-abc"]
+    assert (store.folder / "brain.checkpoint").is_dir() and store.unfinishedTrainings() == ["brain"]
+    assert not (store.folder / "brain").exists() and [m.name for m in store.models()] == ["other"]
+
+
+def test_leftovers_of_a_running_job_are_left_alone(store):
+    _killedWriter(store, "brain")
+    staged = sorted(_leftovers(store))
+    with OutputLock(store.modelPath("brain")):  # a job (another Slicer) is writing "brain" now
+        store.removeLeftovers("brain")
+        assert sorted(_leftovers(store)) == staged
+    store.removeLeftovers("missing model")  # nothing staged: nothing to do
+    ModelStore("oneshot", store.folder / "absent").removeLeftovers("brain")
+    assert not (store.folder / "absent").exists()
