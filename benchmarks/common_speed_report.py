@@ -181,9 +181,29 @@ def gaps_section(options: dict) -> list[str]:
     return lines + [""]
 
 
+SECTION_OF_PART = {"segment": "§1 segment cost", "train": "§2 training steps", "ddp": "§3 DDP",
+                   "network_figures": "§4 GPU plan and §5's GPU line", "lap": "§5 IncrementalLap"}
+
+
+def provenance(measured_by: dict) -> list[str]:
+    """One report line per part: the run that measured it (the script keeps parts that a run did not redo)."""
+    lines = []
+    for key, section in SECTION_OF_PART.items():
+        run = measured_by.get(key)
+        if run is None:
+            continue
+        when = ", ".join(part for part in (run.get("date"), run.get("commit") and f"engine {run['commit']}",
+                                           run.get("load") and f"load {run['load'][0]:.1f}") if part)
+        command = run["command"] if run.get("date") is None else f"`{run['command']}`"
+        lines.append(f"{section}: {command}" + (f" ({when})" if when else ""))
+    return lines
+
+
 def markdown(result: dict) -> str:
     settings = result["settings"]
-    extra = ["All figures labelled *measured* come from this run on this CPU; the GPU section is a plan on paper."]
+    extra = ["Figures labelled *measured* are from this CPU; the GPU section is a plan on paper. A run redoes only "
+             "the parts it is given (`--parts`); each part below names the run that measured it:",
+             *provenance(result.get("measured_by", {}))]
     if settings["smoke"]:
         extra.insert(0, "**SMOKE RUN: one setting per part, to check the pipeline.**")
     lines = header("Speed and scale (OneShotSeg, IncrementalLap)", result["about"]["command"], result["about"], extra)

@@ -248,6 +248,21 @@ def write_report(result: dict, out: Path) -> None:
     write_text(out / "report.md", markdown(result))
 
 
+def run_of(about: dict) -> dict:
+    """Command, date, engine commit and load of one run, for the report line naming which run measured a part."""
+    return {"command": about["command"], "date": about["date"],
+            "commit": about["software"].get("distillseg_commit"), "load": about.get("load_average_at_start")}
+
+
+def earlier_run(previous: dict, key: str) -> dict:
+    """The run that measured ``key`` in a results file from before parts recorded their run: its own run if it
+    ran that part, else an unrecorded earlier one."""
+    ran = {"network_figures" if part == "gpu" else part for part in previous.get("settings", {}).get("parts", [])}
+    if key in ran:
+        return run_of(previous["about"])
+    return {"command": f"an earlier run of {NAME}.py (not recorded)", "date": None, "commit": None, "load": None}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -280,9 +295,12 @@ def main(argv: list[str] | None = None) -> int:
                                              "train_cap_gb": args.train_cap_gb, "smoke": args.smoke,
                                              "parts": sorted(parts)},
               "engine_options": engine_options()}
-    for key in ("segment", "train", "ddp", "lap", "network_figures"):  # parts not rerun keep their last figures
+    # Parts not rerun keep their last figures, and the report names the run that measured each.
+    result["measured_by"] = {}
+    for key in ("segment", "train", "ddp", "lap", "network_figures"):
         if key in previous:
             result[key] = previous[key]
+            result["measured_by"][key] = previous.get("measured_by", {}).get(key) or earlier_run(previous, key)
     # The report is rewritten after every part, so a stopped run keeps what it measured.
     steps = [("segment", lambda: segment_costs(cases, args.work, args.threads, args.smoke,
                                                result["engine_options"])),
@@ -294,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
              ("gpu", lambda: {**network_figures(36), "lap": lap_network_figures()})]
     for part, measure in steps:
         if part in parts:
-            result["network_figures" if part == "gpu" else part] = measure()
+            key = "network_figures" if part == "gpu" else part
+            result[key] = measure()
+            result["measured_by"][key] = run_of(result["about"])
             result["total_seconds"] = time.monotonic() - started
             write_json(raw, result)
             write_report(result, out)

@@ -18,6 +18,7 @@ import common_estimates  # noqa: E402
 import common_oneshot  # noqa: E402
 import common_run  # noqa: E402
 import common_speed_lap  # noqa: E402
+import common_speed_report  # noqa: E402
 import oneshot_brain  # noqa: E402
 import oneshot_spine  # noqa: E402
 import reliability_report  # noqa: E402
@@ -137,6 +138,20 @@ def test_speed_report_labels_gpu_figures_as_estimates(tmp_path):
     assert "| CT 512×512×300 | 6G | 4.88 GB | yes |" in report and "| brain 1 mm | 6G | 8.79 GB | NO |" in report
     assert "no `--max-memory`" in report
     assert (tmp_path / "segment_cost.png").stat().st_size > 1000
+
+
+def test_speed_report_names_the_run_that_measured_each_part():
+    segment_run = about(".venv/bin/python benchmarks/speed_scale.py --parts segment,gpu")
+    previous = {"about": segment_run, "settings": {"parts": ["gpu", "segment"]}}  # a results file without provenance
+    lap_run = about(".venv/bin/python benchmarks/speed_scale.py --parts lap")
+    measured_by = {"segment": speed_scale.earlier_run(previous, "segment"),
+                   "train": speed_scale.earlier_run(previous, "train"), "lap": speed_scale.run_of(lap_run)}
+    lines = common_speed_report.provenance(measured_by)
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("§1 segment cost: `.venv/bin/python benchmarks/speed_scale.py --parts segment,gpu` (")
+    assert lines[1] == "§2 training steps: an earlier run of speed_scale.py (not recorded)"
+    assert lines[2].startswith("§5 IncrementalLap: `.venv/bin/python benchmarks/speed_scale.py --parts lap` (")
+    assert segment_run["date"] in lines[0] and "load " in lines[2]
 
 
 def test_measured_child_gives_time_memory_events_and_step_times():
