@@ -50,6 +50,7 @@ def test_base_and_incremental_step_bundle(trained):
                                         "projection"}
     step = manifest["history"][1]
     assert step["strategy"] == "ours" and step["replayed_frames"] == 3
+    assert step["strategy_settings"]["pseudo_labels"] and step["strategy_settings"]["replay"]  # ours' defaults
     assert set(step["scores"]) == {"after_on_training_frames", "before", "after"}
     assert "small_intestine" in step["scores"]["after"] and "small_intestine" not in step["scores"]["before"]
     assert manifest["synthetic_training_data"] is True and "SYNTHETIC" in manifest["note"]

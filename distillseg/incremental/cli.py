@@ -5,6 +5,8 @@ Heavy imports happen inside the verbs (``distillseg.incremental.*_jobs``), so ``
 
 from __future__ import annotations
 
+import argparse
+
 from distillseg.common.cli_support import add_runtime_options
 
 DEFAULT_SIZE = (256, 320)
@@ -133,6 +135,9 @@ def add_lap_verbs(subparsers) -> None:
     weights.add_argument("--contrastive-weight", type=float, default=None, help="pixel InfoNCE (ours: 0.1)")
     weights.add_argument("--dice-weight", type=float, default=None, help="soft Dice of the new classes (ours: 1)")
     weights.add_argument("--confidence", type=float, default=None, help="pseudo-label threshold (0.7)")
+    weights.add_argument("--pseudo-labels", action=argparse.BooleanOptionalAction, default=None,
+                         help="label the old structures on the new frames where the previous model is confident "
+                              "(ours, plop: on)")
     _training_options(learn, iterations=300, lr=1e-3)
     add_runtime_options(learn)
     learn.set_defaults(verb_function=_learn)

@@ -154,7 +154,7 @@ def run_learn(args, progress) -> int:
     registry = model.registry.extended(new, step=step)
     strategy = strategy_named(args.strategy, kd_weight=args.kd_weight, pod_weight=args.pod_weight,
                               contrastive_weight=args.contrastive_weight, dice_weight=args.dice_weight,
-                              confidence=args.confidence)
+                              confidence=args.confidence, pseudo_labels=args.pseudo_labels)
     out = Path(args.out)
     if out.resolve() == Path(args.model).resolve():
         raise UserError(f"{out}: write the new version to another folder than --model (the old version stays "
