@@ -36,6 +36,7 @@ from lap_protocols import PROTOCOLS, build_proxy_data, build_synthetic_data  # n
 
 STRATEGIES = ("ours", "finetune", "mib", "plop")
 COMMAND = "flock /work/heavy.lock .venv/bin/python benchmarks/lap_incremental.py"
+SMOKE_SETTINGS = {"base_iterations": 3, "step_iterations": 2, "joint_iterations": 3, "diffusion_iterations": 2}
 
 
 def lap(*args, threads: int) -> float:
@@ -112,6 +113,25 @@ def ious(report: dict, names: list[str]) -> dict[str, float]:
     return {n: report["per_class"][n]["iou"] for n in names}
 
 
+def learn_steps(strategy: str, base: Path, base_scores: dict, protocol: dict, data: Path, work: Path, settings: dict,
+                threads: int, fit, extra: tuple = (), tag: str | None = None) -> tuple[list[dict], float]:
+    """``lap learn --strategy STRATEGY EXTRA…`` for every step after the base into ``<tag>_step<k>``; returns the IoU
+    of the structures seen so far after each step (the base's first) and the seconds of all steps."""
+    steps, previous, seconds, curve = protocol["steps"], base, 0.0, [base_scores]
+    for index, step in enumerate(steps[1:], 1):
+        out = work / f"{tag or strategy}_step{index}"
+        # Only ``ours`` replays, and the last step's diffusion model would serve a step that never comes.
+        diffusion = settings["diffusion_iterations"] if strategy == "ours" and index < len(steps) - 1 else 0
+        seconds += fit("learn", "--model", previous, "--data", data, "--new-classes", ",".join(step["classes"]),
+                       "--out", out, "--patients", ",".join(step["patients"]), "--strategy", strategy,
+                       "--iterations", settings["step_iterations"], "--diffusion-iterations", diffusion,
+                       "--batch-size", settings["batch_size"], "--lr", settings["step_lr"], "--seed", index, *extra)
+        seen = [c for s in steps[: index + 1] for c in s["classes"]]
+        curve.append(ious(evaluate(out, protocol, data, work, threads), seen))
+        previous = out
+    return curve, seconds
+
+
 def run_protocol(name: str, protocol: dict, data: Path, work: Path, settings: dict, threads: int,
                  reuse: bool = False) -> dict:
     steps = protocol["steps"]
@@ -123,22 +143,11 @@ def run_protocol(name: str, protocol: dict, data: Path, work: Path, settings: di
     timings["base"] = fit("train", "--data", data, "--classes", ",".join(steps[0]["classes"]), "--out", base,
                           "--patients", ",".join(steps[0]["patients"]), "--iterations", settings["base_iterations"],
                           "--diffusion-iterations", settings["diffusion_iterations"], *train_common)
-    base_report = evaluate(base, protocol, data, work, threads)
-    curves = {s: [ious(base_report, steps[0]["classes"])] for s in STRATEGIES}
+    base_scores = ious(evaluate(base, protocol, data, work, threads), steps[0]["classes"])
+    curves = {}
     for strategy in STRATEGIES:
-        previous, seconds = base, 0.0
-        for index, step in enumerate(steps[1:], 1):
-            out = work / f"{strategy}_step{index}"
-            # Only ``ours`` replays, and the last step's diffusion model would serve a step that never comes.
-            diffusion = settings["diffusion_iterations"] if strategy == "ours" and index < len(steps) - 1 else 0
-            seconds += fit("learn", "--model", previous, "--data", data, "--new-classes", ",".join(step["classes"]),
-                           "--out", out, "--patients", ",".join(step["patients"]), "--strategy", strategy,
-                           "--iterations", settings["step_iterations"], "--diffusion-iterations", diffusion,
-                           "--batch-size", settings["batch_size"], "--lr", settings["step_lr"], "--seed", index)
-            seen = [c for s in steps[: index + 1] for c in s["classes"]]
-            curves[strategy].append(ious(evaluate(out, protocol, data, work, threads), seen))
-            previous = out
-        timings[strategy] = seconds
+        curves[strategy], timings[strategy] = learn_steps(strategy, base, base_scores, protocol, data, work, settings,
+                                                          threads, fit)
     all_classes = [c for s in steps for c in s["classes"]]
     train_patients = [p for s in steps for p in s["patients"]]
     joint = work / "joint"
@@ -155,20 +164,22 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def curve_rows(steps: list[dict], curve: list[dict]) -> list[dict]:
+    """Per step: mean IoU of the old / new / all structures, and of the old ones before the step."""
+    rows = []
+    for index, scores in enumerate(curve):
+        old = [c for s in steps[:index] for c in s["classes"]]
+        new = steps[index]["classes"]
+        before = (_mean(curve[index - 1][c] for c in old) if index else float("nan"))
+        rows.append({"step": index, "old": _mean(scores[c] for c in old) if old else float("nan"),
+                     "new": _mean(scores[c] for c in new), "all": _mean(scores.values()), "old_before_step": before})
+    return rows
+
+
 def summarize(result: dict) -> dict:
     """Per strategy and step: mean IoU of old / new / all structures, forgetting per step, final checks."""
     steps = result["steps"]
-    table = {}
-    for strategy, curve in result["curves"].items():
-        rows = []
-        for index, scores in enumerate(curve):
-            old = [c for s in steps[:index] for c in s["classes"]]
-            new = steps[index]["classes"]
-            before = (_mean(curve[index - 1][c] for c in old) if index else float("nan"))
-            rows.append({"step": index, "old": _mean(scores[c] for c in old) if old else float("nan"),
-                         "new": _mean(scores[c] for c in new), "all": _mean(scores.values()),
-                         "old_before_step": before})
-        table[strategy] = rows
+    table = {strategy: curve_rows(steps, curve) for strategy, curve in result["curves"].items()}
     joint_all = _mean(result["joint"].values())
     last = len(steps) - 1
     ours = table["ours"]
@@ -343,8 +354,7 @@ def main() -> int:
                 continue
         settings = protocol["settings"]
         if args.smoke:
-            settings = {**settings, "base_iterations": 3, "step_iterations": 2, "joint_iterations": 3,
-                        "diffusion_iterations": 2}
+            settings = {**settings, **SMOKE_SETTINGS}
         used[name] = settings
         print(f"[{time.strftime('%H:%M:%S')}] protocol {name}", file=sys.stderr, flush=True)
         result = run_protocol(name, protocol, data, work, settings, args.threads, args.reuse_models)

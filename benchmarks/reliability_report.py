@@ -21,7 +21,6 @@ import os
 import re
 import sys
 import time
-from pathlib import Path
 
 from common_report import REPO, RESULTS, about, header, table, write_json, write_text
 

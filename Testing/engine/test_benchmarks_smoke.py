@@ -257,6 +257,26 @@ def test_lap_benchmark_reuses_only_a_bundle_made_with_the_same_options_and_strat
     assert lap_incremental.reusable_seconds("learn", ("--out", tmp_path / "absent")) is None
 
 
+def test_lap_validation_report_compares_the_variants_step_by_step():
+    import lap_validation
+    from lap_incremental import curve_rows
+    from lap_protocols import PROTOCOLS
+
+    steps = PROTOCOLS["synthetic"]["steps"]
+    seen = lambda k: [c for s in steps[: k + 1] for c in s["classes"]]  # noqa: E731
+    curves = {"ours": [{c: 0.6 for c in seen(k)} for k in range(4)],
+              "ours --no-pseudo-labels": [{c: 0.6 if k == 0 else 0.3 for c in seen(k)} for k in range(4)]}
+    rows = {v: curve_rows(steps, c) for v, c in curves.items()}
+    assert rows["ours --no-pseudo-labels"][1]["old_before_step"] == pytest.approx(0.6)
+    report = lap_validation.markdown({"seed": 7, "smoke": False, "command": "x", "total_seconds": 600.0,
+                                      "test_patients": ["14", "15", "16"], "curves": curves, "rows": rows,
+                                      "seconds": {"ours": 120.0, "ours --no-pseudo-labels": 60.0}})
+    assert "NOT laparoscopic data" in report and "seed 7" in report and "SMOKE" not in report
+    assert "| ours | – / 60.0 / 60.0 | 60.0 / 60.0 / 60.0 |" in report
+    assert "| ours --no-pseudo-labels | – / 60.0 / 60.0 | 30.0 / 30.0 / 30.0 |" in report
+    assert "| vesicular_glands | 60.0 | 30.0 |" in report and "| 2.0 min |" in report
+
+
 def test_lap_rates_come_from_throttled_progress_events():
     """The engine reports at most two progress events a second: rates span the first and last reported steps."""
     events = [{"event": "progress", "stage": "segment", "step": s, "elapsed_s": t}

@@ -7,9 +7,10 @@
 - ``ours``: on the real frames, cross-entropy on the new labels plus the previous model's confident old structures
   (pseudo-labels; ``--no-pseudo-labels`` falls back to MiB's unbiased cross-entropy, DESIGN's first choice, which
   lets old structures spread over the background unpunished: on synthetic scenes of another seed than the
-  benchmark's it lost 12 points of old-structure IoU in the first step where pseudo-labels lost 1.3); MiB unbiased
-  output distillation + pooled feature distillation on real *and* diffusion-replayed frames (pseudo-labelled by
-  the previous model) + cross-image pixel contrastive loss + soft Dice of the new classes (small new structures).
+  benchmark's it lost 12.1 points of old-structure IoU in the first step, pseudo-labels 1.3 —
+  ``benchmarks/lap_validation.py``); MiB unbiased output distillation + pooled feature distillation on real *and*
+  diffusion-replayed frames (pseudo-labelled by the previous model) + cross-image pixel contrastive loss + soft Dice
+  of the new classes (small new structures).
 - ``joint``: every frame with every label, trained offline (``lap train`` on all data): upper bound.
 """
 
