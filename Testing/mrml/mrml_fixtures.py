@@ -47,3 +47,13 @@ def scene(slicerApp):
     slicerApp.scene.Clear(0)
     yield slicerApp.scene
     slicerApp.scene.Clear(0)
+
+
+def oneshotParameters(case, **changes):
+    """What the OneShotSeg module's parameter node holds, for ``OneShotJobControl`` (the module logic's engine side),
+    on a ``sampleCase`` (a tiny training: 2 iterations per stage on the CPU unless ``changes`` say otherwise)."""
+    values = dict(atlasVolume=case.atlasVolume, atlasSegmentation=case.atlasSegmentation,
+                  unlabeledVolumes=case.unlabeledVolumes, unlabeledFolder="", modelName="tiny", iterations=2,
+                  augmenterIterations=2, spacingMm=0.0, device="cpu", alreadyAligned=True,
+                  inputVolume=case.unlabeledVolumes[0], outputSegmentation=None, selectedModel="")
+    return SimpleNamespace(**{**values, **changes})

@@ -15,13 +15,12 @@ import signal
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
 import pytest
 
-from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
+from mrml_fixtures import oneshotParameters, scene, slicerApp  # noqa: F401  (pytest fixtures)
 from distillseg.common.volume_io import read_image, read_labels, write_labels
 from OneShotSegLib import jobRunner, oneshotJobs, sampleCase, segmentLabels, volumeFiles
 from OneShotSegLib.engine import engineCommand, engineEnvironment
@@ -230,10 +229,7 @@ def engine_out_of_memory(w):
 def engine_killed_by_the_system(w):
     """A training started and ended the way the module does it (its job control), the engine SIGKILLed mid-way."""
     control = OneShotJobControl(w.store.folder)
-    parameters = SimpleNamespace(atlasVolume=w.case.atlasVolume, atlasSegmentation=w.case.atlasSegmentation,
-                                 unlabeledVolumes=w.case.unlabeledVolumes, unlabeledFolder="", modelName="killed",
-                                 iterations=2, augmenterIterations=500, spacingMm=0.0, device="cpu",
-                                 alreadyAligned=True)
+    parameters = oneshotParameters(w.case, modelName="killed", augmenterIterations=500)
 
     def run():
         job = control.startTraining(parameters)

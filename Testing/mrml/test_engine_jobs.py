@@ -5,12 +5,11 @@ and Resume finishes the training, and the engine's error sentence reaches the us
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
+from mrml_fixtures import oneshotParameters, scene, slicerApp  # noqa: F401  (pytest fixtures)
 from distillseg.common.volume_io import read_image, write_labels
 from OneShotSegLib import jobRunner, oneshotJobs, sampleCase, segmentLabels, volumeFiles
 from OneShotSegLib.engine import engineCommand, engineEnvironment
@@ -28,20 +27,11 @@ def store(tmp_path):
     return ModelStore(oneshotJobs.METHOD, tmp_path / "home" / "models")
 
 
-def _parameters(case, **changes):
-    """What the module's parameter node holds, for ``OneShotJobControl`` (the module logic's engine side)."""
-    values = dict(atlasVolume=case.atlasVolume, atlasSegmentation=case.atlasSegmentation,
-                  unlabeledVolumes=case.unlabeledVolumes, unlabeledFolder="", modelName="tiny", iterations=2,
-                  augmenterIterations=2, spacingMm=0.0, device="cpu", alreadyAligned=True,
-                  inputVolume=case.unlabeledVolumes[0], outputSegmentation=None, selectedModel="")
-    return SimpleNamespace(**{**values, **changes})
-
-
 def test_train_then_segment_as_the_module_does(scene, tmp_path):
     """Train, then segment twice into the same segmentation node, through the module logic's job control."""
     control = OneShotJobControl(tmp_path / "home" / "models")
     case = sampleCase.addSampleCase(scene, unlabeledCount=2)
-    parameters = _parameters(case)
+    parameters = oneshotParameters(case)
     events = []
     job = control.startTraining(parameters)
     job.onEvent = events.append
@@ -75,7 +65,7 @@ def test_train_then_segment_as_the_module_does(scene, tmp_path):
     assert not (tmp_path / "cancelled").exists()  # a cancelled or failed segmentation leaves no files
     (tmp_path / "refused").mkdir()  # the temporary folder the module makes before starting
     with pytest.raises(ModelStoreError):
-        control.startSegmentation(_parameters(case, selectedModel="gone"), tmp_path / "refused")
+        control.startSegmentation(oneshotParameters(case, selectedModel="gone"), tmp_path / "refused")
     assert not (tmp_path / "refused").exists()  # nor does a refused start
     node, scan = nodes[0], case.unlabeledVolumes[0]
     segments = {sid: node.GetSegmentation().GetSegment(sid) for sid in segmentLabels.segmentIds(node)}
@@ -90,7 +80,7 @@ def test_a_new_training_never_overwrites(scene, tmp_path):
     control = OneShotJobControl(tmp_path / "models")
     (control.store.folder / "tiny.checkpoint").mkdir(parents=True)  # an unfinished training of that name
     case = sampleCase.addSampleCase(scene, unlabeledCount=1)
-    parameters = _parameters(case)
+    parameters = oneshotParameters(case)
     job = control.startTraining(parameters)
     job.cancel()
     assert job.wait(60) == jobRunner.CANCELLED
