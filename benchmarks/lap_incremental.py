@@ -113,6 +113,20 @@ def ious(report: dict, names: list[str]) -> dict[str, float]:
     return {n: report["per_class"][n]["iou"] for n in names}
 
 
+def _train_options(protocol: dict, settings: dict) -> list:
+    return ["--size", *protocol["size"], "--batch-size", settings["batch_size"], "--seed", 0]
+
+
+def train_base(protocol: dict, data: Path, work: Path, settings: dict, threads: int, fit) -> tuple[Path, float, dict]:
+    """``lap train`` of the first step's structures into ``<work>/base``; returns the bundle, its seconds and the IoU
+    of those structures on the test patients."""
+    first, base = protocol["steps"][0], work / "base"
+    seconds = fit("train", "--data", data, "--classes", ",".join(first["classes"]), "--out", base,
+                  "--patients", ",".join(first["patients"]), "--iterations", settings["base_iterations"],
+                  "--diffusion-iterations", settings["diffusion_iterations"], *_train_options(protocol, settings))
+    return base, seconds, ious(evaluate(base, protocol, data, work, threads), first["classes"])
+
+
 def learn_steps(strategy: str, base: Path, base_scores: dict, protocol: dict, data: Path, work: Path, settings: dict,
                 threads: int, fit, extra: tuple = (), tag: str | None = None) -> tuple[list[dict], float]:
     """``lap learn --strategy STRATEGY EXTRA…`` for every step after the base into ``<tag>_step<k>``; returns the IoU
@@ -137,13 +151,8 @@ def run_protocol(name: str, protocol: dict, data: Path, work: Path, settings: di
     steps = protocol["steps"]
     reused: list[str] = []
     fit = lambda *a: train_or_reuse(*a, threads=threads, reuse=reuse, reused=reused)  # noqa: E731
-    train_common = ["--size", *protocol["size"], "--batch-size", settings["batch_size"], "--seed", 0]
     timings: dict[str, float] = {}
-    base = work / "base"
-    timings["base"] = fit("train", "--data", data, "--classes", ",".join(steps[0]["classes"]), "--out", base,
-                          "--patients", ",".join(steps[0]["patients"]), "--iterations", settings["base_iterations"],
-                          "--diffusion-iterations", settings["diffusion_iterations"], *train_common)
-    base_scores = ious(evaluate(base, protocol, data, work, threads), steps[0]["classes"])
+    base, timings["base"], base_scores = train_base(protocol, data, work, settings, threads, fit)
     curves = {}
     for strategy in STRATEGIES:
         curves[strategy], timings[strategy] = learn_steps(strategy, base, base_scores, protocol, data, work, settings,
@@ -153,7 +162,7 @@ def run_protocol(name: str, protocol: dict, data: Path, work: Path, settings: di
     joint = work / "joint"
     timings["joint"] = fit("train", "--data", data, "--classes", ",".join(all_classes), "--out", joint,
                            "--patients", ",".join(train_patients), "--iterations", settings["joint_iterations"],
-                           "--diffusion-iterations", 0, *train_common)
+                           "--diffusion-iterations", 0, *_train_options(protocol, settings))
     joint_iou = ious(evaluate(joint, protocol, data, work, threads), all_classes)
     return {"protocol": name, "description": protocol["description"], "steps": steps, "curves": curves,
             "joint": joint_iou, "seconds": timings, "test_patients": protocol["test_patients"], "reused": reused}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lap_incremental import (REPO, SMOKE_SETTINGS, curve_rows, evaluate, ious, lap, learn_steps,  # noqa: E402
+from lap_incremental import (REPO, SMOKE_SETTINGS, curve_rows, lap, learn_steps, train_base,  # noqa: E402
                              train_or_reuse)
 from lap_protocols import PROTOCOLS, SYNTHETIC_SEED, build_synthetic_data  # noqa: E402
 
@@ -41,9 +41,8 @@ def markdown(result: dict) -> str:
              "The benchmark's protocol and settings (`lap_incremental.py`, synthetic) on scenes generated with another "
              f"seed than its {SYNTHETIC_SEED}; scored on this seed's patients "
              f"{', '.join(result['test_patients'])}. Mean IoU of old / new / all structures after each step:", "",
-             "| variant | " + " | ".join(f"step {r['step']} old / new / all" for r in
-                                        next(iter(result["rows"].values()))) + " | steps' time |",
-             "|---|" + "---|" * (len(next(iter(result["rows"].values()))) + 1)]
+             "| variant | " + " | ".join(f"step {r['step']} old / new / all" for r in result["rows"]["ours"])
+             + " | steps' time |", "|---|" + "---|" * (len(result["rows"]["ours"]) + 1)]
     for variant, rows in result["rows"].items():
         cells = [" / ".join("–" if r[g] != r[g] else f"{100 * r[g]:.1f}" for g in ("old", "new", "all")) for r in rows]
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {result['seconds'][variant] / 60:.1f} min |")
@@ -74,12 +73,7 @@ def main() -> int:
     data = build_synthetic_data(args.work, protocol, lambda *a: lap(*a, threads=args.threads), seed=args.seed)
     reused: list[str] = []
     fit = lambda *a: train_or_reuse(*a, threads=args.threads, reuse=args.reuse_models, reused=reused)  # noqa: E731
-    base = args.work / "base"
-    fit("train", "--data", data, "--classes", ",".join(steps[0]["classes"]), "--out", base, "--patients",
-        ",".join(steps[0]["patients"]), "--iterations", settings["base_iterations"], "--diffusion-iterations",
-        settings["diffusion_iterations"], "--size", *protocol["size"], "--batch-size", settings["batch_size"],
-        "--seed", 0)
-    base_scores = ious(evaluate(base, protocol, data, args.work, args.threads), steps[0]["classes"])
+    base, _, base_scores = train_base(protocol, data, args.work, settings, args.threads, fit)
     curves, seconds = {}, {}
     for variant, extra in VARIANTS.items():
         curves[variant], seconds[variant] = learn_steps(
