@@ -263,6 +263,17 @@ def earlier_run(previous: dict, key: str) -> dict:
     return {"command": f"an earlier run of {NAME}.py (not recorded)", "date": None, "commit": None, "load": None}
 
 
+def kept_figures(previous: dict) -> dict:
+    """The measured parts of an earlier results file, with ``measured_by`` naming the run that measured each, so
+    a run with ``--parts`` redoes only those parts and the report still says where every figure came from."""
+    kept = {"measured_by": {}}
+    for key in ("segment", "train", "ddp", "lap", "network_figures"):
+        if key in previous:
+            kept[key] = previous[key]
+            kept["measured_by"][key] = previous.get("measured_by", {}).get(key) or earlier_run(previous, key)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -289,18 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Skipped: the brain and spine data are not in {args.data}.", file=sys.stderr)
         return 0
     parts = set(args.parts.split(","))
-    previous = json.loads(raw.read_text()) if raw.is_file() else {}
+    # Parts not rerun keep the figures of the report being rewritten: on a fresh clone, the committed one.
+    previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
     result = {"about": about(), "settings": {"threads": args.threads, "train_steps": args.train_steps,
                                              "lap_steps": args.lap_steps,
                                              "train_cap_gb": args.train_cap_gb, "smoke": args.smoke,
                                              "parts": sorted(parts)},
               "engine_options": engine_options()}
-    # Parts not rerun keep their last figures, and the report names the run that measured each.
-    result["measured_by"] = {}
-    for key in ("segment", "train", "ddp", "lap", "network_figures"):
-        if key in previous:
-            result[key] = previous[key]
-            result["measured_by"][key] = previous.get("measured_by", {}).get(key) or earlier_run(previous, key)
+    result.update(kept_figures(previous))
     # The report is rewritten after every part, so a stopped run keeps what it measured.
     steps = [("segment", lambda: segment_costs(cases, args.work, args.threads, args.smoke,
                                                result["engine_options"])),

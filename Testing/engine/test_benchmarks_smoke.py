@@ -154,6 +154,15 @@ def test_speed_report_names_the_run_that_measured_each_part():
     assert segment_run["date"] in lines[0] and "load " in lines[2]
 
 
+def test_speed_rerun_of_some_parts_keeps_the_committed_figures_of_the_others():
+    # A fresh clone has no scratch results: ``--parts`` starts from the committed report's own results file.
+    committed = json.loads((BENCHMARKS / "results" / "speed_scale" / "results.json").read_text())
+    kept = speed_scale.kept_figures(committed)
+    assert {"segment", "train", "ddp", "lap", "network_figures"} <= set(kept)
+    assert kept["segment"] == committed["segment"] and set(kept["measured_by"]) == set(kept) - {"measured_by"}
+    assert all(run["command"] for run in kept["measured_by"].values()), kept["measured_by"]
+
+
 def test_measured_child_gives_time_memory_events_and_step_times():
     code = ("import json, time\nblock = bytearray(60 * 2**20)\n"
             "for step in (1, 2, 3):\n"
