@@ -2,9 +2,9 @@
 new patients without the old patients' frames.
 
 Thin Slicer module: the widget connects the .ui to ``IncrementalLapLib`` (no Qt there: frames, sequences, annotated
-frames, jobs) and to ``OneShotSegLib`` (job runner, model store, dependency check, label glue); segmenting, learning,
-scoring and restoring run in child processes of the ``distillseg`` engine, followed by a QTimer, so Slicer stays
-responsive.
+frames, jobs) and to the kernel module's ``DistillSegKernelLib`` (job runner, model store, dependency check, label
+glue); segmenting, learning, scoring and restoring run in child processes of the ``distillseg`` engine (its ``lap``
+verbs), followed by a QTimer, so Slicer stays responsive.
 """
 
 import os
@@ -20,12 +20,12 @@ from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
 
+from DistillSegKernelLib import dependencies
+from DistillSegKernelLib.modelStore import ModelStore
+from DistillSegKernelWidgets.engineModuleWidget import EngineModuleWidget
 from IncrementalLapLib import frameSequences, frameVolumes, lapJobControl, sampleFrames
 from IncrementalLapLib.lapJobControl import LapJobControl
 from IncrementalLapLib.lapJobs import METHOD, LearningOptions
-from OneShotSegLib import dependencies
-from OneShotSegLib.modelStore import ModelStore
-from OneShotSegWidgets.engineModuleWidget import EngineModuleWidget
 
 SCORE_COLUMNS = ("Structure", "IoU before", "IoU after", "Dice before", "Dice after")
 
@@ -35,7 +35,7 @@ class IncrementalLap(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("IncrementalLap")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["Segmentations", "Sequences", "OneShotSeg"]
+        self.parent.dependencies = ["Segmentations", "Sequences", "DistillSegKernel"]
         self.parent.contributors = ["OneShotSeg developers"]
         self.parent.helpText = _(
             "Segment laparoscopic frames (images, image sequences, video frames) with a model, and teach the model "

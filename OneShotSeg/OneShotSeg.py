@@ -1,9 +1,9 @@
 """OneShotSeg: train a segmentation model from one labelled scan and a few unlabelled scans, then segment with it.
 
-Thin Slicer module: the widget connects the .ui to ``OneShotSegLib`` (no Qt there: jobs, model store, MRML glue,
-dependency check); training and segmentation run in a child process of the ``distillseg`` engine, followed by a
-QTimer, so Slicer stays responsive. What it shares with the IncrementalLap widget (job progress, model list) is
-``OneShotSegWidgets.engineModuleWidget``.
+Thin Slicer module: the widget connects the .ui to ``OneShotSegLib`` (no Qt there: this method's jobs) and the
+kernel module's ``DistillSegKernelLib`` (model store, MRML glue, dependency check); training and segmentation run in
+a child process of the ``distillseg`` engine, followed by a QTimer, so Slicer stays responsive. What it shares with
+the IncrementalLap widget (job progress, model list) is ``DistillSegKernelWidgets.engineModuleWidget``.
 """
 
 import os
@@ -20,10 +20,11 @@ from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
 
-from OneShotSegLib import dependencies, oneshotJobs, sampleCase, segmentLabels
+from DistillSegKernelLib import dependencies, segmentLabels
+from DistillSegKernelLib.modelStore import ModelStore
+from DistillSegKernelWidgets.engineModuleWidget import EngineModuleWidget
+from OneShotSegLib import oneshotJobs, sampleCase
 from OneShotSegLib.jobControl import OneShotJobControl
-from OneShotSegLib.modelStore import ModelStore
-from OneShotSegWidgets.engineModuleWidget import EngineModuleWidget
 
 
 class OneShotSeg(ScriptedLoadableModule):
@@ -31,7 +32,7 @@ class OneShotSeg(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("OneShotSeg")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["Segmentations"]
+        self.parent.dependencies = ["Segmentations", "DistillSegKernel"]
         self.parent.contributors = ["OneShotSeg developers"]
         self.parent.helpText = _(
             "Train a segmentation model from one labelled scan (the atlas) and a few unlabelled scans of the same "

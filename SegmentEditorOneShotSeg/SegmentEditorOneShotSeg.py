@@ -14,7 +14,7 @@ class SegmentEditorOneShotSeg(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("Segment Editor OneShotSeg effects")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["Segmentations", "OneShotSeg", "IncrementalLap"]
+        self.parent.dependencies = ["Segmentations", "DistillSegKernel", "OneShotSeg", "IncrementalLap"]
         self.parent.contributors = ["OneShotSeg developers"]
         self.parent.hidden = True
         self.parent.helpText = _("This hidden module registers two Segment Editor effects: One-shot segments the "

@@ -23,7 +23,7 @@ from common_run import distillseg, run_measured
 
 SIZE = (128, 160)          # working size (H, W) of the class-incremental benchmark's synthetic protocol
 FRAME_SIZE = (144, 180)    # generated frames before the black-border crop, as in that protocol
-SAMPLE_BATCH = 16          # frames per DDIM batch (distillseg.incremental.diffusion.sample_frames)
+SAMPLE_BATCH = 16          # frames per DDIM batch (distillseg.lap.diffusion.sample_frames)
 
 
 def _seconds_per_step(run, stage: str, after: int) -> float | None:
@@ -91,8 +91,8 @@ def lap_network_figures() -> dict:
     import torch
 
     from common_estimates import count_flops
-    from distillseg.incremental.diffusion import DiffusionConfig, build_diffusion_net
-    from distillseg.incremental.segmenter import Segmenter, SegmenterConfig
+    from distillseg.lap.diffusion import DiffusionConfig, build_diffusion_net
+    from distillseg.lap.segmenter import Segmenter, SegmenterConfig
 
     config = DiffusionConfig()
     with torch.no_grad():

@@ -67,7 +67,7 @@ def _same_strategy(stored: dict) -> bool:
     """An earlier bundle's strategy settings are today's (a setting added since then must be at its default)."""
     from dataclasses import fields
 
-    from distillseg.incremental.strategies import STRATEGIES, Strategy
+    from distillseg.lap.strategies import STRATEGIES, Strategy
 
     current = STRATEGIES[stored["name"]].to_json()
     defaults = {f.name: f.default for f in fields(Strategy)}

@@ -81,7 +81,7 @@ def _to_uint8(volume: np.ndarray) -> np.ndarray:
 
 
 def _write(root: Path, patient: str, name: str, frame: np.ndarray, labels: np.ndarray) -> None:
-    from distillseg.common.frames import write_frame, write_index_png
+    from distillseg.contract.frames import write_frame, write_index_png
 
     write_frame(root / "images" / patient / f"{name}.png", frame)
     write_index_png(root / "masks" / patient / f"{name}.png", labels)

@@ -4,7 +4,7 @@ Two few-label segmentation methods share one engine:
 
 - ``distillseg.oneshot``: one labelled 3D scan + a few unlabelled scans -> a student network (reconstruction-guided
   feature distillation with registration-based augmentation).
-- ``distillseg.incremental``: class-incremental segmentation of laparoscopic RGB frames with diffusion replay.
+- ``distillseg.lap``: class-incremental segmentation of laparoscopic RGB frames with diffusion replay.
 
 The engine never imports Slicer, VTK or Qt; Slicer runs it as a child process through ``python -m distillseg``.
 """

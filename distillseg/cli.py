@@ -38,7 +38,7 @@ def _add_model_verbs(subparsers) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from distillseg.incremental.cli import add_lap_verbs
+    from distillseg.lap.cli import add_lap_verbs
     from distillseg.oneshot.cli import add_oneshot_verbs
 
     parser = argparse.ArgumentParser(

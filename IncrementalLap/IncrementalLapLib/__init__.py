@@ -13,6 +13,7 @@
 - ``lapJobControl``: the module's jobs driven from its parameters (one at a time), scores before/after, versions;
 - ``sampleFrames``: generated frames, a tiny base model and one learning step, for the self-test (and its checks).
 
-Job runner, model store, dependency check, engine locator and label glue are ``OneShotSegLib``'s (imported, not
-copied). Nothing here imports torch or MONAI: the engine runs in a child process.
+Job runner, job chain, job control, model store, dependency check, engine locator and label glue are the kernel
+module's (``DistillSegKernelLib``); frame files are the engine contract's (``distillseg.contract.frames``). Nothing
+here imports torch or MONAI: the engine runs in a child process (its ``lap`` verbs).
 """

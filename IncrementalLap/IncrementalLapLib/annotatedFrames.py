@@ -5,7 +5,7 @@ An annotated frame is a segmentation node and the RGB frame it was painted on: t
 geometry volume (what the Segment Editor sets when a source volume is chosen), or the frame at the same index of a
 sequence browser's frame sequence when the annotations were recorded into a segmentation sequence.
 
-Layout written (read by the engine's ``distillseg.incremental.dsad``)::
+Layout written (read by the engine's ``distillseg.lap.dsad``)::
 
     <folder>/<structure>/<patient>/image<NNNN>.png + mask<NNNN>.png     (mask 0/255, that structure only)
     <folder>/SYNTHETIC_DATA.txt                                           only when a frame came from generated data
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from OneShotSegLib import segmentLabels
+from DistillSegKernelLib import segmentLabels
 
 from . import frameSequences, frameVolumes
 

@@ -4,7 +4,7 @@ sequence (into a segmentation sequence).
 The frames are written as PNGs into a temporary folder, one ``lap segment`` job segments the whole folder, and each
 index PNG comes back onto its frame's exact grid. Segments get the model's names and colours; a structure's
 segment ID follows its class value (``Label_<value>`` in a new segmentation, the tagged segment in an existing one,
-see ``OneShotSegLib.segmentLabels``), and class values are never renumbered by the engine, so a later model version
+see ``DistillSegKernelLib.segmentLabels``), and class values are never renumbered by the engine, so a later model version
 updates the same segments and only adds segments for the structures it learned.
 """
 
@@ -14,10 +14,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from OneShotSegLib import segmentLabels
-from OneShotSegLib.engine import engineEnvironment
-from OneShotSegLib.jobRunner import EngineJob
-from OneShotSegLib.modelStore import ModelInfo
+from DistillSegKernelLib import segmentLabels
+from DistillSegKernelLib.engine import engineEnvironment
+from DistillSegKernelLib.jobRunner import EngineJob
+from DistillSegKernelLib.modelStore import ModelInfo
 
 from . import frameSequences, frameVolumes
 from .lapJobs import METHOD, segmentCommand

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from OneShotSegLib import segmentLabels
+from DistillSegKernelLib import segmentLabels
 
 from . import frameVolumes
 

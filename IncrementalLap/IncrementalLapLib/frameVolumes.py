@@ -2,8 +2,8 @@
 
 A frame is a ``vtkMRMLVectorVolumeNode`` with one slice: ``arrayFromVolume`` gives (1, H, W, 3) ``uint8``, row 0
 of the picture at j = 0, column 0 at i = 0. Files are read with Pillow (slicer-core's ITK has no PNG/JPEG reader;
-in Slicer this also keeps one code path), through the engine's own ``distillseg.common.frames`` so the module and the
-engine agree on what a frame is (colour only, alpha dropped, grey refused with a sentence naming the file). The
+in Slicer this also keeps one code path), through the engine contract's ``distillseg.contract.frames`` so the module and
+the engine agree on what a frame is (colour only, alpha dropped, grey refused with a sentence naming the file). The
 geometry is that of Slicer's own PNG reader: spacing 1 mm, origin 0, IJK-to-RAS directions diag(-1, -1, 1) (the
 identity in LPS).
 
@@ -21,22 +21,15 @@ import numpy as np
 
 import slicer
 
-from OneShotSegLib.engine import ensureEngineImportable
-from OneShotSegLib.volumeFiles import labelmapNodeFromArray
+from DistillSegKernelLib.volumeFiles import labelmapNodeFromArray
 
-ensureEngineImportable()
-
-from distillseg.common.frames import (  # noqa: E402,F401  (write_index_png: used through this module)
-    FRAME_SUFFIXES, read_frame, read_mask, write_frame, write_index_png)
+from distillseg.contract.frames import (  # noqa: F401  (write_index_png: used through this module)
+    FRAME_SUFFIXES, SYNTHETIC_MARKER, read_frame, read_mask, write_frame, write_index_png)
 
 # Node attributes a loaded frame carries (kept in the scene file).
 SOURCE_FILE_ATTRIBUTE = "IncrementalLap.SourceFile"
 PATIENT_ATTRIBUTE = "IncrementalLap.Patient"
 SYNTHETIC_ATTRIBUTE = "IncrementalLap.Synthetic"
-# The marker 'distillseg lap demo-data' writes into a folder of generated frames (the engine's SYNTHETIC_MARKER;
-# Testing/mrml/test_lap_frames.py checks they agree). Frames from such a folder are tagged so that a model learned
-# from them is labelled synthetic too.
-SYNTHETIC_MARKER = "SYNTHETIC_DATA.txt"
 SLICER_PNG_DIRECTIONS = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
 
 

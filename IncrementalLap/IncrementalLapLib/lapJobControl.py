@@ -1,6 +1,7 @@
 """The IncrementalLap module's jobs driven from its parameters: segment frames, learn new structures (scores before
-and after on the frames marked for checking), restore an earlier version. One job at a time; Qt-free, so the module
-logic is a thin shell around it and it is tested on a headless scene.
+and after on the frames marked for checking), restore an earlier version. One job at a time
+(``DistillSegKernelLib.jobControl.JobControl``); Qt-free, so the module logic is a thin shell around it and it is
+tested on a headless scene.
 
 ``parameters`` is the module's parameter node (or any object with the same attributes): ``selectedModel``,
 ``inputFrame``, ``outputSegmentation``, ``selectedFrames``, ``sequenceBrowser``, ``trainingSegmentations``,
@@ -15,12 +16,15 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from OneShotSegLib.engine import engineEnvironment
-from OneShotSegLib.jobRunner import removedIfStartFails
-from OneShotSegLib.modelStore import ModelInfo, ModelStore
+from DistillSegKernelLib.engine import engineEnvironment
+from DistillSegKernelLib.jobChain import JobChain
+from DistillSegKernelLib.jobControl import JobControl
+from DistillSegKernelLib.jobProtocol import Job
+from DistillSegKernelLib.jobRunner import removedIfStartFails
+from DistillSegKernelLib.modelStore import ModelInfo
 
 from . import annotatedFrames, frameSegmentation, lapJobs
-from .lapJobs import METHOD, JobChain, LearningOptions
+from .lapJobs import METHOD, LearningOptions
 
 CHECK_BEFORE_REPORT = "check_before.json"  # written into the new model's folder (the engine ignores other files)
 CHECK_AFTER_REPORT = "check_after.json"
@@ -54,11 +58,6 @@ class ScoreRow:
         """The row as the scores table shows it: name, IoU before/after, Dice before/after ("-": not scored)."""
         values = (self.iouBefore, self.iouAfter, self.diceBefore, self.diceAfter)
         return [self.structure] + ["-" if value is None else f"{value:.3f}" for value in values]
-
-
-def jobsFolder(store: ModelStore) -> Path:
-    """Where a job's collected frames wait while it runs: ``<store>/../jobs/lap``."""
-    return store.folder.parent / "jobs" / METHOD
 
 
 def structureList(text: str) -> list[str]:
@@ -95,18 +94,10 @@ def checkScores(model: ModelInfo) -> list[ScoreRow]:
     return rows
 
 
-class LapJobControl:
+class LapJobControl(JobControl):
     """One IncrementalLap job at a time for a module (or a script), on one model store."""
 
-    def __init__(self, storeFolder: str | Path | None = None):
-        self.store = ModelStore(METHOD, storeFolder)
-        self.job = None
-        self._finish = None
-        self._abandon = None
-
-    @property
-    def busy(self) -> bool:
-        return self.job is not None and self.job.running
+    method = METHOD
 
     def _selectedModel(self, parameters) -> ModelInfo:
         if not parameters.selectedModel:
@@ -115,7 +106,7 @@ class LapJobControl:
 
     # ------------------------------------------------------------------------------------------------ segment
     def startSegmentation(self, parameters, what: str, folder: str | Path, environment: dict | None = None,
-                          sequencesLogic=None):
+                          sequencesLogic=None) -> Job:
         """Segment ``what``: ``"current"`` (``inputFrame`` into ``outputSegmentation``, new if None),
         ``"selected"`` (``selectedFrames``, one segmentation each) or ``"sequence"`` (every frame of
         ``sequenceBrowser`` into a segmentation sequence). Temporary files go to ``folder`` (removed when the job is
@@ -135,8 +126,6 @@ class LapJobControl:
                     raise LapJobError("Select the frame(s) to segment.")
                 segmentation = frameSegmentation.startFrameSegmentation(
                     model, [(str(i), node) for i, node in enumerate(nodes)], folder, device, environment)
-        self.job = segmentation.job
-
         def finish() -> LapJobOutcome:
             if what == "sequence":
                 nodes = [frameSegmentation.finishIntoSequence(segmentation, sequencesLogic)]
@@ -147,9 +136,7 @@ class LapJobControl:
                 nodes = frameSegmentation.finishIntoSegmentations(segmentation)
             return LapJobOutcome("segmentation", model.name, nodes)
 
-        self._finish = finish
-        self._abandon = lambda: frameSegmentation.discard(segmentation)
-        return self.job
+        return self.follow(segmentation.job, finish, lambda: frameSegmentation.discard(segmentation))
 
     # ------------------------------------------------------------------------------------------------ learn
     def annotatedFrames(self, segmentations, browserNode=None) -> list:
@@ -174,7 +161,7 @@ class LapJobControl:
         return structures
 
     def startLearning(self, parameters, options: LearningOptions | None = None, environment: dict | None = None
-                      ) -> JobChain:
+                      ) -> Job:
         """Collect the annotated frames (new structures only) and start ``lap learn`` (``lap train`` when no
         model is selected), then ``lap evaluate`` of the previous and the new version on the check frames."""
         options = options or LearningOptions(iterations=parameters.iterations,
@@ -186,7 +173,7 @@ class LapJobControl:
         step = int(model.manifest.get("step", 0)) + 1 if model else 0
         defaultName = f"{versionRoot(model.name)}{_STEP_SUFFIX}{step}" if model else "lap model"
         name = self.store.uniqueName(parameters.newModelName.strip() or defaultName)
-        work = jobsFolder(self.store) / name
+        work = self.store.jobsFolder() / name
         shutil.rmtree(work, ignore_errors=True)
         with removedIfStartFails(work):
             training = annotatedFrames.collectFrames(frames, work / "training", structures)
@@ -198,7 +185,7 @@ class LapJobControl:
             steps += self._checkSteps(parameters, model, structures, work / "check", name, options)
         self.store.ensureFolder()
         parameters.newModelName = name
-        self.job = JobChain(steps, engineEnvironment(environment)).start()
+        job = JobChain(steps, engineEnvironment(environment)).start()
 
         def finish() -> LapJobOutcome:
             shutil.rmtree(work, ignore_errors=True)
@@ -210,8 +197,7 @@ class LapJobControl:
             shutil.rmtree(self.store.checkpointPath(name), ignore_errors=True)
             self.store.removeLeftovers(name)
 
-        self._finish, self._abandon = finish, abandon
-        return self.job
+        return self.follow(job, finish, abandon)
 
     def _checkSteps(self, parameters, model, structures, folder, name, options: LearningOptions) -> list:
         """``lap evaluate`` of the previous and the new version on the check frames, for the structures each knows
@@ -237,30 +223,17 @@ class LapJobControl:
         return steps
 
     # ------------------------------------------------------------------------------------------------ versions
-    def startRestore(self, parameters, step: int, environment: dict | None = None):
+    def startRestore(self, parameters, step: int, environment: dict | None = None) -> Job:
         """Write the selected model's version after ``step`` as a model of its own (``lap restore``)."""
         model = self._selectedModel(parameters)
         if step not in [s for s, _ in modelSteps(model)]:
             raise LapJobError(f"Model '{model.name}' has no version of step {step}.")
         name = self.store.uniqueName(f"{versionRoot(model.name)}{_STEP_SUFFIX}{step} restored")
-        self.job = JobChain([("restoring", lapJobs.restoreCommand(model.path, step, self.store.modelPath(name)))],
-                            engineEnvironment(environment)).start()
+        job = JobChain([("restoring", lapJobs.restoreCommand(model.path, step, self.store.modelPath(name)))],
+                       engineEnvironment(environment)).start()
 
         def finish() -> LapJobOutcome:
             parameters.selectedModel = name
             return LapJobOutcome("restore", name)
 
-        self._finish, self._abandon = finish, lambda: self.store.removeLeftovers(name)
-        return self.job
-
-    # ------------------------------------------------------------------------------------------------ end of a job
-    def finishJob(self) -> LapJobOutcome:
-        """Bring a successful job's result into the scene / model list."""
-        finish, self._finish, self._abandon = self._finish, None, None
-        return finish()
-
-    def abandonJob(self) -> None:
-        """Forget a failed or cancelled job and remove what it left."""
-        abandon, self._finish, self._abandon = self._abandon, None, None
-        if abandon is not None:
-            abandon()
+        return self.follow(job, finish, lambda: self.store.removeLeftovers(name))

@@ -10,7 +10,6 @@ well: the story checks the plumbing (names, colours, segment IDs, grids, version
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,10 +19,11 @@ import vtk
 
 import slicer
 
-from OneShotSegLib import segmentLabels
-from OneShotSegLib.engine import engineEnvironment
-from OneShotSegLib.jobRunner import SUCCEEDED, EngineJob
-from OneShotSegLib.modelStore import ModelInfo, ModelStore
+from DistillSegKernelLib import segmentLabels
+from DistillSegKernelLib.engine import engineEnvironment
+from DistillSegKernelLib.jobProtocol import requireSuccess
+from DistillSegKernelLib.jobRunner import EngineJob
+from DistillSegKernelLib.modelStore import ModelInfo, ModelStore
 
 from . import frameVolumes, lapJobs
 from .lapJobControl import LapJobControl, checkScores
@@ -34,32 +34,16 @@ PATIENTS, FRAMES_PER_PATIENT = 3, 2
 BASE_STRUCTURES = ["liver", "colon"]  # both visible in patient 01's frames of the seed-0 demo data
 BASE_PATIENT, NEW_PATIENT, CHECK_PATIENT = "01", "02", "03"
 NEW_STRUCTURE = "stomach"  # visible in one of patient 02's two frames, absent from the other
+JOB_TIMEOUT_S = 600.0  # each engine job of the story
 # A few iterations on a 64x64 working grid: minutes would be needed to segment well, seconds check the plumbing.
 SELF_TEST_OPTIONS = dict(iterations=3, diffusionIterations=2, device="cpu", precision="fp32", batchSize=4,
                          sampleSteps=2, replay=2, workingSize=(64, 64), checkpointEvery=50)
 
 
-def waitFor(job, pump=None, timeoutSeconds: float = 600.0, interval: float = 0.1):
-    """Follow a job (or job chain) until it ends; ``pump`` (e.g. ``slicer.app.processEvents``) keeps a GUI alive."""
-    deadline = time.monotonic() + timeoutSeconds
-    while job.running:
-        job.poll()
-        if pump is not None:
-            pump()
-        if time.monotonic() > deadline:
-            job.cancel()
-            job.wait(30)
-            raise TimeoutError(f"The engine job did not finish within {timeoutSeconds:.0f} s.")
-        time.sleep(interval)
-    if job.state != SUCCEEDED:
-        raise RuntimeError(f"Engine job {job.state}: {job.errorMessage}")
-    return job
-
-
 def generateFrames(folder: str | Path, pump=None, environment: dict | None = None) -> Path:
     """SYNTHETIC demo frames (DSAD layout, ``SYNTHETIC_DATA.txt`` marker) written by the engine into ``folder``."""
     command = lapJobs.demoDataCommand(Path(folder), PATIENTS, FRAMES_PER_PATIENT, FRAME_SIZE)
-    waitFor(EngineJob(command, engineEnvironment(environment)).start(), pump)
+    requireSuccess(EngineJob(command, engineEnvironment(environment)).start(), JOB_TIMEOUT_S, pump)
     return Path(folder)
 
 
@@ -69,7 +53,7 @@ def trainBaseModel(store: ModelStore, framesFolder: Path, name: str, options: Le
     command = lapJobs.trainCommand(framesFolder, BASE_STRUCTURES, store.modelPath(name), options)
     command += ["--patients", BASE_PATIENT]
     store.ensureFolder()
-    waitFor(EngineJob(command, engineEnvironment(environment)).start(), pump)
+    requireSuccess(EngineJob(command, engineEnvironment(environment)).start(), JOB_TIMEOUT_S, pump)
     return store.model(name)
 
 
@@ -136,12 +120,14 @@ def runStory(scene, store: ModelStore, workFolder: str | Path, options: Learning
         sequenceBrowser=None, trainingSegmentations=[s for _, s in training], trainingSequenceBrowser=None,
         checkSegmentations=[s for _, s in check], newStructures="", newModelName="", iterations=None,
         diffusionIterations=None, device=options.device)
-    waitFor(control.startSegmentation(parameters, "current", workFolder / "segment", environment), pump)
+    requireSuccess(control.startSegmentation(parameters, "current", workFolder / "segment", environment),
+                   JOB_TIMEOUT_S, pump)
     segmentationNode = control.finishJob().nodes[0]
     idsBefore = segmentIdsByName(segmentationNode)
-    waitFor(control.startLearning(parameters, options, environment), pump)
+    requireSuccess(control.startLearning(parameters, options, environment), JOB_TIMEOUT_S, pump)
     newModel = store.model(control.finishJob().modelName)
-    waitFor(control.startSegmentation(parameters, "current", workFolder / "segment again", environment), pump)
+    requireSuccess(control.startSegmentation(parameters, "current", workFolder / "segment again", environment),
+                   JOB_TIMEOUT_S, pump)
     control.finishJob()
     return StoryResult(base, newModel, checkFrame, segmentationNode, idsBefore, segmentIdsByName(segmentationNode),
                        checkScores(newModel))

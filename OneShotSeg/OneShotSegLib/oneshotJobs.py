@@ -1,8 +1,8 @@
 """The OneShotSeg jobs: train a model from an atlas and unlabelled scans, and segment a scan with a model.
 
 Each job is: write the nodes to files the engine reads, build the ``distillseg oneshot …`` command, run it with the
-job runner, and bring the result back. Training inputs are kept in ``~/.oneshotseg/jobs/<model name>/`` until the
-training succeeds, so a cancelled training can be resumed later (even after restarting Slicer) from the engine's
+job runner, and bring the result back. Training inputs are kept in ``~/.oneshotseg/jobs/oneshot/<model name>/``
+until the training succeeds, so a cancelled training can be resumed later (even after restarting Slicer) from the engine's
 checkpoint ``<model folder>.checkpoint/``.
 """
 
@@ -13,12 +13,12 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import segmentLabels, volumeFiles
-from .engine import defaultThreads, engineCommand, engineEnvironment
-from .jobRunner import EngineJob, removedIfStartFails
-from .modelStore import ModelInfo, ModelStore
+from DistillSegKernelLib import segmentLabels, volumeFiles
+from DistillSegKernelLib.engine import defaultThreads, engineCommand, engineEnvironment
+from DistillSegKernelLib.jobRunner import EngineJob, removedIfStartFails
+from DistillSegKernelLib.modelStore import ModelInfo, ModelStore
 
-METHOD = "oneshot"
+from distillseg.contract.manifest import ONESHOT as METHOD
 ENGINE_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr")
 INPUTS_FILE = "inputs.json"
 OPTIONS_FILE = "options.json"
@@ -89,11 +89,6 @@ class TrainingInputs:
         return inputs
 
 
-def jobsFolder(store: ModelStore) -> Path:
-    """Where training inputs wait while a training is unfinished: ``<store>/../jobs``."""
-    return store.folder.parent / "jobs"
-
-
 def engineImagesIn(folder: str | Path) -> list[Path]:
     """The NIfTI/NRRD scans of a folder (segmentation files ``*.seg.nrrd`` excluded), sorted by name."""
     folder = Path(folder)
@@ -118,7 +113,7 @@ def prepareTraining(store: ModelStore, modelName: str, atlasVolume, atlasSegment
         raise OneShotJobError("Select at least one unlabelled scan (a loaded volume or a folder of scans).")
     for volume in volumes:
         volumeFiles.checkScalarVolume(volume, "unlabelled scan")
-    folder = jobsFolder(store) / store.modelPath(modelName).name
+    folder = store.jobsFolder() / store.modelPath(modelName).name
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)

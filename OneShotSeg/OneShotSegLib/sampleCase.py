@@ -8,7 +8,6 @@ on a smooth background with noise. Nothing is downloaded.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,10 +15,13 @@ import numpy as np
 
 import slicer
 
-from . import oneshotJobs, segmentLabels, volumeFiles
-from .jobRunner import SUCCEEDED
-from .labels import LabelEntry, LabelTable
-from .modelStore import ModelStore
+from DistillSegKernelLib import segmentLabels, volumeFiles
+from DistillSegKernelLib.jobProtocol import requireSuccess
+from DistillSegKernelLib.modelStore import ModelStore
+
+from distillseg.contract.labels import LabelEntry, LabelTable
+
+from . import oneshotJobs
 from .oneshotJobs import TrainingOptions
 
 LABELS = LabelTable([LabelEntry(1, "blob", (230, 159, 0)), LabelEntry(3, "box", (86, 180, 233))])
@@ -97,21 +99,6 @@ def dice(predicted: np.ndarray, truth: np.ndarray, value: int) -> float:
     return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
 
 
-def waitFor(job, pump=None, timeoutSeconds: float = 600.0, interval: float = 0.1):
-    """Follow a job until it ends; ``pump`` (e.g. ``slicer.app.processEvents``) keeps a GUI alive meanwhile."""
-    deadline = time.monotonic() + timeoutSeconds
-    while job.running:
-        job.poll()
-        if pump is not None:
-            pump()
-        if time.monotonic() > deadline:
-            job.cancel()
-            job.wait(30)
-            raise TimeoutError(f"The engine job did not finish within {timeoutSeconds:.0f} s.")
-        time.sleep(interval)
-    return job
-
-
 def trainAndSegment(scene, store: ModelStore, workFolder, options: TrainingOptions, pump=None,
                     timeoutSeconds: float = 900.0) -> tuple[object, dict[int, float]]:
     """The whole user story on the sample case: train a model, segment the first unlabelled scan with it.
@@ -121,15 +108,11 @@ def trainAndSegment(scene, store: ModelStore, workFolder, options: TrainingOptio
     case = addSampleCase(scene)
     inputs = oneshotJobs.prepareTraining(store, "sample case", case.atlasVolume, case.atlasSegmentation,
                                          case.unlabeledVolumes)
-    training = waitFor(oneshotJobs.startTraining(store, "sample case", inputs, options), pump, timeoutSeconds)
-    if training.state != SUCCEEDED:
-        raise RuntimeError(f"Training {training.state}: {training.errorMessage}")
+    requireSuccess(oneshotJobs.startTraining(store, "sample case", inputs, options), timeoutSeconds, pump)
     model = oneshotJobs.finishTraining(store, "sample case", inputs)
     segmentation = oneshotJobs.startSegmentation(model, case.unlabeledVolumes[0], Path(workFolder) / "segment",
                                                  options.device)
-    waitFor(segmentation.job, pump, timeoutSeconds)
-    if segmentation.job.state != SUCCEEDED:
-        raise RuntimeError(f"Segmentation {segmentation.job.state}: {segmentation.job.errorMessage}")
+    requireSuccess(segmentation.job, timeoutSeconds, pump)
     segmentationNode = oneshotJobs.finishSegmentation(segmentation)
     ids = segmentLabels.segmentIds(segmentationNode)
     values = [segmentLabels.taggedLabelValue(segmentationNode.GetSegmentation().GetSegment(i)) for i in ids]

@@ -12,7 +12,7 @@ slicer-core scene (the code the module runs in Slicer), on SYNTHETIC frames from
 
 Writes ``OUT/result.npz`` (the shown frame, its truth, the labels of both versions: (H, W) arrays),
 ``OUT/run.json`` (options, times, device, scores) and ``OUT/panel_state.json`` for ``render_module_panel.py``.
-Run it under ``flock /work/heavy.lock`` on the shared machine: it trains for several minutes.
+It trains for several minutes: run it on an otherwise idle machine for its times to mean anything.
 """
 
 import json
@@ -24,17 +24,19 @@ from types import SimpleNamespace
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO / "OneShotSeg"), str(REPO / "IncrementalLap")]
+# The module folders, as Slicer puts them on sys.path for scripted modules.
+sys.path[:0] = [str(REPO / "DistillSegKernel"), str(REPO / "IncrementalLap")]
 
 import slicer  # noqa: E402
 
 from IncrementalLapLib import lapJobs, sampleFrames  # noqa: E402
 from IncrementalLapLib.lapJobControl import LapJobControl, checkScores, modelSteps  # noqa: E402
 from IncrementalLapLib.lapJobs import LearningOptions  # noqa: E402
-from OneShotSegLib import segmentLabels  # noqa: E402
-from OneShotSegLib.engine import engineEnvironment  # noqa: E402
-from OneShotSegLib.jobRunner import EngineJob  # noqa: E402
-from OneShotSegLib.modelStore import ModelStore  # noqa: E402
+from DistillSegKernelLib import segmentLabels  # noqa: E402
+from DistillSegKernelLib.engine import engineEnvironment  # noqa: E402
+from DistillSegKernelLib.jobProtocol import requireSuccess  # noqa: E402
+from DistillSegKernelLib.jobRunner import EngineJob  # noqa: E402
+from DistillSegKernelLib.modelStore import ModelStore  # noqa: E402
 
 BASE = ["liver", "stomach", "colon"]
 NEW = "small_intestine"
@@ -60,7 +62,7 @@ def headlessScene():
 
 
 def timed(job):
-    sampleFrames.waitFor(job, timeoutSeconds=3 * 3600)
+    requireSuccess(job, 3 * 3600)
     return round(job.elapsedSeconds(), 1)
 
 

@@ -1,7 +1,8 @@
 """The "One-shot" Segment Editor effect: segment the source volume with a trained OneShotSeg model.
 
 Apply writes the full-resolution source volume for the engine and runs ``distillseg oneshot segment``; the rest
-(background job, Undo, replacing segments of the same structures) is ``SegmentEditorModelEffect``'s. The work itself
+(background job, Undo, replacing segments of the same structures) is the kernel's
+``DistillSegKernelWidgets.modelSegmentationEffect``. The work itself
 is ``OneShotSegLib``'s, shared with the OneShotSeg module.
 
 Slicer finds the effect class by the file's name: ``SegmentEditorEffect``.
@@ -10,8 +11,8 @@ Slicer finds the effect class by the file's name: ``SegmentEditorEffect``.
 import slicer
 from slicer.i18n import tr as _
 
+from DistillSegKernelWidgets.modelSegmentationEffect import ModelSegmentationEffect
 from OneShotSegLib import oneshotJobs
-from SegmentEditorOneShotSegLib.SegmentEditorModelEffect import ModelSegmentationEffect
 
 
 class SegmentEditorEffect(ModelSegmentationEffect):

@@ -4,8 +4,9 @@ A second effect rather than an option of the One-shot effect: it lists the other
 frame rather than a 3D scan, and reads that frame differently. The Segment Editor hands effects only channel 0 of
 an RGB source volume (its aligned source image), so the frame's full RGB array is read from the source volume
 *node* (``IncrementalLapLib.frameVolumes.frameArray``). Apply runs ``distillseg lap segment``; the rest (background
-job, Undo, replacing segments of the same structures) is ``SegmentEditorModelEffect``'s. The work itself is
-``IncrementalLapLib``'s, shared with the IncrementalLap module.
+job, Undo, replacing segments of the same structures) is the kernel's
+``DistillSegKernelWidgets.modelSegmentationEffect``. The work itself is ``IncrementalLapLib``'s, shared with the
+IncrementalLap module.
 
 Slicer finds the effect class by the file's name: ``SegmentEditorLapEffect``.
 """
@@ -13,9 +14,9 @@ Slicer finds the effect class by the file's name: ``SegmentEditorLapEffect``.
 import slicer
 from slicer.i18n import tr as _
 
+from DistillSegKernelWidgets.modelSegmentationEffect import ModelSegmentationEffect
 from IncrementalLapLib import frameSegmentation, frameVolumes
 from IncrementalLapLib.lapJobs import METHOD
-from SegmentEditorOneShotSegLib.SegmentEditorModelEffect import ModelSegmentationEffect
 
 
 class SegmentEditorLapEffect(ModelSegmentationEffect):

@@ -25,8 +25,8 @@ import nrrd
 import pytest
 from PIL import Image
 
-from distillseg.common.atomic import OutputLock
-from distillseg.common.frames import read_frame, write_frame, write_index_png
+from distillseg.contract.atomic import OutputLock
+from distillseg.contract.frames import read_frame, write_frame, write_index_png
 from distillseg.common.volume_io import read_image, read_labels, write_image, write_labels
 from tiny_models import LAP_TINY, ONESHOT_TINY, distillseg, lap_fixture, oneshot_fixture
 
@@ -413,7 +413,7 @@ def lap_mask_not_binary(env, tmp):
 
 
 def read_frame_mask(path: Path) -> np.ndarray:
-    from distillseg.common.frames import read_mask
+    from distillseg.contract.frames import read_mask
 
     return read_mask(path)
 

@@ -9,10 +9,10 @@ import pickle
 import pytest
 import torch
 
-from distillseg.common.atomic import OutputLock, atomic_directory, remove_stale_temporaries
+from distillseg.contract.atomic import OutputLock, atomic_directory, remove_stale_temporaries
 from distillseg.common.bundle import load_bundle, save_bundle
 from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
-from distillseg.common.errors import UserError
+from distillseg.contract.errors import UserError
 from distillseg.common.progress import Progress
 
 

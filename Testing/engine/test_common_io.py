@@ -10,8 +10,8 @@ import nrrd
 import pytest
 
 from conftest import random_affine
-from distillseg.common.errors import UserError
-from distillseg.common.labels import LabelEntry, LabelTable
+from distillseg.contract.errors import UserError
+from distillseg.contract.labels import LabelEntry, LabelTable
 from distillseg.common.volume_io import read_image, read_labels, write_image, write_labels
 
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distillseg.cli import main
-from distillseg.common.errors import UserError
+from distillseg.contract.errors import UserError
 from distillseg.common.volume_io import read_image, read_labels, write_image, write_labels
 from geometry_cases import (LPS_TO_RAS, NRRD_VARIANTS, VARIANTS, affines, reorder, shapes, suffix_of, undo_reorder,
                             write_input)

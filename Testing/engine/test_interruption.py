@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from distillseg.common.atomic import OutputLock
+from distillseg.contract.atomic import OutputLock
 from distillseg.common.bundle import load_bundle
 from tiny_models import LAP_TINY, ONESHOT_TINY, distillseg, lap_fixture, oneshot_fixture
 

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from distillseg.cli import main
 from distillseg.common.bundle import save_bundle
-from distillseg.common.frames import read_frame, read_mask, write_index_png
-from distillseg.incremental.model_bundle import load_lap_model
+from distillseg.contract.frames import read_frame, read_mask, write_index_png
+from distillseg.lap.model_bundle import load_lap_model
 
 TINY = ["--batch-size", "4", "--sample-steps", "3", "--progress", "none", "--threads", "2"]
 TINY_TRAIN = ["--size", "64", "64", *TINY]
@@ -155,7 +155,7 @@ def test_malformed_inputs(trained, tmp_path, capsys):
 
 def test_interrupted_training_resumes_to_the_same_weights(trained, tmp_path, monkeypatch):
     """A run cancelled after a checkpoint, then resumed, ends bit for bit where an uninterrupted run ends."""
-    from distillseg.incremental import segmenter_training
+    from distillseg.lap import segmenter_training
 
     common = ["train", "--data", trained / "demo", "--classes", "liver,colon", "--patients", "01,02",
               "--iterations", 4, "--checkpoint-every", 2, "--diffusion-iterations", 0, *TINY_TRAIN]

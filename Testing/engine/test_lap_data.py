@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from distillseg.common.errors import UserError
-from distillseg.common.frames import black_border_box, read_frame, read_mask, write_index_png, write_overlay
-from distillseg.incremental.classes import DSAD_STRUCTURES
-from distillseg.incremental.data import find_records, load_frameset
-from distillseg.incremental.dsad import list_dsad, select_patients
-from distillseg.incremental.synthetic_scenes import SYNTHETIC_MARKER, is_synthetic, write_demo_data
+from distillseg.contract.errors import UserError
+from distillseg.contract.frames import read_frame, read_mask, write_index_png
+from distillseg.common.frame_views import black_border_box, write_overlay
+from distillseg.lap.classes import DSAD_STRUCTURES
+from distillseg.lap.data import find_records, load_frameset
+from distillseg.lap.dsad import list_dsad, select_patients
+from distillseg.contract.frames import SYNTHETIC_MARKER, is_synthetic_folder
+from distillseg.lap.synthetic_scenes import write_demo_data
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def demo(tmp_path_factory):
 
 def test_generator_writes_the_dsad_layout_and_says_it_is_synthetic(demo):
     root, summary = demo
-    assert is_synthetic(root) and "SYNTHETIC" in (root / SYNTHETIC_MARKER).read_text()
+    assert is_synthetic_folder(root) and "SYNTHETIC" in (root / SYNTHETIC_MARKER).read_text()
     assert json.loads((root / "dataset.json").read_text())["synthetic"] is True
     for number in ("01", "02", "03"):
         for index in range(3):

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from distillseg.incremental.contrastive import MemoryBank, pixel_info_nce, sample_pixels
-from distillseg.incremental.mib_losses import (IGNORE, new_class_dice, pseudo_label_cross_entropy,
+from distillseg.lap.contrastive import MemoryBank, pixel_info_nce, sample_pixels
+from distillseg.lap.mib_losses import (IGNORE, new_class_dice, pseudo_label_cross_entropy,
                                                unbiased_cross_entropy, unbiased_distillation)
-from distillseg.incremental.pod_loss import local_pod_embedding, pod_distillation
-from distillseg.incremental.segmenter import Segmenter, SegmenterConfig
+from distillseg.lap.pod_loss import local_pod_embedding, pod_distillation
+from distillseg.lap.segmenter import Segmenter, SegmenterConfig
 
 
 def _pixels(*rows):
@@ -133,8 +133,8 @@ def test_head_growth_keeps_old_predictions():
 def test_encoder_weights_from_a_local_safetensors_file(tmp_path):
     from safetensors.torch import save_file
 
-    from distillseg.common.errors import UserError
-    from distillseg.incremental.encoder_weights import load_encoder_weights
+    from distillseg.contract.errors import UserError
+    from distillseg.lap.encoder_weights import load_encoder_weights
 
     config = SegmenterConfig(backbone="resnet10", decoder_channels=(16, 16, 8, 8, 8))
     source, target = Segmenter(config, 2), Segmenter(config, 2)

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from distillseg.incremental.model_bundle import load_lap_model
-from distillseg.incremental.synthetic_scenes import write_demo_data
+from distillseg.lap.model_bundle import load_lap_model
+from distillseg.lap.synthetic_scenes import write_demo_data
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -28,8 +28,8 @@ import distillseg
 from conftest import REPO
 from distillseg.cli import main
 from distillseg.common.bundle import load_bundle, save_bundle
-from distillseg.common.errors import UserError
-from distillseg.incremental.model_bundle import LapModel, load_lap_model, save_lap_model
+from distillseg.contract.errors import UserError
+from distillseg.lap.model_bundle import LapModel, load_lap_model, save_lap_model
 from distillseg.oneshot.predict import OneShotPredictor
 from tiny_models import LAP_TINY, ONESHOT_TINY, checked, distillseg as run_cli, lap_fixture, oneshot_fixture
 
@@ -71,7 +71,7 @@ def _refuse_pickle(monkeypatch) -> None:
 
 
 def test_segmenting_never_unpickles(oneshot, lap, lap_with_history, tmp_path, monkeypatch):
-    import distillseg.incremental.frame_jobs  # noqa: F401  (imported before pickle is refused: imports are code,
+    import distillseg.lap.frame_jobs  # noqa: F401  (imported before pickle is refused: imports are code,
     import distillseg.oneshot.segment  # noqa: F401            not model files)
 
     _refuse_pickle(monkeypatch)
@@ -95,7 +95,7 @@ def test_weights_are_read_only_through_the_checked_loaders():
         if re.search(r"\b(load_file|safe_open)\(", text):
             readers[path.relative_to(REPO).as_posix()] = True
     assert set(readers) == {"distillseg/common/bundle.py", "distillseg/common/checkpoint.py",
-                            "distillseg/incremental/encoder_weights.py"}
+                            "distillseg/lap/encoder_weights.py"}
 
 
 def _tampered_copy(model: Path, name: str, target: Path) -> Path:

@@ -48,7 +48,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 
 def test_sliding_window_is_chosen_from_the_budget():
-    from distillseg.common.errors import OutOfMemoryError
+    from distillseg.contract.errors import OutOfMemoryError
     from distillseg.oneshot.memory_plan import FIXED_OVERHEAD, inference_bytes, sliding_window
 
     channels, classes, grid = (16, 32, 64, 128, 256), 36, (160, 192, 224)

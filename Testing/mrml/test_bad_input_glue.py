@@ -22,11 +22,13 @@ import pytest
 
 from mrml_fixtures import oneshotParameters, scene, slicerApp  # noqa: F401  (pytest fixtures)
 from distillseg.common.volume_io import read_image, read_labels, write_labels
-from OneShotSegLib import jobRunner, oneshotJobs, sampleCase, segmentLabels, volumeFiles
-from OneShotSegLib.engine import engineCommand, engineEnvironment
+from distillseg.contract.errors import UserError
+from DistillSegKernelLib import jobProtocol, jobRunner, segmentLabels, volumeFiles
+from OneShotSegLib import oneshotJobs, sampleCase
+from DistillSegKernelLib.engine import engineCommand, engineEnvironment
 from OneShotSegLib.jobControl import OneShotJobControl
-from OneShotSegLib.labels import LabelTable
-from OneShotSegLib.modelStore import ModelInfo, ModelStore, ModelStoreError
+from distillseg.contract.labels import LabelTable
+from DistillSegKernelLib.modelStore import ModelInfo, ModelStore
 from tiny_models import oneshot_fixture
 
 import slicer
@@ -56,7 +58,7 @@ class World:
     tiny: object  # the shared engine model and scans (tiny_models.oneshot_fixture)
 
     def job_folder(self, name="m") -> Path:
-        return oneshotJobs.jobsFolder(self.store) / name
+        return self.store.jobsFolder() / name
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +156,7 @@ def engine_output_truncated(w):
 
 def import_newer_format(w):
     archive = _bundle_zip(w, "future", lambda m: m.update(format_version=99))
-    return GlueCase(lambda: w.store.importZip(archive), ModelStoreError, ("format version 99", "newer"),
+    return GlueCase(lambda: w.store.importZip(archive), ("format version 99", "newer"),
                     str(archive), [w.store.folder / "future"])
 
 
@@ -166,14 +168,14 @@ def import_corrupted_member(w):
     start = member.header_offset + 30 + len(member.filename) + len(member.extra)
     data[start + member.compress_size // 2] ^= 0xFF  # flip a byte inside the stored weights
     archive.write_bytes(bytes(data))
-    return GlueCase(lambda: w.store.importZip(archive), ModelStoreError, ("damaged",), str(archive),
+    return GlueCase(lambda: w.store.importZip(archive), ("damaged",), str(archive),
                     [w.store.folder / "damaged"])
 
 
 def import_truncated_zip(w):
     archive = _bundle_zip(w, "cut")
     archive.write_bytes(archive.read_bytes()[:1000])
-    return GlueCase(lambda: w.store.importZip(archive), ModelStoreError, ("not a readable zip file",), str(archive),
+    return GlueCase(lambda: w.store.importZip(archive), ("not a readable zip file",), str(archive),
                     [w.store.folder / "cut"])
 
 
@@ -182,13 +184,13 @@ def import_weights_outside(w):
         manifest["weights"]["student"]["file"] = "../../student.safetensors"
 
     archive = _bundle_zip(w, "escaping", escape)
-    return GlueCase(lambda: w.store.importZip(archive), ModelStoreError, ("invalid file name",), str(archive),
+    return GlueCase(lambda: w.store.importZip(archive), ("invalid file name",), str(archive),
                     [w.store.folder / "escaping"])
 
 
 def import_two_manifests(w):
     archive = _bundle_zip(w, "twice", extra=[("other/manifest.json", "{}")])
-    return GlueCase(lambda: w.store.importZip(archive), ModelStoreError, ("not a model bundle",), str(archive),
+    return GlueCase(lambda: w.store.importZip(archive), ("not a model bundle",), str(archive),
                     [w.store.folder / "twice"])
 
 
@@ -220,7 +222,7 @@ def engine_out_of_memory(w):
 
     def run():
         job = jobRunner.runEngine(command, engineEnvironment(), timeoutSeconds=120)
-        assert job.state == jobRunner.FAILED and job.exitCode == jobRunner.EXIT_OUT_OF_MEMORY
+        assert job.state == jobProtocol.FAILED and job.exitCode == jobRunner.EXIT_OUT_OF_MEMORY
         raise RuntimeError(job.errorMessage)
 
     return GlueCase(run, RuntimeError, ("--max-memory",), None, [out])
@@ -234,9 +236,9 @@ def engine_killed_by_the_system(w):
     def run():
         job = control.startTraining(parameters)
         while job.running and not (job.progress.stage == "augmenter" and job.progress.step >= 2):
-            job.wait(0.1)
+            jobProtocol.waitFor(job, 0.1)
         job._process.send_signal(signal.SIGKILL)  # what the kernel's out-of-memory killer does
-        assert job.wait(60) == jobRunner.FAILED
+        assert jobProtocol.waitFor(job, 60) == jobProtocol.FAILED
         control.abandonJob()  # what the module does with a failed job
         raise RuntimeError(job.errorMessage)
 

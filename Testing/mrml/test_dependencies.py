@@ -10,10 +10,10 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 import mrml_fixtures  # noqa: F401  (puts the module folders on sys.path)
-from OneShotSegLib import dependencies
+from DistillSegKernelLib import dependencies
 
 REPO = Path(__file__).resolve().parents[2]
-REQUIREMENTS = REPO / "OneShotSeg" / "Resources" / "distillseg-requirements.txt"
+REQUIREMENTS = REPO / "DistillSegKernel" / "Resources" / "distillseg-requirements.txt"
 
 
 def test_requirements_file_matches_the_engine_package():

@@ -11,10 +11,12 @@ import pytest
 
 from mrml_fixtures import oneshotParameters, scene, slicerApp  # noqa: F401  (pytest fixtures)
 from distillseg.common.volume_io import read_image, write_labels
-from OneShotSegLib import jobRunner, oneshotJobs, sampleCase, segmentLabels, volumeFiles
-from OneShotSegLib.engine import engineCommand, engineEnvironment
+from distillseg.contract.errors import UserError
+from DistillSegKernelLib import jobProtocol, jobRunner, segmentLabels, volumeFiles
+from OneShotSegLib import oneshotJobs, sampleCase
+from DistillSegKernelLib.engine import engineCommand, engineEnvironment
 from OneShotSegLib.jobControl import OneShotJobControl
-from OneShotSegLib.modelStore import ModelStore, ModelStoreError
+from DistillSegKernelLib.modelStore import ModelStore
 
 import slicer
 
@@ -36,7 +38,7 @@ def test_train_then_segment_as_the_module_does(scene, tmp_path):
     job = control.startTraining(parameters)
     job.onEvent = events.append
     assert control.busy
-    assert job.wait(TIMEOUT_S) == jobRunner.SUCCEEDED, job.errorMessage
+    assert jobProtocol.waitFor(job, TIMEOUT_S) == jobProtocol.SUCCEEDED, job.errorMessage
     assert job.device == "cpu" and job.deviceDescription.startswith("cpu")
     stages = [e["stage"] for e in events if e["event"] == "progress"]
     assert "augmenter" in stages and "distill" in stages
@@ -52,19 +54,19 @@ def test_train_then_segment_as_the_module_does(scene, tmp_path):
     nodes = []
     for _ in range(2):  # the second run updates the first run's segmentation in place
         job = control.startSegmentation(parameters, tmp_path / "segment")
-        assert job.wait(TIMEOUT_S) == jobRunner.SUCCEEDED, job.errorMessage
+        assert jobProtocol.waitFor(job, TIMEOUT_S) == jobProtocol.SUCCEEDED, job.errorMessage
         outcome = control.finishJob()
         nodes.append(outcome.segmentationNode)
         assert parameters.outputSegmentation is outcome.segmentationNode
     assert nodes[0] is nodes[1] and not (tmp_path / "segment").exists()
     job = control.startSegmentation(parameters, tmp_path / "cancelled")
     job.cancel()
-    assert job.wait(60) == jobRunner.CANCELLED
+    assert jobProtocol.waitFor(job, 60) == jobProtocol.CANCELLED
     assert (tmp_path / "cancelled" / "input.nrrd").is_file()
     control.abandonJob()
     assert not (tmp_path / "cancelled").exists()  # a cancelled or failed segmentation leaves no files
     (tmp_path / "refused").mkdir()  # the temporary folder the module makes before starting
-    with pytest.raises(ModelStoreError):
+    with pytest.raises(UserError):
         control.startSegmentation(oneshotParameters(case, selectedModel="gone"), tmp_path / "refused")
     assert not (tmp_path / "refused").exists()  # nor does a refused start
     node, scan = nodes[0], case.unlabeledVolumes[0]
@@ -83,7 +85,7 @@ def test_a_new_training_never_overwrites(scene, tmp_path):
     parameters = oneshotParameters(case)
     job = control.startTraining(parameters)
     job.cancel()
-    assert job.wait(60) == jobRunner.CANCELLED
+    assert jobProtocol.waitFor(job, 60) == jobProtocol.CANCELLED
     control.abandonJob()
     assert parameters.modelName == "tiny 2"
     assert not control.canResume("tiny")  # a checkpoint alone, without its inputs and options, is not resumable
@@ -105,7 +107,7 @@ def test_cancel_leaves_no_bundle_and_resume_continues(scene, store):
     job = oneshotJobs.startTraining(store, "cancelled", inputs, options)
     _runUntil(job, lambda: job.progress.stage == "distill" and job.progress.step >= 3)  # a checkpoint at step 2
     job.cancel()
-    assert job.wait(60) == jobRunner.CANCELLED
+    assert jobProtocol.waitFor(job, 60) == jobProtocol.CANCELLED
     assert job.errorMessage is None
     assert not store.modelPath("cancelled").exists()
     assert [p.name for p in store.folder.iterdir() if p.name.startswith(".cancelled.tmp")] == []
@@ -122,7 +124,7 @@ def test_cancel_leaves_no_bundle_and_resume_continues(scene, store):
     first = next(e for e in events if e.get("stage") == "distill")
     assert "augmenter" not in stages and first["step"] >= 3, events  # continued in distill, not restarted
     resumed.cancel()
-    assert resumed.wait(60) == jobRunner.CANCELLED and not store.modelPath("cancelled").exists()
+    assert jobProtocol.waitFor(resumed, 60) == jobProtocol.CANCELLED and not store.modelPath("cancelled").exists()
 
 
 def test_engine_error_sentence_reaches_the_user(scene, tmp_path):
@@ -133,7 +135,7 @@ def test_engine_error_sentence_reaches_the_user(scene, tmp_path):
     atlas = read_image(inputs.atlasImage)
     write_labels(inputs.atlasLabels, np.zeros(atlas.shape, dtype=np.uint8), atlas.affine)  # an atlas without labels
     job = oneshotJobs.startTraining(store, "empty", inputs, oneshotJobs.TrainingOptions(**TINY))
-    assert job.wait(TIMEOUT_S) == jobRunner.FAILED
+    assert jobProtocol.waitFor(job, TIMEOUT_S) == jobProtocol.FAILED
     assert job.exitCode == 2
     assert job.errorMessage == f"{inputs.atlasLabels}: atlas label map is empty (no voxel has a non-zero label)."
     assert not store.modelPath("empty").exists()
@@ -142,10 +144,10 @@ def test_engine_error_sentence_reaches_the_user(scene, tmp_path):
 def test_user_error_without_jsonl_and_crash_messages(tmp_path):
     """A verb without JSON progress (``model info``) still gives its sentence; a crash gives its last stderr line."""
     job = jobRunner.runEngine(engineCommand(["model", "info", str(tmp_path)]), engineEnvironment(), TIMEOUT_S)
-    assert job.state == jobRunner.FAILED and job.exitCode == 2
+    assert job.state == jobProtocol.FAILED and job.exitCode == 2
     assert job.errorMessage == f"{tmp_path}: not a model bundle (no manifest.json in the folder)."
     crash = jobRunner.runEngine([engineCommand([])[0], "-c", "import sys; print('oops', file=sys.stderr); sys.exit(7)"])
-    assert crash.state == jobRunner.FAILED and crash.errorMessage == "The engine stopped unexpectedly (exit code 7): oops"
+    assert crash.state == jobProtocol.FAILED and crash.errorMessage == "The engine stopped unexpectedly (exit code 7): oops"
 
 
 def test_volume_sent_to_the_engine_is_what_segment_reads(scene, tmp_path):

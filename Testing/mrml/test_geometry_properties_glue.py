@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
-from distillseg.common.labels import LabelTable
+from distillseg.contract.labels import LabelTable
 from distillseg.common.volume_io import read_image, write_labels
 from geometry_cases import VARIANTS, affines, shapes, suffix_of, world_of_voxels, write_input
-from OneShotSegLib import segmentLabels, volumeFiles
+from DistillSegKernelLib import segmentLabels, volumeFiles
 
 import slicer
 

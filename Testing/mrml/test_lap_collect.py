@@ -13,13 +13,13 @@ import vtk
 
 from lap_fixtures import sequencesLogic  # noqa: F401  (pytest fixture)
 from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
-from distillseg.incremental.data import read_labelled_frame
-from distillseg.incremental.dsad import list_dsad
-from distillseg.incremental.synthetic_scenes import is_synthetic
+from distillseg.lap.data import read_labelled_frame
+from distillseg.lap.dsad import list_dsad
+from distillseg.contract.frames import is_synthetic_folder
 from IncrementalLapLib import annotatedFrames, frameSequences, frameVolumes, sampleFrames
 from IncrementalLapLib.lapJobControl import ScoreRow
-from OneShotSegLib import segmentLabels
-from OneShotSegLib.labels import LabelEntry, LabelTable
+from DistillSegKernelLib import segmentLabels
+from distillseg.contract.labels import LabelEntry, LabelTable
 
 import slicer
 
@@ -71,7 +71,7 @@ def test_annotated_frames_in_the_engine_layout(scene, tmp_path):
     assert collected.frameCounts == {"vesícula": 2, "ureter": 1}
     assert collected.pixelCounts == {"vesícula": int(vesicula.sum()), "ureter": int(ureter.sum())}
     assert not (tmp_path / "collected" / "liver").exists()  # old structures are never written
-    assert not is_synthetic(tmp_path / "collected")
+    assert not is_synthetic_folder(tmp_path / "collected")
 
     records = list_dsad(tmp_path / "collected", ["vesícula", "ureter"], "structures")
     assert len(records) == 2  # frame a is in both structure folders: the engine merges it (same bytes)
@@ -101,7 +101,7 @@ def test_every_structure_by_default_and_the_synthetic_marker(scene, tmp_path):
     collected = annotatedFrames.collectFrames(annotatedFrames.annotatedFramesFromSegmentations([segmentation]),
                                               tmp_path / "check")
     assert collected.structures == ["liver", "colon"] and collected.synthetic
-    assert is_synthetic(tmp_path / "check")  # the engine records the model as trained on synthetic data
+    assert is_synthetic_folder(tmp_path / "check")  # the engine records the model as trained on synthetic data
     assert {r.patient for r in list_dsad(tmp_path / "check", ["liver", "colon"], "structures")} == {"new"}
 
 

@@ -11,11 +11,11 @@ import vtk.util.numpy_support
 from PIL import Image
 
 from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
-from distillseg.common.frames import read_frame, write_index_png
-from distillseg.incremental.synthetic_scenes import SYNTHETIC_MARKER
+from distillseg.contract.frames import read_frame, write_index_png
+from distillseg.contract.frames import SYNTHETIC_MARKER
 from IncrementalLapLib import frameVolumes
-from OneShotSegLib import segmentLabels, volumeFiles
-from OneShotSegLib.labels import LabelEntry, LabelTable
+from DistillSegKernelLib import segmentLabels, volumeFiles
+from distillseg.contract.labels import LabelEntry, LabelTable
 
 import slicer
 
@@ -145,6 +145,5 @@ def test_frame_folder_and_the_synthetic_tag(scene, tmp_path):
     nodes = frameVolumes.loadFrameFolder(folder, scene)
     assert [n.GetName() for n in nodes] == ["a", "b"]
     assert all(frameVolumes.framePatient(n) == "patiënt 07" and not frameVolumes.frameIsSynthetic(n) for n in nodes)
-    assert frameVolumes.SYNTHETIC_MARKER == SYNTHETIC_MARKER  # the engine's demo-data marker file
     (tmp_path / "generated" / SYNTHETIC_MARKER).write_text("synthetic")
     assert all(frameVolumes.frameIsSynthetic(n) for n in frameVolumes.loadFrameFolder(folder, scene))

@@ -19,8 +19,8 @@ from mrml_fixtures import slicerApp  # noqa: F401  (pytest fixture)
 from IncrementalLapLib import frameSequences, frameVolumes, lapJobControl, sampleFrames
 from IncrementalLapLib.lapJobControl import LapJobControl
 from IncrementalLapLib.lapJobs import LearningOptions
-from OneShotSegLib import jobRunner, segmentLabels, volumeFiles
-from OneShotSegLib.modelStore import ModelStore
+from DistillSegKernelLib import jobProtocol, jobRunner, segmentLabels, volumeFiles
+from DistillSegKernelLib.modelStore import ModelStore
 
 TIMEOUT_S = 240
 
@@ -55,7 +55,7 @@ def test_learning_adds_the_new_structure_without_renumbering(story):
     assert step["classes_added"] == ["stomach"] and step["strategy"] == "ours"
     assert step["data"]["patients"] == 1 and step["data"]["frames"] == 2  # patient 02 only (stomach painted or absent)
     assert new.manifest["synthetic_training_data"] is True  # frames from demo-data keep their label through Slicer
-    jobs = lapJobControl.jobsFolder(story.store)
+    jobs = story.store.jobsFolder()
     assert not jobs.exists() or not any(jobs.iterdir())  # the collected frames are gone once the model exists
 
 
@@ -93,8 +93,8 @@ def test_every_frame_of_a_sequence_into_a_segmentation_sequence(story, sequences
     assert sequenceNode.GetNumberOfDataNodes() == sampleFrames.FRAMES_PER_PATIENT
     parameters = _parameters(story, sequenceBrowser=browserNode, selectedModel=story.result.baseModel.name)
     control = story.control
-    assert control.startSegmentation(parameters, "sequence", story.root / "seq", None, sequencesLogic).wait(
-        TIMEOUT_S) == jobRunner.SUCCEEDED
+    job = control.startSegmentation(parameters, "sequence", story.root / "seq", None, sequencesLogic)
+    assert jobProtocol.waitFor(job, TIMEOUT_S) == jobProtocol.SUCCEEDED
     segmentationSequence = control.finishJob().nodes[0]
     assert frameSequences.findSegmentationSequence(browserNode) is segmentationSequence
     assert segmentationSequence.GetNumberOfDataNodes() == sequenceNode.GetNumberOfDataNodes()
@@ -105,8 +105,8 @@ def test_every_frame_of_a_sequence_into_a_segmentation_sequence(story, sequences
     assert browserNode.GetProxyNode(segmentationSequence) is not None  # what the slice views show while playing
 
     parameters.selectedModel = story.result.newModel.name  # the next version updates the same sequence in place
-    assert control.startSegmentation(parameters, "sequence", story.root / "seq2", None, sequencesLogic).wait(
-        TIMEOUT_S) == jobRunner.SUCCEEDED
+    job = control.startSegmentation(parameters, "sequence", story.root / "seq2", None, sequencesLogic)
+    assert jobProtocol.waitFor(job, TIMEOUT_S) == jobProtocol.SUCCEEDED
     assert control.finishJob().nodes[0] is segmentationSequence
     for indexValue, _ in frameSequences.framesOfSequence(sequenceNode):
         item = segmentationSequence.GetDataNodeAtValue(indexValue, True)
@@ -119,7 +119,7 @@ def test_a_first_model_from_annotated_frames(story):
     pairs = sampleFrames.loadPatientFrames(story.scene, story.frames, sampleFrames.BASE_PATIENT, ["colon", "liver"])
     parameters = _parameters(story, selectedModel="", trainingSegmentations=[s for _, s in pairs])
     options = LearningOptions(**sampleFrames.SELF_TEST_OPTIONS)
-    assert story.control.startLearning(parameters, options).wait(TIMEOUT_S) == jobRunner.SUCCEEDED
+    assert jobProtocol.waitFor(story.control.startLearning(parameters, options), TIMEOUT_S) == jobProtocol.SUCCEEDED
     first = story.store.model(story.control.finishJob().modelName)
     assert first.name == "lap model" == parameters.selectedModel == parameters.newModelName
     assert first.labels.names() == {1: "colon", 2: "liver"} and first.manifest["step"] == 0
@@ -131,7 +131,7 @@ def test_restore_an_earlier_version(story):
     parameters = _parameters(story)
     control = story.control
     assert [s for s, _ in lapJobControl.modelSteps(story.result.newModel)] == [0, 1]
-    assert control.startRestore(parameters, 0).wait(TIMEOUT_S) == jobRunner.SUCCEEDED
+    assert jobProtocol.waitFor(control.startRestore(parameters, 0), TIMEOUT_S) == jobProtocol.SUCCEEDED
     outcome = control.finishJob()
     restored = story.store.model(outcome.modelName)
     assert outcome.modelName == "lap sample step 0 restored" == parameters.selectedModel
@@ -148,14 +148,14 @@ def test_cancelled_learning_leaves_nothing(story):
     options = LearningOptions(**{**sampleFrames.SELF_TEST_OPTIONS, "iterations": 5000, "diffusionIterations": 0})
     job = control.startLearning(parameters, options)
     while job.running and job.progress.stage != "segmenter":
-        job.wait(0.5)
+        jobProtocol.waitFor(job, 0.5)
     assert job.running, job.errorMessage
     job.cancel()
-    assert job.wait(60) == jobRunner.CANCELLED
+    assert jobProtocol.waitFor(job, 60) == jobProtocol.CANCELLED
     control.abandonJob()
     assert "cancelled" not in [m.name for m in story.store.models()]
     assert not story.store.modelPath("cancelled").exists() and not story.store.checkpointPath("cancelled").exists()
-    assert not (lapJobControl.jobsFolder(story.store) / "cancelled").exists()
+    assert not (story.store.jobsFolder() / "cancelled").exists()
 
 
 def test_refusals_and_the_engine_error_sentence(story):
@@ -173,7 +173,7 @@ def test_refusals_and_the_engine_error_sentence(story):
     weights.write_bytes(weights.read_bytes()[:-16] + bytes(16))
     parameters = _parameters(story, selectedModel="damaged", inputFrame=story.result.checkFrame)
     job = control.startSegmentation(parameters, "current", story.root / "damaged run")
-    assert job.wait(TIMEOUT_S) == jobRunner.FAILED
+    assert jobProtocol.waitFor(job, TIMEOUT_S) == jobProtocol.FAILED
     assert "segmenter.safetensors" in job.errorMessage and "SHA-256" in job.errorMessage
     control.abandonJob()
     assert not (story.root / "damaged run").exists()

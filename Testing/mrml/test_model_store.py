@@ -13,9 +13,10 @@ import pytest
 import torch
 
 import mrml_fixtures  # noqa: F401  (puts the module folders on sys.path)
-from distillseg.common.atomic import OutputLock
+from distillseg.contract.atomic import OutputLock
 from distillseg.common.bundle import load_bundle, save_bundle
-from OneShotSegLib.modelStore import ModelStore, ModelStoreError
+from distillseg.contract.errors import UserError
+from DistillSegKernelLib.modelStore import ModelStore
 
 LABELS = [{"value": 1, "name": "liver", "color": [200, 100, 50]}, {"value": 7, "name": "spleen", "color": [1, 2, 3]}]
 
@@ -100,7 +101,7 @@ def _zipWith(tmp_path, extra):
 ])
 def test_zip_slip_and_links_are_refused_before_anything_is_written(store, tmp_path, member):
     archive = _zipWith(tmp_path, member)
-    with pytest.raises(ModelStoreError, match="refused"):
+    with pytest.raises(UserError, match="refused"):
         store.importZip(archive)
     assert not list(tmp_path.rglob("escaped.txt"))
     assert store.models() == [] and _leftovers(store) == []
@@ -111,22 +112,22 @@ def test_wrong_method_altered_weights_and_non_bundles_are_refused(store, tmp_pat
     with zipfile.ZipFile(tmp_path / "lap.zip", "w") as archive:
         for file in lap.iterdir():
             archive.write(file, f"lap/{file.name}")
-    with pytest.raises(ModelStoreError, match="'lap' model, not a 'oneshot' model"):
+    with pytest.raises(UserError, match=r"IncrementalLap \(laparoscopic frames\) model, not a OneShotSeg"):
         store.importZip(tmp_path / "lap.zip")
 
     good = _bundle(tmp_path / "good")
     with zipfile.ZipFile(tmp_path / "altered.zip", "w") as archive:
         archive.write(good / "manifest.json", "m/manifest.json")
         archive.writestr("m/student.safetensors", b"not the weights the manifest promised")
-    with pytest.raises(ModelStoreError, match="does not match its SHA-256"):
+    with pytest.raises(UserError, match="does not match the SHA-256"):
         store.importZip(tmp_path / "altered.zip")
 
     (tmp_path / "notzip.zip").write_bytes(b"hello")
-    with pytest.raises(ModelStoreError, match="not a readable zip file"):
+    with pytest.raises(UserError, match="not a readable zip file"):
         store.importZip(tmp_path / "notzip.zip")
     with zipfile.ZipFile(tmp_path / "empty.zip", "w") as archive:
         archive.writestr("readme.txt", "no manifest")
-    with pytest.raises(ModelStoreError, match="not a model bundle"):
+    with pytest.raises(UserError, match="not a model bundle"):
         store.importZip(tmp_path / "empty.zip")
     assert store.models() == [] and _leftovers(store) == []
 
@@ -136,14 +137,14 @@ def test_delete_removes_model_and_checkpoint_only_inside_the_store(store):
     (store.folder / "brain.checkpoint").mkdir()
     store.delete("brain")
     assert not (store.folder / "brain").exists() and not (store.folder / "brain.checkpoint").exists()
-    with pytest.raises(ModelStoreError, match="not a valid model name"):
+    with pytest.raises(UserError, match="not a valid model name"):
         store.delete("../models")
 
 
 KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
-from distillseg.common.atomic import OutputLock, atomic_directory
+from distillseg.contract.atomic import OutputLock, atomic_directory
 out = Path(sys.argv[1])
 with OutputLock(out), atomic_directory(out) as bundle, atomic_directory(Path(sys.argv[2])) as checkpoint:
     (bundle / "student.safetensors").write_bytes(b"half")

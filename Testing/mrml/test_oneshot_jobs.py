@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
-from distillseg.common.labels import read_label_names_json
+from distillseg.contract.labels import read_label_names_json
 from distillseg.common.volume_io import read_image, read_labels, write_image
 from OneShotSegLib import oneshotJobs, sampleCase
-from OneShotSegLib.modelStore import ModelStore
+from DistillSegKernelLib.modelStore import ModelStore
 
 import slicer
 

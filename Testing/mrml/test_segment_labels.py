@@ -10,9 +10,9 @@ import pytest
 
 from conftest import random_affine
 from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
-from distillseg.common.labels import LabelEntry, LabelTable, read_label_names_json
+from distillseg.contract.labels import LabelEntry, LabelTable, read_label_names_json
 from distillseg.common.volume_io import read_image, read_labels, write_image
-from OneShotSegLib import segmentLabels, volumeFiles
+from DistillSegKernelLib import segmentLabels, volumeFiles
 
 import slicer
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import random_affine
 from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
 from distillseg.common.volume_io import read_image, read_labels, write_labels
-from OneShotSegLib import volumeFiles
+from DistillSegKernelLib import volumeFiles
 
 import slicer
 

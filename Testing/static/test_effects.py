@@ -12,7 +12,7 @@ import pytest
 from extension_layout import REPO
 
 FOLDER = REPO / "SegmentEditorOneShotSeg"
-BASE = FOLDER / "SegmentEditorOneShotSegLib" / "SegmentEditorModelEffect.py"
+BASE = REPO / "DistillSegKernel" / "DistillSegKernelWidgets" / "modelSegmentationEffect.py"
 REQUIRED = ("sourceFile", "effectName", "iconFile", "method", "moduleName", "parameterPrefix", "tempPrefix", "texts")
 STEPS = ("startSegmentation", "finishSegmentation", "discardSegmentation")
 

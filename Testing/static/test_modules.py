@@ -19,8 +19,8 @@ from extension_layout import (
 )
 
 MODULES = modules()
-ENGINE_MODULE_WIDGET = REPO / "OneShotSeg" / "OneShotSegWidgets" / "engineModuleWidget.py"
-HEAVY_PACKAGES = {"torch", "monai", "torchvision", "distillseg.oneshot", "distillseg.incremental"}
+ENGINE_MODULE_WIDGET = REPO / "DistillSegKernel" / "DistillSegKernelWidgets" / "engineModuleWidget.py"
+HEAVY_PACKAGES = {"torch", "monai", "torchvision", "distillseg.oneshot", "distillseg.lap"}
 
 
 def test_the_extension_has_its_modules():

@@ -8,12 +8,12 @@ Layout::
       <name>.safetensors     e.g. student.safetensors, diffusion.safetensors
 
 A bundle is written whole through ``atomic_directory`` and loaded with ``safetensors`` only (a model file from
-someone else cannot run code); every weight file's SHA-256 is checked against the manifest before it is used.
+someone else cannot run code). Reading and checking the manifest and each weight file's SHA-256 is the contract's
+(``distillseg.contract.manifest``), shared with the Slicer model store; this module adds what needs torch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -24,17 +24,9 @@ from typing import Any
 
 import torch
 
-from distillseg.common.atomic import atomic_directory
-from distillseg.common.bundle_format import FORMAT_VERSION, MANIFEST, METHOD_TITLES
-from distillseg.common.errors import UserError, file_error
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from distillseg.contract.atomic import atomic_directory
+from distillseg.contract.errors import file_error
+from distillseg.contract.manifest import FORMAT_VERSION, MANIFEST, read_manifest, sha256_of, weight_file
 
 
 def software_versions() -> dict[str, str]:
@@ -105,17 +97,7 @@ class Bundle:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        entry = self.manifest.get("weights", {}).get(name)
-        if entry is None:
-            raise file_error(self.path, f"the model has no weights named '{name}'")
-        file = self.path / entry["file"]
-        if Path(entry["file"]).name != entry["file"]:
-            raise file_error(self.path / MANIFEST, f"weight file '{entry['file']}' is not a plain file name inside "
-                                                   "the model folder")
-        if not file.is_file():
-            raise file_error(file, "weight file listed in the manifest is missing")
-        if sha256_of(file) != entry.get("sha256"):
-            raise file_error(file, "weight file does not match the SHA-256 in manifest.json (corrupted or altered)")
+        file = weight_file(self.path, self.manifest, name)
         try:
             return load_file(str(file), device=str(device))
         except (SafetensorError, OSError, ValueError) as exc:
@@ -124,28 +106,4 @@ class Bundle:
 
 def load_bundle(path: str | os.PathLike, method: str | None = None) -> Bundle:
     """Read and validate ``manifest.json``; with ``method`` given, refuse a bundle of the other method."""
-    path = Path(path)
-    manifest_path = path / MANIFEST
-    if not path.is_dir():
-        raise file_error(path, "model folder does not exist")
-    if not manifest_path.is_file():
-        raise file_error(path, "not a model bundle (no manifest.json in the folder)")
-    try:
-        with open(manifest_path, encoding="utf-8") as handle:
-            manifest = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise file_error(manifest_path, f"manifest is not valid JSON ({exc.__class__.__name__})") from None
-    if not isinstance(manifest, dict) or "method" not in manifest or "format_version" not in manifest:
-        raise file_error(manifest_path, "manifest lacks 'method' or 'format_version'")
-    version = manifest["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise file_error(
-            manifest_path,
-            f"model format version {version} is newer than this distillseg understands ({FORMAT_VERSION}); "
-            "update the extension",
-        )
-    if method is not None and manifest["method"] != method:
-        have = METHOD_TITLES.get(manifest["method"], manifest["method"])
-        want = METHOD_TITLES.get(method, method)
-        raise file_error(path, f"this is a {have} model, not a {want} model")
-    return Bundle(path=path, manifest=manifest)
+    return Bundle(path=Path(path), manifest=read_manifest(path, method))

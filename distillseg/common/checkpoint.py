@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from distillseg.common.atomic import atomic_directory
-from distillseg.common.errors import file_error
+from distillseg.contract.atomic import atomic_directory
+from distillseg.contract.errors import file_error
 
 
 def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from distillseg.common.errors import EXIT_CANCELLED, OutOfMemoryError, UserError
+from distillseg.contract.errors import EXIT_CANCELLED, OutOfMemoryError, UserError
 from distillseg.common.progress import MODES, Progress
 
 

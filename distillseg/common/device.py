@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from distillseg.common.errors import UserError
+from distillseg.contract.errors import UserError
 
 
 def _mps_works() -> bool:

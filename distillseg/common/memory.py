@@ -11,7 +11,7 @@ import re
 
 import torch
 
-from distillseg.common.errors import UserError
+from distillseg.contract.errors import UserError
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30, "GB": 2**30,
           "T": 2**40, "TB": 2**40}

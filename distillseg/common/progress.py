@@ -1,15 +1,8 @@
 """Progress events: a tqdm bar for people, one JSON object per line for programs.
 
-With ``mode="jsonl"`` every line on stdout is one event (this is what the Slicer job runner parses)::
-
-    {"event": "device", "device": "cpu", "description": "cpu (2 threads)", "precision": "fp32"}
-    {"event": "progress", "stage": "augmenter", "step": 10, "total": 200, "loss": 0.41, "eta_s": 95.2,
-     "elapsed_s": 5.1, "metrics": {"similarity": 0.3}}
-    {"event": "log", "message": "..."}      {"event": "warning", "message": "..."}
-    {"event": "result", ...}                 {"event": "error", "message": "one sentence"}
-
-``mode="tty"`` draws a tqdm bar on stderr and prints log lines; ``mode="none"`` prints warnings and errors only.
-Under ``torchrun`` only rank 0 reports.
+With ``mode="jsonl"`` every line on stdout is one event of the protocol in ``distillseg.contract.events`` (what the
+Slicer job runner parses). ``mode="tty"`` draws a tqdm bar on stderr and prints log lines; ``mode="none"`` prints
+warnings and errors only. Under ``torchrun`` only rank 0 reports.
 """
 
 from __future__ import annotations
@@ -21,20 +14,10 @@ import sys
 import time
 from typing import Any, TextIO
 
+from distillseg.contract import events
+from distillseg.contract.events import event_line
+
 MODES = ("auto", "tty", "jsonl", "none")
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf become None (JSON has no NaN), numpy/torch scalars become floats."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 class Stage:
@@ -73,16 +56,10 @@ class Stage:
         if self.progress.mode == "jsonl" and (final or now - self._last_emit >= self.min_interval_s):
             self._last_emit = now
             eta = self.eta_s()
-            self.progress.emit(
-                "progress",
-                stage=self.name,
-                step=self.step,
-                total=self.total,
-                loss=loss,
-                eta_s=None if eta is None else round(eta, 1),
-                elapsed_s=round(now - self.started, 2),
-                metrics=metrics,
-            )
+            self.progress.emit(events.PROGRESS, **{
+                events.STAGE: self.name, events.STEP: self.step, events.TOTAL: self.total, events.LOSS: loss,
+                events.ETA_S: None if eta is None else round(eta, 1), events.ELAPSED_S: round(now - self.started, 2),
+                events.METRICS: metrics})
 
     def close(self) -> None:
         if self._bar is not None:
@@ -119,44 +96,45 @@ class Progress:
         """Write one JSON event line (jsonl mode only)."""
         if not self.enabled or self.mode != "jsonl":
             return
-        self.stdout.write(json.dumps(_clean({"event": event, **fields})) + "\n")
+        self.stdout.write(event_line(event, **fields) + "\n")
         self.stdout.flush()
 
     def _say(self, prefix: str, message: str, always: bool) -> None:
         if not self.enabled:
             return
         if self.mode == "jsonl":
-            self.emit(prefix, message=message)
+            self.emit(prefix, **{events.MESSAGE: message})
         elif self.mode == "tty" or always:
-            self.stderr.write((f"{prefix}: " if prefix != "log" else "") + message + "\n")
+            self.stderr.write((f"{prefix}: " if prefix != events.LOG else "") + message + "\n")
             self.stderr.flush()
 
     def log(self, message: str) -> None:
-        self._say("log", message, always=False)
+        self._say(events.LOG, message, always=False)
 
     def warning(self, message: str) -> None:
-        self._say("warning", message, always=True)
+        self._say(events.WARNING, message, always=True)
 
     def error(self, message: str) -> None:
         """The one-sentence error; in jsonl mode also on stderr so a person reading the log sees it."""
         if self.mode == "jsonl" and self.enabled:
-            self.emit("error", message=message)
+            self.emit(events.ERROR, **{events.MESSAGE: message})
         sys.stderr.write(f"error: {message}\n")
         sys.stderr.flush()
 
     def device(self, device: str, description: str, precision: str) -> None:
         """Which device the job really runs on (shown in Slicer as "running on ...")."""
         if self.mode == "jsonl":
-            self.emit("device", device=device, description=description, precision=precision)
+            self.emit(events.DEVICE, **{events.DEVICE: device, events.DESCRIPTION: description,
+                                        events.PRECISION: precision})
         else:
-            self._say("log", f"running on {description}, precision {precision}", always=False)
+            self._say(events.LOG, f"running on {description}, precision {precision}", always=False)
 
     def result(self, **payload: Any) -> None:
         """The job's final outcome (paths written, metrics)."""
         if self.mode == "jsonl":
-            self.emit("result", **payload)
+            self.emit(events.RESULT, **payload)
         elif self.enabled and self.mode == "tty":
-            self.stderr.write(json.dumps(_clean(payload), indent=1) + "\n")
+            self.stderr.write(json.dumps(events.json_safe(payload), indent=1) + "\n")
 
     def stage(self, name: str, total: int, start: int = 0) -> Stage:
         """A loop of ``total`` steps, resuming at ``start``; use as a context manager."""

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from distillseg.common.atomic import atomic_file
-from distillseg.common.errors import check_readable_file, file_error
-from distillseg.common.labels import LabelEntry, LabelTable
+from distillseg.contract.atomic import atomic_file
+from distillseg.contract.errors import check_readable_file, file_error
+from distillseg.contract.labels import LabelEntry, LabelTable
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 NRRD_SUFFIXES = (".nrrd", ".nhdr", ".seg.nrrd")

@@ -40,7 +40,7 @@ def _train(args, progress) -> int:
 
 def _patch_size(words: list[str]) -> tuple[int, int, int] | None:
     """``--patch-size``: three positive voxel counts, or ``whole`` (None: the whole working grid)."""
-    from distillseg.common.errors import UserError
+    from distillseg.contract.errors import UserError
 
     if words == ["whole"]:
         return None
@@ -67,7 +67,7 @@ def _output_paths(inputs: list[str], output: str, suffix: str | None) -> list[Pa
         chosen = suffix or (".nii.gz" if name.lower().endswith(NIFTI_SUFFIXES) else ".seg.nrrd")
         paths.append(Path(output) / f"{stem}_seg{chosen}")
     if len(set(paths)) != len(paths):
-        from distillseg.common.errors import UserError
+        from distillseg.contract.errors import UserError
 
         raise UserError("Two inputs have the same file name; segment them into different output folders.")
     return paths

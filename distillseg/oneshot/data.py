@@ -13,8 +13,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from distillseg.common.errors import UserError, file_error
-from distillseg.common.labels import LabelTable, read_label_table
+from distillseg.contract.errors import UserError, file_error
+from distillseg.contract.labels import LabelTable, read_label_table
 from distillseg.common.volume_io import Volume, read_image, read_labels, same_grid
 from distillseg.oneshot.geometry import Grid, resample, resample_labels, working_grid
 from distillseg.oneshot.intensity import IntensityNormalization, choose_normalization

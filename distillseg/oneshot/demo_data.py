@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from distillseg.common.errors import UserError
-from distillseg.common.labels import LabelEntry, LabelTable
+from distillseg.contract.errors import UserError
+from distillseg.contract.labels import LabelEntry, LabelTable
 from distillseg.common.volume_io import write_image, write_labels
 
 TISSUES = LabelTable([

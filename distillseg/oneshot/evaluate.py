@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from distillseg.common.atomic import atomic_file
+from distillseg.contract.atomic import atomic_file
 from distillseg.common.device import describe_device, peak_memory_bytes
-from distillseg.common.errors import UserError, file_error
+from distillseg.contract.errors import UserError, file_error
 from distillseg.common.metrics import structure_scores, summarize
 from distillseg.common.volume_io import read_image, read_labels, same_grid
 from distillseg.oneshot.segment import check_inputs, keep_largest_components, load_predictor

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distillseg.common.errors import UserError
+from distillseg.contract.errors import UserError
 
 
 @dataclass(frozen=True)

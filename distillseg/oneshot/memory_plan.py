@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from distillseg.common.errors import OutOfMemoryError
+from distillseg.contract.errors import OutOfMemoryError
 from distillseg.common.memory import human
 
 # Peak live activations during inference, in full-resolution maps of channels[0] channels (concatenations,

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from distillseg.common.bundle import Bundle
 from distillseg.common.device import autocast
-from distillseg.common.labels import LabelTable
+from distillseg.contract.labels import LabelTable
 from distillseg.common.volume_io import Volume
 from distillseg.oneshot.atlas_prior import atlas_prior
 from distillseg.oneshot.augmenter import RegistrationAugmenter

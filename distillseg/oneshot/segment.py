@@ -14,7 +14,8 @@ import torch
 from distillseg.common.bundle import load_bundle
 from distillseg.common.device import amp_dtype, describe_device, peak_memory_bytes, resolve_device, set_threads
 from distillseg.common.distributed import shard, world_from_env
-from distillseg.common.errors import check_readable_file
+from distillseg.contract.errors import check_readable_file
+from distillseg.contract.manifest import ONESHOT
 from distillseg.common.volume_io import read_image, volume_format, write_labels
 from distillseg.common.memory import budget_bytes
 from distillseg.oneshot.memory_plan import sliding_window
@@ -38,7 +39,7 @@ def load_predictor(args) -> OneShotPredictor:
     set_threads(args.threads)
     device = resolve_device(args.device)
     dtype = amp_dtype(device, args.precision)
-    bundle = load_bundle(args.model, method="oneshot")
+    bundle = load_bundle(args.model, method=ONESHOT)
     if args.sliding_window:
         window = tuple(args.sliding_window)
     else:

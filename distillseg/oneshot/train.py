@@ -19,13 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distillseg.common.atomic import OutputLock, remove_stale_temporaries
+from distillseg.contract.atomic import OutputLock, remove_stale_temporaries
 from distillseg.common.bundle import save_bundle
 from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from distillseg.common.cli_support import seed_everything
 from distillseg.common.device import amp_dtype, autocast, describe_device, resolve_device
 from distillseg.common.distributed import World, barrier, init_world, shutdown_world, wrap_ddp
-from distillseg.common.errors import OutOfMemoryError, UserError, check_readable_file, file_error
+from distillseg.contract import paths
+from distillseg.contract.errors import OutOfMemoryError, UserError, check_readable_file, file_error
+from distillseg.contract.manifest import ONESHOT
 from distillseg.common.memory import budget_bytes, human
 from distillseg.common.progress import Progress
 from distillseg.common.volume_io import read_image
@@ -240,7 +242,7 @@ def _check_memory(options: TrainOptions, grid_shape, num_classes: int, device: t
 
 def _manifest(options: TrainOptions, atlas, student, augmenter, device, dtype, meta: dict) -> dict:
     return {
-        "method": "oneshot",
+        "method": ONESHOT,
         "name": Path(options.out).name,
         "labels": atlas.table.to_json(),
         "class_values": atlas.values,
@@ -276,7 +278,7 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
     lock = OutputLock(out) if world.is_main else contextlib.nullcontext()
     try:
         with lock:
-            checkpoint_path = out.with_name(out.name + ".checkpoint")
+            checkpoint_path = paths.checkpoint_path(out)
             if world.is_main:  # a killed writer's leftovers: of the bundle, and of a checkpoint being saved
                 remove_stale_temporaries(out)
                 remove_stale_temporaries(checkpoint_path)

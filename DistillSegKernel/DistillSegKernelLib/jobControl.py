@@ -1,0 +1,48 @@
+"""One engine job at a time for a module (or a script) on one model store: started, then finished or abandoned.
+
+A method's job control (``OneShotSegLib.jobControl``, ``IncrementalLapLib.lapJobControl``) subclasses ``JobControl``
+with its ``method`` and starts its jobs through ``follow``, giving with each job what to do when it succeeds
+(``finish``: bring the result into the scene or the model list, returns the outcome the widget reports) and when it
+fails or is cancelled (``abandon``: remove what the job left). The module widget polls ``job`` and then calls
+``finishJob`` or ``abandonJob``. Qt-free, so it runs on a headless scene in the tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from .jobProtocol import Job
+from .modelStore import ModelStore
+
+
+class JobControl:
+    """The job of one module; ``method`` (a ``distillseg.contract.manifest`` method) is the subclass's."""
+
+    method = ""
+
+    def __init__(self, storeFolder: str | Path | None = None):
+        self.store = ModelStore(self.method, storeFolder)
+        self.job: Job | None = None
+        self._finish: Callable[[], Any] | None = None
+        self._abandon: Callable[[], None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def follow(self, job: Job, finish: Callable[[], Any], abandon: Callable[[], None] | None) -> Job:
+        """Make ``job`` the module's job, with what to do when it succeeds and when it does not."""
+        self.job, self._finish, self._abandon = job, finish, abandon
+        return job
+
+    def finishJob(self):
+        """Bring a successful job's result into the scene / model list; returns what ``finish`` returns."""
+        finish, self._finish, self._abandon = self._finish, None, None
+        return finish()
+
+    def abandonJob(self) -> None:
+        """Forget a failed or cancelled job and remove what it left."""
+        abandon, self._finish, self._abandon = self._abandon, None, None
+        if abandon is not None:
+            abandon()

@@ -1,1 +1,0 @@
-"""Qt parts the extension's module widgets share (the Libs stay Qt-free)."""
