@@ -12,9 +12,9 @@ working resolution (SyN with its defaults, which do no iterations at the finest 
 CLI (``distillseg oneshot train``/``segment``/``evaluate``): the full method, without hint loss, without
 reconstruction loss, and the augmenter alone (``--predictor augmenter`` on the full model).
 
-One command (about 1 to 5 hours on 2 CPU cores, depending on the training budget)::
+One command from the repository root (about 1 to 5 hours on 2 CPU cores, depending on the training budget)::
 
-    flock /work/heavy.lock .venv/bin/python benchmarks/oneshot_brain.py [--augmenter-iterations N --iterations M]
+    .venv/bin/python -m benchmarks.oneshot_brain [--augmenter-iterations N --iterations M]
 
 writes ``benchmarks/results/oneshot_brain/{report.md,results.json,dice_boxplot.png}``. ``--reuse`` keeps the ANTs
 results of an earlier run with the same settings (cached in ``--work``), so a rerun of our side costs only our
@@ -24,25 +24,22 @@ unlabelled / test subjects.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from common_oneshot import (METHOD_HEADERS, method_rows, per_structure, run_ants_method, run_floor,  # noqa: E402
-                            ants_table, ours_table, segment_and_score, stronger_syn, structure_table, summary,
-                            train_ours)
-from common_figures import learning_curves, overlay  # noqa: E402
-from common_report import RESULTS, about, boxplot, fmt, header, table, write_json, write_text  # noqa: E402
+from benchmarks.harness.cli import benchmark_parser, log, read_raw_result, report_folder, save_run
+from benchmarks.harness.figures import boxplot, learning_curves, overlay
+from benchmarks.harness.oneshot import (SMOKE_ANTS, add_training_options, run_ants_methods, run_floor,
+                                        segment_and_score, train_ours, training_options, training_settings)
+from benchmarks.harness.oneshot_report import (METHOD_HEADERS, ants_table, budget_line, dice_series, method_rows,
+                                               ours_table, stronger_syn, structure_table, summary)
+from benchmarks.harness.paths import shown
+from benchmarks.harness.report import about, fmt, header, table, write_json, write_text
 
 NAME = "oneshot_brain"
-SMOKE = {"ours": ["--augmenter-iterations", 2, "--iterations", 2], "syn": (2, 1), "syn_fine": (2, 1, 0),
-         "affine": (20, 0, 0, 0)}
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -128,8 +125,9 @@ def prepare_data(args, work: Path) -> dict | None:
         "native_mm": 1.0,
         "structures": [int(v) for v in tables["brain_eval_labels_recommended"]],
         "names": {int(k): v for k, v in tables["freesurfer_names"].items()},
-        "sources": {"atlas": [str(p) for p in sources["atlas"]], "unlabeled": [str(p) for p in sources["unlabeled"]],
-                    "tests": [[str(t[1]), str(t[2])] for t in sources["tests"]], "mni152": bool(args.mni)},
+        "sources": {"atlas": [shown(p) for p in sources["atlas"]],
+                    "unlabeled": [shown(p) for p in sources["unlabeled"]],
+                    "tests": [[shown(t[1]), shown(t[2])] for t in sources["tests"]], "mni152": bool(args.mni)},
     }
     for name, image, truth, is_seg35 in sources["tests"]:
         labels = np.rint(array(truth)).astype(np.int64)
@@ -148,24 +146,19 @@ def prepare_data(args, work: Path) -> dict | None:
 def ants_methods(args) -> list[tuple[str, str, float | None, tuple | None, tuple | None]]:
     """(name, transform, spacing, reg_iterations, aff_iterations) of every ANTs run."""
     s = args.spacing
-    smoke = args.smoke
+    smoke = SMOKE_ANTS if args.smoke else {"syn": None, "syn_fine": None, "affine": None}
     return [
-        (f"ANTs affine @ {s:g} mm", "Affine", s, None, SMOKE["affine"] if smoke else None),
-        (f"ANTs SyN defaults @ {s:g} mm", "SyN", s, SMOKE["syn"] if smoke else None,
-         SMOKE["affine"] if smoke else None),
-        (f"ANTs SyN (40, 20) @ {s:g} mm", "SyN", s, SMOKE["syn"] if smoke else (40, 20),
-         SMOKE["affine"] if smoke else None),
-        ("ANTs SyN defaults @ 1 mm", "SyN", None, SMOKE["syn_fine"] if smoke else None,
-         SMOKE["affine"] if smoke else None),
+        (f"ANTs affine @ {s:g} mm", "Affine", s, None, smoke["affine"]),
+        (f"ANTs SyN defaults @ {s:g} mm", "SyN", s, smoke["syn"], smoke["affine"]),
+        (f"ANTs SyN (40, 20) @ {s:g} mm", "SyN", s, smoke["syn"] or (40, 20), smoke["affine"]),
+        ("ANTs SyN defaults @ 1 mm", "SyN", None, smoke["syn_fine"], smoke["affine"]),
     ]
 
 
 def run_ours(args, data: dict, work: Path) -> list[dict]:
-    budget = SMOKE["ours"] if args.smoke else [
-        *(["--augmenter-iterations", args.augmenter_iterations] if args.augmenter_iterations else []),
-        *(["--iterations", args.iterations] if args.iterations else [])]
-    common = ["--spacing", args.spacing, "--label-names", data["seg35_names"], "--seed", args.seed, *budget,
-              *args.train_option]
+    """Our trainings (``--variants``), each segmented and scored; the full model also on the moved-header scan and
+    with its augmenter as the predictor."""
+    common = ["--spacing", args.spacing, "--label-names", data["seg35_names"], *training_options(args)]
     evaluate_options = ["--label-map", f"{data['labels_json']}:oasis_seg35_to_freesurfer",
                         "--structures", f"{data['labels_json']}:brain_eval_labels_recommended"]
     images = [t[1] for t in data["tests"]]
@@ -242,7 +235,8 @@ def checks(methods: list[dict], spacing: float) -> list[str]:
         lines.append(f"full method mean Dice {dice:.3f} vs the stronger SyN at {spacing:g} mm ({syn['name']}) "
                      f"{summary(syn)['mean_dice']:.3f}: {'met' if gap >= 0 else 'MISSED'} ({gap:+.3f})")
         speed = syn["segment"]["seconds_per_volume"] / full["segment"]["seconds_per_volume"]
-        lines.append(f"segment speed-up vs that SyN: {speed:.1f}× (target ≥ 5×): {'met' if speed >= 5 else 'MISSED'}")
+        lines.append(f"segment speed-up vs that SyN: {speed:.1f}× (target ≥ 5×): "
+                     f"{'met' if speed >= 5 else 'MISSED'}")
     if fine:
         speed = fine["segment"]["seconds_per_volume"] / full["segment"]["seconds_per_volume"]
         lines.append(f"segment speed-up vs SyN at 1 mm: {speed:.1f}× (target ≥ 10×): "
@@ -266,10 +260,7 @@ def markdown(result: dict) -> str:
     fine = next((m for m in methods if m["name"] == "ANTs SyN defaults @ 1 mm"), None)
     ours = [m for m in methods if m["name"] == "ours: full method"]
     syn_name = f" ({syn['name']})" if syn else ""
-    budget = (f"augmenter {ours[0]['train']['augmenter_iterations']} + student {ours[0]['train']['iterations']} "
-              f"iterations per training" if ours else "ours not run")
-    origin = "CLI defaults" if settings["budget_is_default"] else "set by the options in the command"
-    extra = [f"**Training budget of ours**: {budget} ({origin})",
+    extra = [budget_line(ours[0]["train"] if ours else None, settings, "iterations per training"),
              f"**Data**: atlas {result['data']['atlas'][0]}; unlabelled {', '.join(result['data']['unlabeled'])}"
              f"{' + MNI152 (nilearn) resampled into the grid' if result['data']['mni152'] else ''}; test "
              + "; ".join(t[0] for t in result["data"]["tests"]),
@@ -318,56 +309,39 @@ def figures(result: dict, work: Path, out: Path, label_map: dict[int, int] | Non
 def write_report(result: dict, out: Path, work: Path | None = None, labels_json: Path | None = None) -> None:
     """The report files in ``out``; with ``work`` (the run's scratch folder) also its figures."""
     write_json(out / "results.json", result)
-    series = {m["name"].replace("ours: ", ""): list(per_structure(m).values()) for m in result["methods"]}
-    boxplot(out / "dice_boxplot.png", series, "Dice per structure (29 structures, OASIS atlas → vxm), "
+    boxplot(out / "dice_boxplot.png", dice_series(result["methods"]),
+            "Dice per structure (29 structures, OASIS atlas → vxm), "
             f"working resolution {result['settings']['spacing']:g} mm"
             + (" — SMOKE RUN" if result["settings"]["smoke"] else ""))
     label_map = None
     if labels_json and labels_json.is_file():
-        label_map = {int(k): int(v) for k, v in json.loads(labels_json.read_text())["oasis_seg35_to_freesurfer"].items()}
+        mapping = json.loads(labels_json.read_text())["oasis_seg35_to_freesurfer"]
+        label_map = {int(k): int(v) for k, v in mapping.items()}
     extra = figures(result, work, out, label_map) if work else []
     write_text(out / "report.md", markdown(result) + "\n" + "\n".join(extra))
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
-                        help="the shared data folder (brain/ and labels.json)")
+    parser = benchmark_parser(__doc__, NAME, "oneshot_brain_benchmark", smoke="tiny budgets everywhere",
+                              data="the shared data folder (brain/ and labels.json)")
     parser.add_argument("--oasis-folder", type=Path, default=None,
                         help="a neurite-OASIS folder (subject folders with aligned_norm/aligned_seg35.nii.gz)")
     parser.add_argument("--unlabeled-count", type=int, default=5, help="with --oasis-folder: unlabelled subjects")
     parser.add_argument("--test-count", type=int, default=5, help="with --oasis-folder: test subjects")
     parser.add_argument("--mni", action="store_true", help="add nilearn's MNI152 template as an unlabelled scan")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/oneshot_brain_benchmark"),
-                        help="scratch folder: working copies, models, segmentations, ANTs cache")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"report folder (default: benchmarks/results/{NAME}; with --smoke: WORK/report)")
     parser.add_argument("--spacing", type=float, default=2.0, help="working resolution in mm (ours and ANTs)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for ours and for ANTs")
-    parser.add_argument("--augmenter-iterations", type=int, default=None,
-                        help="our augmenter steps (default: the CLI's default)")
-    parser.add_argument("--iterations", type=int, default=None, help="our student steps (default: the CLI's)")
-    parser.add_argument("--train-option", action="append", default=[],
-                        help="one more option for `distillseg oneshot train` (repeat; e.g. --train-option=--lr=3e-4)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_training_options(parser)
     parser.add_argument("--variants", default="full,no_hint,no_recon",
                         help="which of our trainings to run (comma-separated; the full method first)")
-    parser.add_argument("--reuse", action="store_true", help="reuse cached ANTs results made with the same settings")
     parser.add_argument("--reuse-models", action="store_true",
                         help="keep our bundles an earlier run left in WORK/models instead of training again (their "
                              "times come from the bundles' manifests)")
     parser.add_argument("--skip-ours", action="store_true", help="run only the floor and ANTs (e.g. to fill the cache)")
-    parser.add_argument("--smoke", action="store_true", help="tiny budgets everywhere, to check the pipeline")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from WORK/raw_result.json")
     args = parser.parse_args(argv)
-    out = args.out or (args.work / "report" if args.smoke else RESULTS / NAME)
-    raw = args.work / "raw_result.json"
+    out = report_folder(args, NAME)
+    report = partial(write_report, out=out, work=args.work, labels_json=args.data / "labels.json")
     if args.report_only:
-        write_report(json.loads(raw.read_text()), out, args.work, args.data / "labels.json")
+        report(read_raw_result(args))
         return 0
     started = time.monotonic()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -376,22 +350,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Skipped: no brain data in {args.data} (and no --oasis-folder).", file=sys.stderr)
         return 0
     result = {"about": about(), "settings": {"spacing": args.spacing, "threads": args.threads, "smoke": args.smoke,
-                                             "seed": args.seed, "augmenter_iterations": args.augmenter_iterations,
-                                             "iterations": args.iterations, "train_options": args.train_option,
-                                             "variants": args.variants, "reuse_models": args.reuse_models,
-                                             "budget_is_default": not (args.augmenter_iterations or args.iterations
-                                                                       or args.smoke)},
-              "data": {**data["sources"], "tests": [[t[0], str(t[1])] for t in data["tests"]]},
+                                             **training_settings(args), "variants": args.variants,
+                                             "reuse_models": args.reuse_models},
+              "data": {**data["sources"], "tests": [[t[0], shown(t[1])] for t in data["tests"]]},
               "structures": data["structures"], "methods": [run_floor(data)]}
-    for spec in ants_methods(args):
-        log(spec[0])
-        result["methods"].append(run_ants_method(data, args.work, spec, args.threads, args.reuse))
-        log(f"{spec[0]}: mean Dice {summary(result['methods'][-1])['mean_dice']:.3f}")
+    result["methods"] += run_ants_methods(data, args.work, ants_methods(args), args.threads, args.reuse)
     if not args.skip_ours:
         result["methods"] += run_ours(args, data, args.work)
-    result["total_seconds"] = time.monotonic() - started
-    write_json(raw, result)
-    write_report(result, out, args.work, args.data / "labels.json")
+    save_run(result, started, args, report)
     log(f"report in {out}")
     return 0
 

@@ -10,29 +10,28 @@ consistency, not generalisation to other patients.
 Methods: no registration (floor); ANTs affine and SyN label propagation at the scan's 2 mm (SyN with its defaults
 and with ``reg_iterations=(40, 20)``); ours through the real CLI: the full method and the augmenter alone.
 
-One command::
+One command, from the repository root::
 
-    flock /work/heavy.lock .venv/bin/python benchmarks/oneshot_spine.py [--augmenter-iterations N --iterations M]
+    .venv/bin/python -m benchmarks.oneshot_spine [--augmenter-iterations N --iterations M]
 
 writes ``benchmarks/results/oneshot_spine/{report.md,results.json,dice_boxplot.png}``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from common_oneshot import (METHOD_HEADERS, ants_table, method_rows, ours_table, per_structure,  # noqa: E402
-                            run_ants_method, run_floor, segment_and_score, stronger_syn, structure_table, summary,
-                            train_ours)
-from common_report import RESULTS, about, boxplot, fmt, header, table, write_json, write_text  # noqa: E402
+from benchmarks.harness.cli import benchmark_parser, log, read_raw_result, report_folder, save_run
+from benchmarks.harness.figures import boxplot
+from benchmarks.harness.oneshot import (SMOKE_ANTS, add_training_options, run_ants_methods, run_floor,
+                                        segment_and_score, train_ours, training_options, training_settings)
+from benchmarks.harness.oneshot_report import (METHOD_HEADERS, ants_table, budget_line, dice_series, method_rows,
+                                               ours_table, stronger_syn, structure_table, summary)
+from benchmarks.harness.paths import shown
+from benchmarks.harness.report import about, fmt, header, table, write_json, write_text
 
 NAME = "oneshot_spine"
 # Deformations: a smooth elastic field (MONAI draws uniform noise, smooths it with a Gaussian of sigma voxels and
@@ -62,6 +61,7 @@ def make_subject(image, labels, seed: int):
 
 
 def prepare_data(args, work: Path) -> dict | None:
+    """The atlas (the real scan) and its deformed copies as unlabelled and test subjects; None when absent."""
     import nibabel as nib
     import numpy as np
 
@@ -87,7 +87,7 @@ def prepare_data(args, work: Path) -> dict | None:
     data = {"atlas": write("atlas.nii.gz", image), "atlas_labels": write("atlas_labels.nii.gz", labels),
             "unlabeled": [], "tests": [], "structures": structures, "names": names, "label_map": None,
             "names_file": data_dir / "names.json", "native_mm": float(np.linalg.norm(affine[:3, 0])),
-            "sources": {"image": str(image_path), "labels": str(labels_path)}}
+            "sources": {"image": shown(image_path), "labels": shown(labels_path)}}
     for index in range(args.unlabeled_count):
         deformed, _ = make_subject(image, labels, seed=1000 + index)
         data["unlabeled"].append(write(f"unlabeled_{index}.nii.gz", deformed))
@@ -99,11 +99,8 @@ def prepare_data(args, work: Path) -> dict | None:
 
 
 def run_ours(args, data: dict, work: Path) -> list[dict]:
-    budget = ["--augmenter-iterations", 2, "--iterations", 2] if args.smoke else [
-        *(["--augmenter-iterations", args.augmenter_iterations] if args.augmenter_iterations else []),
-        *(["--iterations", args.iterations] if args.iterations else [])]
-    options = ["--spacing", "atlas", "--label-names", data["names_file"], "--seed", args.seed, *budget,
-               *args.train_option]
+    """One training of the full method, segmented and scored with its student and with its augmenter."""
+    options = ["--spacing", "atlas", "--label-names", data["names_file"], *training_options(args)]
     images, truths, cases = ([t[1] for t in data["tests"]], [t[2] for t in data["tests"]],
                              [t[0] for t in data["tests"]])
     trained = train_ours(work, "full", data["atlas"], data["atlas_labels"], data["unlabeled"], options, args.threads)
@@ -120,13 +117,10 @@ def markdown(result: dict) -> str:
     methods, settings = result["methods"], result["settings"]
     syn = stronger_syn(methods, result["native_mm"])
     full = next((m for m in methods if m["name"] == "ours: full method"), None)
-    budget = (f"augmenter {full['train']['augmenter_iterations']} + student {full['train']['iterations']} iterations"
-              if full else "ours not run")
     extra = ["**This is a synthetic-deformation self-consistency test, not an independent test set**: the only "
              "labelled spine CT is the atlas, and every unlabelled/test subject is a random smooth deformation "
              "(+ intensity change) of that same scan, scored against the atlas labels warped the same way.",
-             f"**Training budget of ours**: {budget} "
-             f"({'CLI defaults' if settings['budget_is_default'] else 'set by the options in the command'})",
+             budget_line(full["train"] if full else None, settings, "iterations"),
              f"**Data**: {result['data']['image']} ({settings['unlabeled_count']} unlabelled and "
              f"{settings['test_count']} test subjects made from it); deformation {json.dumps(DEFORMATION)}; "
              f"intensity {json.dumps(INTENSITY)}",
@@ -152,64 +146,43 @@ def markdown(result: dict) -> str:
 
 
 def write_report(result: dict, out: Path) -> None:
+    """``results.json``, the box plot and ``report.md`` in ``out``."""
     write_json(out / "results.json", result)
-    series = {m["name"].replace("ours: ", ""): list(per_structure(m).values()) for m in result["methods"]}
-    boxplot(out / "dice_boxplot.png", series, "Dice per vertebra, spine CT, SYNTHETIC deformations of the atlas "
-            "(self-consistency)" + (" — SMOKE RUN" if result["settings"]["smoke"] else ""))
+    boxplot(out / "dice_boxplot.png", dice_series(result["methods"]),
+            "Dice per vertebra, spine CT, SYNTHETIC deformations of the atlas (self-consistency)"
+            + (" — SMOKE RUN" if result["settings"]["smoke"] else ""))
     write_text(out / "report.md", markdown(result))
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="the shared data folder")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/oneshot_spine_benchmark"))
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"report folder (default: benchmarks/results/{NAME}; with --smoke: WORK/report)")
+    parser = benchmark_parser(__doc__, NAME, "oneshot_spine_benchmark", smoke="tiny budgets everywhere",
+                              data="the shared data folder (spine_ct/)")
     parser.add_argument("--unlabeled-count", type=int, default=4, help="synthetic unlabelled subjects")
     parser.add_argument("--test-count", type=int, default=3, help="synthetic test subjects")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--augmenter-iterations", type=int, default=None, help="our augmenter steps (default: CLI's)")
-    parser.add_argument("--iterations", type=int, default=None, help="our student steps (default: the CLI's)")
-    parser.add_argument("--train-option", action="append", default=[],
-                        help="one more option for `distillseg oneshot train` (repeat)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reuse", action="store_true", help="reuse cached ANTs results made with the same settings")
-    parser.add_argument("--smoke", action="store_true", help="tiny budgets everywhere, to check the pipeline")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from WORK/raw_result.json")
+    add_training_options(parser)
     args = parser.parse_args(argv)
-    out = args.out or (args.work / "report" if args.smoke else RESULTS / NAME)
-    raw = args.work / "raw_result.json"
+    out = report_folder(args, NAME)
     if args.report_only:
-        write_report(json.loads(raw.read_text()), out)
+        write_report(read_raw_result(args), out)
         return 0
     started = time.monotonic()
     data = prepare_data(args, args.work)
     if data is None:
         print(f"Skipped: no spine CT in {args.data / 'spine_ct'}.", file=sys.stderr)
         return 0
-    smoke = {"syn": (2, 1), "affine": (20, 0, 0, 0)} if args.smoke else {"syn": None, "affine": None}
     result = {"about": about(), "native_mm": data["native_mm"], "data": data["sources"],
-              "settings": {"threads": args.threads, "smoke": args.smoke, "seed": args.seed,
-                           "unlabeled_count": args.unlabeled_count, "test_count": args.test_count,
-                           "augmenter_iterations": args.augmenter_iterations, "iterations": args.iterations,
-                           "train_options": args.train_option,
-                           "budget_is_default": not (args.augmenter_iterations or args.iterations or args.smoke)},
+              "settings": {"threads": args.threads, "smoke": args.smoke, "unlabeled_count": args.unlabeled_count,
+                           "test_count": args.test_count, **training_settings(args)},
               "structures": data["structures"], "methods": [run_floor(data)]}
     native = data["native_mm"]
-    for spec in [(f"ANTs affine @ {native:g} mm", "Affine", None, None, smoke["affine"]),
-                 (f"ANTs SyN defaults @ {native:g} mm", "SyN", None, smoke["syn"], smoke["affine"]),
-                 (f"ANTs SyN (40, 20) @ {native:g} mm", "SyN", None, smoke["syn"] or (40, 20), smoke["affine"])]:
-        log(spec[0])
-        result["methods"].append(run_ants_method(data, args.work, spec, args.threads, args.reuse))
+    smoke = SMOKE_ANTS if args.smoke else {"syn": None, "affine": None}
+    specs = [(f"ANTs affine @ {native:g} mm", "Affine", None, None, smoke["affine"]),
+             (f"ANTs SyN defaults @ {native:g} mm", "SyN", None, smoke["syn"], smoke["affine"]),
+             (f"ANTs SyN (40, 20) @ {native:g} mm", "SyN", None, smoke["syn"] or (40, 20), smoke["affine"])]
+    result["methods"] += run_ants_methods(data, args.work, specs, args.threads, args.reuse)
     log("ours")
     result["methods"] += run_ours(args, data, args.work)
-    result["total_seconds"] = time.monotonic() - started
-    write_json(raw, result)
-    write_report(result, out)
+    save_run(result, started, args, lambda done: write_report(done, out))
     log(f"report in {out}")
     return 0
 

@@ -12,17 +12,19 @@ job must work. A failing test counts as tried but not handled cleanly; a skipped
 Each case's sentence is the one its test recorded (``record_property``), with temporary folders shortened to
 ``<tmp>``.
 
-    flock /work/heavy.lock .venv/bin/python benchmarks/reliability_report.py
+    .venv/bin/python -m benchmarks.reliability_report
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
 import time
 
-from common_report import REPO, RESULTS, about, header, table, write_json, write_text
+from benchmarks.harness.paths import REPO, RESULTS
+from benchmarks.harness.report import about, header, table, write_json, write_text
 
 MATRICES = {"engine CLI": "Testing/engine/test_bad_input_matrix.py",
             "Slicer glue": "Testing/mrml/test_bad_input_glue.py"}
@@ -108,7 +110,10 @@ def markdown(cases: list[dict], rows: list[dict], info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    # No options: the parser gives ``--help`` (this docstring) without running the matrices.
+    argparse.ArgumentParser(prog="python -m benchmarks.reliability_report", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     info = about()
     cases, code, seconds = run_matrices(list(MATRICES.values()))
     if not cases:

@@ -1,9 +1,9 @@
 """Speed and scale of OneShotSeg on this machine, through the real CLI, with GPU figures planned on paper.
 
 1. **Segment cost at 3 sizes**: the whole ``distillseg oneshot segment`` command (time, peak memory of the process)
-   on a 2 mm brain (80×96×112), a 1 mm brain (160×192×224) — each with a model whose working grid is the scan's own
-   (``--spacing atlas``) — and a 512×512×300 CT-like volume (the spine CT resampled, HU-like int16) with a model at
-   ``--spacing auto``; the default (windows of the student's training patch, 64³), whole grid (bf16 autocast and
+   on a 2 mm brain (80×96×112), a 1 mm brain (160×192×224) — each with a model whose working grid is the scan's
+   own (``--spacing atlas``) — and a 512×512×300 CT-like volume (the spine CT resampled, HU-like int16) with a model
+   at ``--spacing auto``; the default (windows of the student's training patch, 64³), whole grid (bf16 autocast and
    fp32) and another sliding window, and with ``--max-memory`` (the engine picks the window from its memory plan;
    the report checks the measured peak against the budget). The models come from a minimal training (no augmenter
    steps, no instance optimisation, one student step on the default patch): weights do not change the cost of a
@@ -16,36 +16,37 @@
 3. **DDP throughput**: the same 2 mm training with one process (2 threads) and with
    ``torchrun --standalone --nproc_per_node=2`` (gloo, 1 thread each), same global batch.
 4. **GPU plan (estimates, not measurements)**: FLOPs, saved activations and memory traffic counted on the real
-   networks (``common_estimates``), turned into H100 times and GPU memory with stated assumptions.
-5. **IncrementalLap** (``common_speed_lap``): ``lap train`` segmenter and diffusion step times, ``lap learn
+   networks (``harness.estimates``), turned into H100 times and GPU memory with stated assumptions.
+5. **IncrementalLap** (``harness.speed_lap``): ``lap train`` segmenter and diffusion step times, ``lap learn
    --strategy ours`` step time and replay generation, ``lap sample`` throughput (DDIM, 50 steps), ``lap segment``
    per frame, at 128×160 on SYNTHETIC frames; FLOPs of both networks for the GPU plan.
 
-One command (about 45 min on 2 CPU cores)::
+One command from the repository root (about 45 min on 2 CPU cores)::
 
-    flock /work/heavy.lock .venv/bin/python benchmarks/speed_scale.py
+    .venv/bin/python -m benchmarks.speed_scale
 
-writes ``benchmarks/results/speed_scale/{report.md,results.json,segment_cost.png}``.
+writes ``benchmarks/results/speed_scale/{report.md,results.json,segment_cost.png}``. ``--parts`` redoes only some
+parts; the others keep the figures of the report being rewritten, and the report names the run behind each part.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from distillseg.contract.events import DESCRIPTION, DEVICE, PRECISION
 
-from common_estimates import network_figures  # noqa: E402
-from common_report import RESULTS, about, write_json, write_text  # noqa: E402
-from common_run import distillseg  # noqa: E402
-from common_speed_lap import lap_costs, lap_network_figures  # noqa: E402
-from common_speed_report import markdown, plot  # noqa: E402
+from benchmarks.harness.cli import benchmark_parser, log, read_raw_result, report_folder, save_run
+from benchmarks.harness.estimates import network_figures
+from benchmarks.harness.paths import REPO
+from benchmarks.harness.report import about, write_json, write_text
+from benchmarks.harness.run import distillseg
+from benchmarks.harness.speed_lap import lap_costs, lap_network_figures
+from benchmarks.harness.speed_report import markdown, plot
 
 NAME = "speed_scale"
 # The per-pair instance optimisation between the two training stages is not a step being timed here, and at 1 mm its
@@ -93,15 +94,27 @@ def _resampled(image_path: Path, labels_path: Path | None, new_shape, out_image:
         nib.save(nib.Nifti1Image(np.asarray(values, dtype=np.int16)[classes], dst.affine), out_labels)
 
 
+def brain_pair(data: Path) -> tuple[Path, Path, Path]:
+    """The OASIS atlas, its seg35 labels and the vxm scan in the shared data folder."""
+    brain = data / "brain"
+    return (brain / "oasis_example_aligned_norm.nii.gz", brain / "oasis_example_aligned_seg35.nii.gz",
+            brain / "vxm_test_scan_norm.nii.gz")
+
+
+def brain_training(data: Path) -> list:
+    """``train``'s inputs for the training measurements: the OASIS atlas and labels, the vxm scan unlabelled."""
+    oasis, seg35, vxm = brain_pair(data)
+    return ["--atlas", oasis, "--atlas-labels", seg35, "--unlabeled", vxm, *NO_REFINE]
+
+
 def prepare_cases(data: Path, work: Path) -> list[dict] | None:
     """The three segment cases: atlas, labels, unlabelled scan, scan to segment, training spacing, window."""
-    brain, spine = data / "brain", data / "spine_ct"
-    if not (brain / "oasis_example_aligned_norm.nii.gz").is_file() or not spine.is_dir():
+    oasis, seg35, vxm = brain_pair(data)
+    spine = data / "spine_ct"
+    if not oasis.is_file() or not spine.is_dir():
         return None
     folder = work / "data"
     folder.mkdir(parents=True, exist_ok=True)
-    oasis, seg35 = brain / "oasis_example_aligned_norm.nii.gz", brain / "oasis_example_aligned_seg35.nii.gz"
-    vxm = brain / "vxm_test_scan_norm.nii.gz"
     if not (folder / "vxm_2mm.nii.gz").is_file():
         _resampled(oasis, seg35, (80, 96, 112), folder / "oasis_2mm.nii.gz", folder / "oasis_2mm_seg35.nii.gz")
         _resampled(vxm, None, (80, 96, 112), folder / "vxm_2mm.nii.gz", None)
@@ -140,7 +153,8 @@ def segment_costs(cases: list[dict], work: Path, threads: int, smoke: bool, opti
         patch = manifest["training"]["options"]["synthesis"]["patch"] or grid
         # Default: windows of the student's training patch (the CLI's default 64³, clamped to the grid).
         modes = [("trained-patch windows " + "×".join(map(str, patch)), "auto", []),
-                 ("whole grid", "auto", ["--sliding-window", *grid]), ("whole grid", "fp32", ["--sliding-window", *grid]),
+                 ("whole grid", "auto", ["--sliding-window", *grid]),
+                 ("whole grid", "fp32", ["--sliding-window", *grid]),
                  ("sliding window " + "×".join(map(str, case["window"])), "auto",
                   ["--sliding-window", *case["window"]])]
         if options["segment"].get("--max-memory"):  # the window the engine picks itself from a memory budget
@@ -150,10 +164,10 @@ def segment_costs(cases: list[dict], work: Path, threads: int, smoke: bool, opti
             output.parent.mkdir(parents=True, exist_ok=True)
             run = distillseg("segment", "--model", model, "--input", case["input"], "--output", output,
                              "--precision", precision, *extra, threads=threads, check=False)
-            device = next((e for e in run.events if e.get("event") == "device"), {})
+            device = next(iter(run.of_kind(DEVICE)), {})
             rows.append({"case": case["name"], "input_shape": _shape(case["input"]), "working_grid": grid,
-                         "mode": mode, "precision": device.get("precision", precision), **run.summary(),
-                         "device": device.get("description"), **run.status(),
+                         "mode": mode, "precision": device.get(PRECISION, precision), **run.summary(),
+                         "device": device.get(DESCRIPTION), **run.status(),
                          "in_process_seconds": (run.result.get("seconds") or [None])[0],
                          "engine_peak_memory_mb": run.result.get("peak_memory_mb")})
             log(f"segment {case['name']} {mode} {precision}: {run.seconds:.1f} s, {run.peak_rss_mb:.0f} MB")
@@ -162,10 +176,7 @@ def segment_costs(cases: list[dict], work: Path, threads: int, smoke: bool, opti
 
 def training_steps(data: Path, work: Path, threads: int, steps: int, cap_gb: float, smoke: bool,
                    options: dict) -> list[dict]:
-    brain = data / "brain"
-    common = ["--atlas", brain / "oasis_example_aligned_norm.nii.gz",
-              "--atlas-labels", brain / "oasis_example_aligned_seg35.nii.gz",
-              "--unlabeled", brain / "vxm_test_scan_norm.nii.gz", "--iterations", steps, *NO_REFINE]
+    common = [*brain_training(data), "--iterations", steps]
     rows, at_2mm = [], {}
     settings = [(s, p, c) for s in ("2", "atlas") for p in ("fp32", "bf16") for c in (False, True)]
     for spacing, precision, checkpointing in settings[:1] if smoke else settings:
@@ -191,7 +202,7 @@ def training_steps(data: Path, work: Path, threads: int, steps: int, cap_gb: flo
         row.update({**run.summary(), **run.status(),
                     "augmenter_step_s": run.median_step_seconds("augmenter"),
                     "distill_step_s": run.median_step_seconds("distill"),
-                    "device": next((e.get("description") for e in run.events if e.get("event") == "device"), None)})
+                    "device": next((e.get(DESCRIPTION) for e in run.of_kind(DEVICE)), None)})
         if run.returncode == 0:
             row["working_grid"] = json.loads((out / "manifest.json").read_text())["preprocessing"]["grid"]["shape"]
         if resolution == "2 mm":
@@ -202,11 +213,8 @@ def training_steps(data: Path, work: Path, threads: int, steps: int, cap_gb: flo
 
 
 def ddp_throughput(data: Path, work: Path, steps: int, smoke: bool) -> list[dict]:
-    brain = data / "brain"
-    common = ["--atlas", brain / "oasis_example_aligned_norm.nii.gz",
-              "--atlas-labels", brain / "oasis_example_aligned_seg35.nii.gz",
-              "--unlabeled", brain / "vxm_test_scan_norm.nii.gz", "--spacing", 2, "--batch-size", 2,
-              "--batch-pairs", 2, "--augmenter-iterations", steps, "--iterations", steps, *NO_REFINE]
+    common = [*brain_training(data), "--spacing", 2, "--batch-size", 2, "--batch-pairs", 2,
+              "--augmenter-iterations", steps, "--iterations", steps]
     torchrun = Path(sys.executable).with_name("torchrun")
     rows = []
     for processes in (1, 2):
@@ -227,8 +235,6 @@ def ddp_throughput(data: Path, work: Path, steps: int, smoke: bool) -> list[dict
 
 def engine_options() -> dict:
     """Which scale-related options the engine's CLI offers now (gaps are reported, not patched here)."""
-    import subprocess
-
     found = {}
     for verb in ("train", "segment"):
         text = subprocess.run([sys.executable, "-m", "distillseg", "oneshot", verb, "--help"], cwd=REPO,
@@ -238,11 +244,8 @@ def engine_options() -> dict:
     return found
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def write_report(result: dict, out: Path) -> None:
+    """``results.json``, the cost plot and ``report.md`` in ``out``."""
     write_json(out / "results.json", result)
     plot(result, out / "segment_cost.png")
     write_text(out / "report.md", markdown(result))
@@ -260,7 +263,8 @@ def earlier_run(previous: dict, key: str) -> dict:
     ran = {"network_figures" if part == "gpu" else part for part in previous.get("settings", {}).get("parts", [])}
     if key in ran:
         return run_of(previous["about"])
-    return {"command": f"an earlier run of {NAME}.py (not recorded)", "date": None, "commit": None, "load": None}
+    return {"command": f"an earlier run of benchmarks.{NAME} (not recorded)", "date": None, "commit": None,
+            "load": None}
 
 
 def kept_figures(previous: dict) -> dict:
@@ -275,31 +279,24 @@ def kept_figures(previous: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/speed_scale_benchmark"))
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"report folder (default: benchmarks/results/{NAME}; with --smoke: WORK/report)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = benchmark_parser(__doc__, NAME, "speed_scale_benchmark", smoke="one setting per part",
+                              data="the shared data folder (brain/, spine_ct/)")
     parser.add_argument("--train-steps", type=int, default=3, help="steps per stage in the training measurements")
     parser.add_argument("--train-cap-gb", type=float, default=14.0,
                         help="do not start a training measurement extrapolated to need more than this")
     parser.add_argument("--lap-steps", type=int, default=6, help="iterations per stage in the lap measurements")
     parser.add_argument("--parts", default="segment,train,ddp,lap,gpu", help="which parts to run (comma list)")
-    parser.add_argument("--smoke", action="store_true", help="one setting per part, to check the pipeline")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from WORK/raw_result.json")
     args = parser.parse_args(argv)
-    out = args.out or (args.work / "report" if args.smoke else RESULTS / NAME)
-    raw = args.work / "raw_result.json"
+    out = report_folder(args, NAME)
     if args.report_only:
-        write_report(json.loads(raw.read_text()), out)
+        write_report(read_raw_result(args), out)
         return 0
+    parts = set(args.parts.split(","))
     started = time.monotonic()
     cases = prepare_cases(args.data, args.work)
     if cases is None:
         print(f"Skipped: the brain and spine data are not in {args.data}.", file=sys.stderr)
         return 0
-    parts = set(args.parts.split(","))
     # Parts not rerun keep the figures of the report being rewritten: on a fresh clone, the committed one.
     previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
     result = {"about": about(), "settings": {"threads": args.threads, "train_steps": args.train_steps,
@@ -322,9 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             key = "network_figures" if part == "gpu" else part
             result[key] = measure()
             result["measured_by"][key] = run_of(result["about"])
-            result["total_seconds"] = time.monotonic() - started
-            write_json(raw, result)
-            write_report(result, out)
+            save_run(result, started, args, lambda done: write_report(done, out))
     log(f"report in {out}")
     return 0
 

@@ -1,29 +1,25 @@
 """The benchmark scripts import, measure a child process, score label files and write their reports (markdown,
-JSON, PNG) from small fake results, so a broken benchmark fails here rather than after hours of computing."""
+JSON, PNG) from small fake results, so a broken benchmark fails here rather than after hours of computing.
+
+``benchmarks`` is a package in the repository root (on pytest's path through ``pythonpath``), imported as the
+scripts run: ``python -m benchmarks.<name>``."""
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-
-import common_estimates  # noqa: E402
-import common_oneshot  # noqa: E402
-import common_run  # noqa: E402
-import common_speed_lap  # noqa: E402
-import common_speed_report  # noqa: E402
-import oneshot_brain  # noqa: E402
-import oneshot_spine  # noqa: E402
-import reliability_report  # noqa: E402
-import speed_scale  # noqa: E402
-from common_report import about  # noqa: E402
+from benchmarks import (lap_incremental, lap_validation, oneshot_brain, oneshot_spine, reliability_report,
+                        speed_scale)
+from benchmarks.harness import estimates, lap_runs, oneshot, speed_lap, speed_report
+from benchmarks.harness.lap_protocols import PROTOCOLS
+from benchmarks.harness.paths import REPO, RESULTS, SHARED, shown
+from benchmarks.harness.report import about, module_command
+from benchmarks.harness.run import CommandFailed, Measured, run_measured
 
 
 def _case(dices: list[float], names=None) -> dict:
@@ -64,7 +60,7 @@ def _oneshot_methods(spacing: float) -> list[dict]:
 
 
 def test_brain_report_is_written_from_fake_results(tmp_path):
-    result = {"about": about("benchmarks/oneshot_brain.py --smoke"),
+    result = {"about": about(module_command("benchmarks.oneshot_brain", "--smoke")),
               "settings": {"spacing": 2.0, "threads": 2, "smoke": True, "seed": 0, "augmenter_iterations": 2,
                            "iterations": 3, "train_options": [], "budget_is_default": False},
               "data": {"atlas": ["a.nii.gz", "a_seg.nii.gz"], "unlabeled": ["u.nii.gz"], "tests": [["vxm", "t"]],
@@ -81,7 +77,7 @@ def test_brain_report_is_written_from_fake_results(tmp_path):
 
 
 def test_spine_report_says_it_is_synthetic(tmp_path):
-    result = {"about": about("benchmarks/oneshot_spine.py"), "native_mm": 2.0,
+    result = {"about": about(module_command("benchmarks.oneshot_spine")), "native_mm": 2.0,
               "data": {"image": "spine.nii.gz", "labels": "spine_labels.nii.gz"},
               "settings": {"threads": 2, "smoke": False, "seed": 0, "unlabeled_count": 4, "test_count": 3,
                            "augmenter_iterations": None, "iterations": None, "train_options": [],
@@ -96,8 +92,8 @@ def test_spine_report_says_it_is_synthetic(tmp_path):
 
 
 def test_speed_report_labels_gpu_figures_as_estimates(tmp_path):
-    saved = {"fp32": common_estimates.saved_activation_bytes(3, (32, 32, 16)),
-             "bf16_checkpointing": common_estimates.saved_activation_bytes(3, (32, 32, 16), True, True)}
+    saved = {"fp32": estimates.saved_activation_bytes(3, (32, 32, 16)),
+             "bf16_checkpointing": estimates.saved_activation_bytes(3, (32, 32, 16), True, True)}
     assert saved["bf16_checkpointing"] < saved["fp32"] / 2
     figures = {"grid": [32, 32, 16], "classes": 3, "student_parameters": 1000, "teacher_parameters": 1000,
                "student_forward_flops": 10**9, "distill_step_flops": 3 * 10**9, "inference_traffic_bytes_bf16": 10**8,
@@ -124,10 +120,11 @@ def test_speed_report_labels_gpu_figures_as_estimates(tmp_path):
             "error": None, "sample_frames_per_s": 1.5},
            {"name": "lap segment (8 frames)", "seconds": 9.0, "peak_rss_mb": 800.0, "ok": False,
             "error": "frames: no frame"}]
-    figures["lap"] = common_speed_lap.lap_network_figures()  # counted on the real networks
+    figures["lap"] = speed_lap.lap_network_figures()  # counted on the real networks
     assert 0 < figures["lap"]["segmenter_forward_flops"] and 0 < figures["lap"]["diffusion_forward_flops"]
-    result = {"about": about("benchmarks/speed_scale.py"), "settings": {"smoke": False}, "segment": segment,
-              "train": train, "ddp": ddp, "lap": lap, "network_figures": figures, "engine_options": options}
+    result = {"about": about(module_command("benchmarks.speed_scale")), "settings": {"smoke": False},
+              "segment": segment, "train": train, "ddp": ddp, "lap": lap, "network_figures": figures,
+              "engine_options": options}
     speed_scale.write_report(result, tmp_path)
     report = (tmp_path / "report.md").read_text()
     assert "| lap train (3 structures, batch 8) | segmenter step 1.25 s; diffusion step 0.50 s | 30.0 s |" in report
@@ -141,22 +138,22 @@ def test_speed_report_labels_gpu_figures_as_estimates(tmp_path):
 
 
 def test_speed_report_names_the_run_that_measured_each_part():
-    segment_run = about(".venv/bin/python benchmarks/speed_scale.py --parts segment,gpu")
+    segment_run = about(".venv/bin/python -m benchmarks.speed_scale --parts segment,gpu")
     previous = {"about": segment_run, "settings": {"parts": ["gpu", "segment"]}}  # a results file without provenance
-    lap_run = about(".venv/bin/python benchmarks/speed_scale.py --parts lap")
+    lap_run = about(".venv/bin/python -m benchmarks.speed_scale --parts lap")
     measured_by = {"segment": speed_scale.earlier_run(previous, "segment"),
                    "train": speed_scale.earlier_run(previous, "train"), "lap": speed_scale.run_of(lap_run)}
-    lines = common_speed_report.provenance(measured_by)
+    lines = speed_report.provenance(measured_by)
     assert len(lines) == 3, lines
-    assert lines[0].startswith("§1 segment cost: `.venv/bin/python benchmarks/speed_scale.py --parts segment,gpu` (")
-    assert lines[1] == "§2 training steps: an earlier run of speed_scale.py (not recorded)"
-    assert lines[2].startswith("§5 IncrementalLap: `.venv/bin/python benchmarks/speed_scale.py --parts lap` (")
+    assert lines[0].startswith("§1 segment cost: `.venv/bin/python -m benchmarks.speed_scale --parts segment,gpu` (")
+    assert lines[1] == "§2 training steps: an earlier run of benchmarks.speed_scale (not recorded)"
+    assert lines[2].startswith("§5 IncrementalLap: `.venv/bin/python -m benchmarks.speed_scale --parts lap` (")
     assert segment_run["date"] in lines[0] and "load " in lines[2]
 
 
 def test_speed_rerun_of_some_parts_keeps_the_committed_figures_of_the_others():
     # A fresh clone has no scratch results: ``--parts`` starts from the committed report's own results file.
-    committed = json.loads((BENCHMARKS / "results" / "speed_scale" / "results.json").read_text())
+    committed = json.loads((RESULTS / "speed_scale" / "results.json").read_text())
     kept = speed_scale.kept_figures(committed)
     assert {"segment", "train", "ddp", "lap", "network_figures"} <= set(kept)
     assert kept["segment"] == committed["segment"] and set(kept["measured_by"]) == set(kept) - {"measured_by"}
@@ -169,16 +166,16 @@ def test_measured_child_gives_time_memory_events_and_step_times():
             "    print(json.dumps({'event': 'progress', 'stage': 'distill', 'step': step, 'elapsed_s': 0.2 * step}))\n"
             "    time.sleep(0.1)\n"
             "print(json.dumps({'event': 'result', 'seconds': [1.5]}))\n")
-    run = common_run.run_measured([sys.executable, "-c", code])
+    run = run_measured([sys.executable, "-c", code])
     assert run.returncode == 0 and run.result["seconds"] == [1.5]
     assert run.peak_rss_mb > 60 and run.seconds > 0.3
     assert run.step_seconds("distill") == [0.2, 0.2]  # steps 2 and 3: the first step is left out
     assert run.median_step_seconds("distill") == pytest.approx(0.2) and run.median_step_seconds("augmenter") is None
     assert run.status() == {"ok": True, "error": None}
-    failed = common_run.run_measured([sys.executable, "-c", "import sys; sys.exit('no such scan')"], check=False)
+    failed = run_measured([sys.executable, "-c", "import sys; sys.exit('no such scan')"], check=False)
     assert failed.status() == {"ok": False, "error": "no such scan"}
-    with pytest.raises(common_run.CommandFailed):
-        common_run.run_measured([sys.executable, "-c", "import sys; sys.exit(3)"])
+    with pytest.raises(CommandFailed):
+        run_measured([sys.executable, "-c", "import sys; sys.exit(3)"])
 
 
 def test_score_file_maps_labels_before_scoring(tmp_path):
@@ -188,7 +185,7 @@ def test_score_file_maps_labels_before_scoring(tmp_path):
     predicted[2:6, 2:6, 2:4] = 3  # half the truth's cube, labelled with the model's value 3
     for name, array in (("truth", truth), ("pred", predicted)):
         nib.save(nib.Nifti1Image(array, np.eye(4)), tmp_path / f"{name}.nii.gz")
-    scores = common_oneshot.score_file(tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz", [17], {17: "thalamus"},
+    scores = oneshot.score_file(tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz", [17], {17: "thalamus"},
                                        {3: 17})
     assert scores["17"]["dice"] == pytest.approx(2 * 32 / (64 + 32))
     assert scores["17"]["name"] == "thalamus"
@@ -209,7 +206,7 @@ def test_bad_input_report_counts_test_outcomes():
     rows = reliability_report.summarise(cases)
     assert {(r["suite"], r["group"]): (r["tried"], r["clean"], r["failed"], r["skipped"]) for r in rows} == {
         ("engine CLI", "input files"): (3, 2, 1, 0), ("Slicer glue", "models"): (0, 0, 0, 1)}
-    report = reliability_report.markdown(cases, rows, {**about("benchmarks/reliability_report.py"),
+    report = reliability_report.markdown(cases, rows, {**about(module_command("benchmarks.reliability_report")),
                                                         "pytest_exit_code": 1, "seconds": 60.0})
     assert "**3 cases tried, 2 handled cleanly** (1 skipped)" in report
     assert "| engine CLI | input files | `atlas-truncated` | 2 | clean | error: <tmp>/atlas.nii.gz: cannot be read. |" \
@@ -222,7 +219,7 @@ def test_augmenter_memory_estimate_is_a_lower_bound_of_the_counted_tensors(bf16)
     from distillseg.oneshot.memory_plan import augmenter_training_bytes
 
     grid = (32, 32, 48)  # the engine refuses a grid on this estimate, so it must never exceed what a step keeps
-    counted = common_estimates.augmenter_saved_bytes(grid, bf16=bf16, pairs=2)
+    counted = estimates.augmenter_saved_bytes(grid, bf16=bf16, pairs=2)
     assert 0.8 * counted <= augmenter_training_bytes(32 * 32 * 48, bf16, 2) <= counted
 
 
@@ -246,8 +243,6 @@ def test_moved_header_rotates_and_shifts_in_world_space_only(tmp_path):
 
 
 def test_lap_benchmark_reuses_only_a_bundle_made_with_the_same_options_and_strategy(tmp_path):
-    import lap_incremental
-
     out = tmp_path / "mib_step1"
     out.mkdir()
     settings = {"name": "mib", "unbiased_ce": True, "kd_weight": 10.0, "pod_weight": 0.0, "pseudo_labels": False,
@@ -256,26 +251,22 @@ def test_lap_benchmark_reuses_only_a_bundle_made_with_the_same_options_and_strat
     (out / "manifest.json").write_text(json.dumps({"history": [
         {"options": options, "strategy_settings": settings, "seconds": 42.5}]}))
     args = ("--out", out, "--strategy", "mib", "--iterations", 120, "--size", 128, 160, "--lr", 1e-3)
-    assert lap_incremental.reusable_seconds("learn", args) == 42.5  # a setting added later is at its default
-    assert lap_incremental.reusable_seconds("train", args) is None
-    assert lap_incremental.reusable_seconds("learn", (*args[:4], "--iterations", 121, *args[6:])) is None
+    assert lap_runs.reusable_seconds("learn", args) == 42.5  # a setting added later is at its default
+    assert lap_runs.reusable_seconds("train", args) is None
+    assert lap_runs.reusable_seconds("learn", (*args[:4], "--iterations", 121, *args[6:])) is None
     settings["kd_weight"] = 5.0
     (out / "manifest.json").write_text(json.dumps({"history": [
         {"options": options, "strategy_settings": settings, "seconds": 42.5}]}))
-    assert lap_incremental.reusable_seconds("learn", args) is None
-    assert lap_incremental.reusable_seconds("learn", ("--out", tmp_path / "absent")) is None
+    assert lap_runs.reusable_seconds("learn", args) is None
+    assert lap_runs.reusable_seconds("learn", ("--out", tmp_path / "absent")) is None
 
 
 def test_lap_validation_report_compares_the_variants_step_by_step():
-    import lap_validation
-    from lap_incremental import curve_rows
-    from lap_protocols import PROTOCOLS
-
     steps = PROTOCOLS["synthetic"]["steps"]
     seen = lambda k: [c for s in steps[: k + 1] for c in s["classes"]]  # noqa: E731
     curves = {"ours": [{c: 0.6 for c in seen(k)} for k in range(4)],
               "ours --no-pseudo-labels": [{c: 0.6 if k == 0 else 0.3 for c in seen(k)} for k in range(4)]}
-    rows = {v: curve_rows(steps, c) for v, c in curves.items()}
+    rows = {v: lap_runs.curve_rows(steps, c) for v, c in curves.items()}
     assert rows["ours --no-pseudo-labels"][1]["old_before_step"] == pytest.approx(0.6)
     report = lap_validation.markdown({"seed": 7, "smoke": False, "command": "x", "total_seconds": 600.0,
                                       "test_patients": ["14", "15", "16"], "curves": curves, "rows": rows,
@@ -291,8 +282,67 @@ def test_lap_rates_come_from_throttled_progress_events():
     events = [{"event": "progress", "stage": "segment", "step": s, "elapsed_s": t}
               for s, t in ((1, 0.7), (2, 1.4), (6, 2.0), (8, 2.3))]
     events += [{"event": "progress", "stage": "sample", "step": s, "elapsed_s": t} for s, t in ((16, 30.0), (32, 40.0))]
-    run = common_run.Measured(command=[], returncode=0, seconds=45.0, peak_rss_mb=1.0, peak_tree_rss_mb=1.0,
+    run = Measured(command=[], returncode=0, seconds=45.0, peak_rss_mb=1.0, peak_tree_rss_mb=1.0,
                               events=events)
-    assert common_speed_lap._seconds_per_step(run, "segment", 1) == pytest.approx(1.6 / 7)
-    assert common_speed_lap._frames_per_s(run, "sample") == pytest.approx(1.6)  # 16 frames in the second batch
-    assert common_speed_lap._frames_per_s(run, "replay") is None
+    assert speed_lap._seconds_per_step(run, "segment", 1) == pytest.approx(1.6 / 7)
+    assert speed_lap._frames_per_s(run, "sample") == pytest.approx(1.6)  # 16 frames in the second batch
+    assert speed_lap._frames_per_s(run, "replay") is None
+
+
+def test_lap_benchmark_writes_its_report_into_its_own_folder(tmp_path):
+    steps = PROTOCOLS["synthetic"]["steps"]
+    seen = lambda k: [c for s in steps[: k + 1] for c in s["classes"]]  # noqa: E731
+    curves = {strategy: [{c: score for c in seen(k)} for k in range(4)]
+              for strategy, score in (("ours", 0.6), ("finetune", 0.2), ("mib", 0.4), ("plop", 0.5))}
+    result = {"protocol": "synthetic", "description": "fake scenes", "steps": steps, "curves": curves,
+              "joint": {c: 0.7 for c in seen(3)}, "test_patients": ["14"], "reused": [],
+              "seconds": {"base": 60.0, "ours": 60.0, "finetune": 30.0, "mib": 30.0, "plop": 30.0, "joint": 120.0}}
+    lap_incremental.write_report(tmp_path, [result], {"synthetic": {"batch_size": 8}}, 2, 600.0, [],
+                                 module_command("benchmarks.lap_incremental"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iou_synthetic.png", "report.md", "results.json"]
+    report = (tmp_path / "report.md").read_text()
+    assert "Command: `.venv/bin/python -m benchmarks.lap_incremental`" in report
+    assert "| ours | – / 60.0 / 60.0 | 60.0 / 60.0 / 60.0 |" in report and "![synthetic](iou_synthetic.png)" in report
+    assert "| vesicular_glands | 60.0 | 20.0 | 40.0 | 50.0 | 70.0 |" in report
+    assert json.loads((tmp_path / "results.json").read_text())["summaries"][0]["checks"]["ours_at_least_mib"]
+
+
+def test_reports_name_paths_relative_to_the_checkout():
+    assert shown(REPO / ".venv" / "bin" / "python") == ".venv/bin/python"
+    assert shown(f"{SHARED}/data/labels.json:oasis_seg35_to_freesurfer") == "../shared/data/labels.json:" \
+        "oasis_seg35_to_freesurfer"
+    assert shown("/tmp/work/atlas.nii.gz") == "/tmp/work/atlas.nii.gz"
+    run = run_measured([sys.executable, "-c", "print(1)"])
+    assert run.summary()["command"].startswith(shown(sys.executable) + " -c ")
+    # Committed reports never name the folder a checkout or its data happened to live in.
+    for path in [] if REPO.parent == REPO.parent.parent else RESULTS.rglob("*"):  # (a checkout at / names none)
+        if path.suffix in (".md", ".json"):
+            assert str(REPO.parent) + "/" not in path.read_text(encoding="utf-8"), path
+
+
+def test_scripts_skip_without_data_and_rebuild_reports_from_the_raw_result(tmp_path, capsys):
+    assert oneshot_brain.main(["--data", str(tmp_path / "none"), "--work", str(tmp_path / "brain")]) == 0
+    assert "Skipped: no brain data" in capsys.readouterr().err
+    work = tmp_path / "spine"
+    work.mkdir()
+    (work / "raw_result.json").write_text(json.dumps({
+        "about": about(module_command("benchmarks.oneshot_spine")), "native_mm": 2.0,
+        "data": {"image": "../shared/data/spine_ct/verse_spine_image704.nii.gz", "labels": "l.nii.gz"},
+        "settings": {"threads": 2, "smoke": False, "seed": 0, "unlabeled_count": 4, "test_count": 3,
+                     "augmenter_iterations": None, "iterations": None, "train_options": [], "budget_is_default": True},
+        "structures": [1, 2, 3], "methods": _oneshot_methods(2.0)[:3] + _oneshot_methods(2.0)[4:],
+        "total_seconds": 50.0}))
+    assert oneshot_spine.main(["--work", str(work), "--out", str(tmp_path / "out"), "--report-only"]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "**Data**: ../shared/data/spine_ct/verse_spine_image704.nii.gz" in report
+    assert lap_incremental.main(["--work", str(tmp_path / "lap"), "--out", str(tmp_path / "lap_out"),
+                                 "--report-only"]) == 0
+    assert "*Skipped:* synthetic protocol: no results" in (tmp_path / "lap_out" / "report.md").read_text()
+
+
+def test_ants_worker_runs_as_a_module_of_the_repository():
+    from benchmarks.harness import ants
+
+    assert ants.WORKER == "benchmarks.harness.ants"
+    # The benchmarks start it as a child in the repository root; --help imports it without ANTs.
+    assert run_measured([sys.executable, "-m", ants.WORKER, "--help"]).returncode == 0

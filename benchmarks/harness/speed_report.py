@@ -1,13 +1,14 @@
-"""The speed-and-scale report (``benchmarks/speed_scale.py``): markdown tables, the cost plot, and the GPU plan
-with every estimate labelled as one."""
+"""The speed-and-scale report (``python -m benchmarks.speed_scale``): markdown tables, the cost plot, the GPU plan
+with every estimate labelled as one, and the line per part naming the run that measured it."""
 
 from __future__ import annotations
 
 import json
 
-from common_speed_lap import lap_section
-from common_estimates import GPU_ASSUMPTIONS, gpu_inference_seconds, gpu_training_memory_bytes, scale
-from common_report import fmt, header, ratio, table
+from .estimates import GPU_ASSUMPTIONS, gpu_inference_seconds, gpu_training_memory_bytes, scale, voxels
+from .figures import pyplot, save
+from .report import fmt, header, ratio, section, table
+from .speed_lap import lap_section
 
 GB = 2**30
 CT_TARGET_GB = 6.0
@@ -22,18 +23,9 @@ def parse_size(text: str) -> float:
     return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
 
 
-def _voxels(shape) -> int:
-    return int(shape[0]) * int(shape[1]) * int(shape[2])
-
-
 def segment_section(rows: list[dict]) -> list[str]:
     base = {r["case"]: r for r in rows if r["mode"] == "whole grid" and r["precision"] != "fp32" and r["ok"]}
     first = next(iter(base.values()), None)
-    lines = ["## 1. Segment cost at three sizes (measured, CPU)", "",
-             "The whole `distillseg oneshot segment` command per volume: process start, model load, reading, "
-             "pre-alignment, network, resampling back onto the scan's grid, writing. Peak RSS = the kernel's "
-             "maximum resident set of the process. Growth = time relative to the smallest case (whole grid, "
-             "default precision).", ""]
     table_rows = []
     for r in rows:
         table_rows.append([
@@ -41,8 +33,13 @@ def segment_section(rows: list[dict]) -> list[str]:
             r["precision"], fmt(r["seconds"], 1, " s") if r["ok"] else f"failed: {r['error']}",
             fmt(r.get("in_process_seconds"), 1, " s"), fmt(r["peak_rss_mb"] / 1024, 2, " GB"),
             ratio(r["seconds"], first["seconds"]) if first and r["ok"] else "–", r.get("device") or "–"])
-    lines += table(["case", "input", "working grid", "mode", "precision", "whole command", "in-process",
-                    "peak RSS", "growth", "device"], table_rows) + [""]
+    lines = section("1. Segment cost at three sizes (measured, CPU)",
+                    "The whole `distillseg oneshot segment` command per volume: process start, model load, reading, "
+                    "pre-alignment, network, resampling back onto the scan's grid, writing. Peak RSS = the kernel's "
+                    "maximum resident set of the process. Growth = time relative to the smallest case (whole grid, "
+                    "default precision).",
+                    ["case", "input", "working grid", "mode", "precision", "whole command", "in-process",
+                     "peak RSS", "growth", "device"], table_rows)
     budgets = [r for r in rows if r["mode"].startswith("budget") and r["ok"]]
     if budgets:
         lines += ["With `--max-memory` the engine picks the sliding window itself from its memory plan "
@@ -64,17 +61,18 @@ def segment_section(rows: list[dict]) -> list[str]:
     return lines
 
 
+TRAIN_INTRO = (
+    "`distillseg oneshot train` on the OASIS → vxm brains; step time = median of the steps after the first (from the "
+    "engine's progress events); peak RSS per stage sampled every 0.1 s (the preparation and pre-alignment are in "
+    "`start`/`prealign`). The 1 mm runs get `--max-memory` = the cap, so the engine's own memory plan decides whether "
+    "they start (exit 3 = refused up front); runs with checkpointing skip the augmenter stage (checkpointing concerns "
+    "the teacher and student only). Peak RSS process = the kernel's ru_maxrss, which Linux floors at the launching "
+    "benchmark's own peak (kept across fork and exec): a run started after the in-process GPU estimates (earlier "
+    "versions of this script ran them before this part) shows that process's 5 GB or more; the sampled stage peaks "
+    "have no such floor.")
+
+
 def train_section(rows: list[dict]) -> list[str]:
-    lines = ["## 2. Training step time and memory (measured, CPU)", "",
-             "`distillseg oneshot train` on the OASIS → vxm brains; step time = median of the steps after the "
-             "first (from the engine's progress events); peak RSS per stage sampled every 0.1 s (the preparation "
-             "and pre-alignment are in `start`/`prealign`). The 1 mm runs get `--max-memory` = the cap, so the "
-             "engine's own memory plan decides whether they start (exit 3 = refused up front); runs with "
-             "checkpointing skip the augmenter stage (checkpointing concerns the teacher and student only). "
-             "Peak RSS process = the kernel's ru_maxrss, which Linux floors at the launching benchmark's own peak "
-             "(kept across fork and exec): a run started after the in-process GPU estimates (earlier versions of this "
-             "script ran them before this part) shows that process's 5 GB or more; the sampled stage peaks have no "
-             "such floor.", ""]
     table_rows = []
     for r in rows:
         peaks = r.get("stage_peaks_mb", {})
@@ -86,28 +84,27 @@ def train_section(rows: list[dict]) -> list[str]:
             fmt(peaks.get("distill", 0) / 1024, 2, " GB") if peaks.get("distill") else "–",
             fmt(r.get("peak_rss_mb", 0) / 1024, 2, " GB") if r.get("peak_rss_mb") else "–",
             "ok" if r["ok"] else r["error"], r.get("device") or "–"])
-    lines += table(["resolution", "working grid", "precision", "checkpointing", "augmenter step", "student step",
+    return section("2. Training step time and memory (measured, CPU)", TRAIN_INTRO,
+                   ["resolution", "working grid", "precision", "checkpointing", "augmenter step", "student step",
                     "peak RSS augmenter stage", "peak RSS student stage", "peak RSS process", "status", "device"],
-                   table_rows) + [""]
-    return lines
+                   table_rows)
 
 
 def ddp_section(rows: list[dict]) -> list[str]:
-    lines = ["## 3. DDP throughput, 1 vs 2 processes (measured, CPU, gloo)", "",
-             "Same 2 mm training and global batch (2 samples / 2 image pairs per step); one process with 2 threads vs "
-             "`torchrun --standalone --nproc_per_node=2 -m distillseg oneshot train …` with 1 thread each. On 2 "
-             "cores the processes share the same cores, so this shows DDP's overhead, not a speed-up; on a "
-             "multi-GPU server each process has its own device.", ""]
     single = next((r for r in rows if r["processes"] == 1 and r["ok"]), {})
     table_rows = [[r["processes"], r["threads_each"], r["backend"], fmt(r.get("augmenter_step_s"), 2, " s"),
                    fmt(r.get("augmenter_pairs_per_s"), 3), fmt(r.get("distill_step_s"), 2, " s"),
                    fmt(r.get("distill_samples_per_s"), 3),
                    ratio(r.get("distill_samples_per_s"), single.get("distill_samples_per_s"), 2),
                    fmt(r["peak_tree_rss_mb"] / 1024, 2, " GB"), "ok" if r["ok"] else r["error"]] for r in rows]
-    lines += table(["processes", "threads each", "backend", "augmenter step", "pairs/s", "student step",
+    return section("3. DDP throughput, 1 vs 2 processes (measured, CPU, gloo)",
+                   "Same 2 mm training and global batch (2 samples / 2 image pairs per step); one process with 2 "
+                   "threads vs `torchrun --standalone --nproc_per_node=2 -m distillseg oneshot train …` with 1 "
+                   "thread each. On 2 cores the processes share the same cores, so this shows DDP's overhead, not a "
+                   "speed-up; on a multi-GPU server each process has its own device.",
+                   ["processes", "threads each", "backend", "augmenter step", "pairs/s", "student step",
                     "samples/s", "student throughput vs 1 process", "peak RSS (all processes)", "status"],
-                   table_rows) + [""]
-    return lines
+                   table_rows)
 
 
 def gpu_section(figures: dict, segment_rows: list[dict], train_rows: list[dict]) -> list[str]:
@@ -116,7 +113,7 @@ def gpu_section(figures: dict, segment_rows: list[dict], train_rows: list[dict])
     full = (160, 192, 224)
     lines = ["## 4. GPU plan — ESTIMATES ON PAPER, NOT MEASUREMENTS", "",
              "No GPU was lent to this run. FLOPs, saved activations and memory traffic below are counted on the "
-             "engine's real networks at 80×96×112 (`benchmarks/common_estimates.py`) and scaled by the voxel "
+             "engine's real networks at 80×96×112 (`benchmarks/harness/estimates.py`) and scaled by the voxel "
              f"count. Device assumptions: {json.dumps({k: v for k, v in a.items() if k != 'note'})} ({a['note']}).",
              ""]
     k = scale(figures, full)
@@ -188,14 +185,14 @@ SECTION_OF_PART = {"segment": "§1 segment cost", "train": "§2 training steps",
 def provenance(measured_by: dict) -> list[str]:
     """One report line per part: the run that measured it (the script keeps parts that a run did not redo)."""
     lines = []
-    for key, section in SECTION_OF_PART.items():
+    for key, heading in SECTION_OF_PART.items():
         run = measured_by.get(key)
         if run is None:
             continue
         when = ", ".join(part for part in (run.get("date"), run.get("commit") and f"engine {run['commit']}",
                                            run.get("load") and f"load {run['load'][0]:.1f}") if part)
         command = run["command"] if run.get("date") is None else f"`{run['command']}`"
-        lines.append(f"{section}: {command}" + (f" ({when})" if when else ""))
+        lines.append(f"{heading}: {command}" + (f" ({when})" if when else ""))
     return lines
 
 
@@ -223,18 +220,13 @@ def markdown(result: dict) -> str:
 
 def plot(result: dict, path) -> None:
     """Time and peak memory of the whole segment command against the working grid's voxel count, per mode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [r for r in result.get("segment", []) if r["ok"]]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.8))
     modes = sorted({(r["mode"].split(" ")[0] + " " + r["mode"].split(" ")[1], r["precision"]) for r in rows})
     for mode, precision in modes:
         chosen = [r for r in rows if r["mode"].startswith(mode) and r["precision"] == precision]
-        chosen.sort(key=lambda r: _voxels(r["input_shape"]))
-        x = [_voxels(r["input_shape"]) / 1e6 for r in chosen]
+        chosen.sort(key=lambda r: voxels(r["input_shape"]))
+        x = [voxels(r["input_shape"]) / 1e6 for r in chosen]
         label = f"{mode}, {precision}"
         axes[0].plot(x, [r["seconds"] for r in chosen], marker="o", label=label)
         axes[1].plot(x, [r["peak_rss_mb"] / 1024 for r in chosen], marker="o", label=label)
@@ -248,6 +240,4 @@ def plot(result: dict, path) -> None:
     device = rows[0]["device"] if rows else "cpu"
     fig.suptitle(f"distillseg oneshot segment — measured on {result['about']['machine']['cpu']}, {device}",
                  fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, dpi=110)

@@ -3,8 +3,8 @@
 
 Run as its own process (one per registration, so its time and peak memory are measured like ours)::
 
-    python benchmarks/common_ants.py --fixed SCAN --moving ATLAS --labels ATLAS_LABELS --out LABELS.nii.gz \
-        --transform SyN --spacing 2 --reg-iterations 40 20 --threads 2
+    .venv/bin/python -m benchmarks.harness.ants --fixed SCAN --moving ATLAS --labels ATLAS_LABELS \
+        --out LABELS.nii.gz --transform SyN --spacing 2 --reg-iterations 40 20 --threads 2
 
 Both images are resampled to ``--spacing`` mm (linear) for the registration; the labels are then warped
 (``genericLabel`` interpolation) onto the scan's own full-resolution grid, so they are scored on that grid. The last
@@ -22,14 +22,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distillseg.contract.events import RESULT, event_line
 
-from common_run import run_measured  # noqa: E402
+from .run import run_measured
 
-WORKER = Path(__file__).resolve()
+WORKER = __spec__.name  # this module, whether imported or run: the child runs ``python -m WORKER``
 
 
 def propagate(args) -> dict:
+    """Register, warp the labels, write them; the figures of the ``result`` event."""
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)
     import ants
     import nibabel as nib
@@ -61,7 +62,7 @@ def propagate(args) -> dict:
         raise RuntimeError(f"ANTs returned labels of shape {array.shape}, the scan is {reference.shape}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(array, reference.affine), args.out)
-    return {"event": "result", "registration_seconds": round(registration_seconds, 2),
+    return {"registration_seconds": round(registration_seconds, 2),
             "in_process_seconds": round(time.perf_counter() - started, 2),
             "registration_shape": list(fixed.shape), "ants_version": ants.__version__}
 
@@ -88,7 +89,7 @@ def run_ants(out_dir: Path, fixed: Path, moving: Path, labels: Path, transform: 
         if cached.get("key") == key and Path(cached["labels"]).is_file():
             return {**cached, "reused": True}
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, WORKER, "--fixed", fixed, "--moving", moving, "--labels", labels,
+    command = [sys.executable, "-m", WORKER, "--fixed", fixed, "--moving", moving, "--labels", labels,
                "--out", out_dir / "labels.nii.gz", "--transform", transform, "--threads", threads, "--seed", seed]
     if spacing:
         command += ["--spacing", spacing]
@@ -98,7 +99,7 @@ def run_ants(out_dir: Path, fixed: Path, moving: Path, labels: Path, transform: 
         command += ["--aff-iterations", *aff_iterations]
     measured = run_measured(command, env={"ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": str(threads)})
     result = {"key": key, "settings": settings, "labels": str(out_dir / "labels.nii.gz"), **measured.summary(),
-              **{k: v for k, v in measured.result.items() if k != "event"}}
+              **measured.result}
     cache.write_text(json.dumps(result, indent=1) + "\n")
     return {**result, "reused": False}
 
@@ -117,7 +118,7 @@ def main() -> int:
                         help="affine iterations per level (default: ANTs's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
-    print(json.dumps(propagate(parser.parse_args())), flush=True)
+    print(event_line(RESULT, **propagate(parser.parse_args())), flush=True)
     return 0
 
 

@@ -1,8 +1,9 @@
-"""What every benchmark report says about where and how it ran, and the pieces its markdown and plots share.
+"""What every benchmark report says about where and how it ran, its tables, and writing its files.
 
-A report is three files in ``benchmarks/results/<name>/``: ``report.md`` (for people), ``results.json`` (every
-figure, for programs) and one or more PNG plots. Each states the machine (CPU model, cores, RAM), the software
-versions and the exact command that produced it.
+A report is three kinds of files in ``benchmarks/results/<name>/``: ``report.md`` (for people), ``results.json``
+(every figure, for programs) and its PNG plots (``figures``). Each states the machine (CPU model, cores, RAM), the
+software versions, the exact command that produced it and the load on the machine when it started: timings are
+only clean on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from .paths import REPO, shown
+
 PACKAGES = ("torch", "monai", "numpy", "nibabel", "scipy", "antspyx", "nilearn", "psutil")
 
 
 def cpu_model() -> str:
+    """The CPU's model name (Linux), else what the platform says."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -33,6 +36,7 @@ def cpu_model() -> str:
 
 
 def ram_gb() -> float:
+    """Physical memory in GB."""
     try:
         import psutil
 
@@ -52,11 +56,13 @@ def cpu_flags() -> list[str]:
 
 
 def machine() -> dict:
+    """Where a run ran: CPU, cores, RAM, CPU flags, OS, GPU."""
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "ram_gb": ram_gb(), "cpu_flags": cpu_flags(),
             "os": platform.platform(), "gpu": gpu_name()}
 
 
 def gpu_name() -> str | None:
+    """The first CUDA device's name, None without one."""
     try:
         import torch
 
@@ -66,6 +72,7 @@ def gpu_name() -> str | None:
 
 
 def software() -> dict:
+    """Python's and the packages' versions, and the engine's commit (``-dirty`` with uncommitted changes)."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -81,14 +88,19 @@ def software() -> dict:
     return versions
 
 
+def module_command(module: str, *args) -> str:
+    """How the README runs a benchmark module from the repository root, as one shell line."""
+    return " ".join([".venv/bin/python", "-m", module, *map(shlex.quote, map(str, args))])
+
+
 def invocation() -> str:
-    """The command that is running now, as one shell line relative to the repository."""
-    script = Path(sys.argv[0])
+    """The command that is running now (``python -m benchmarks.<name> …``), as one shell line."""
+    script = Path(sys.argv[0]).resolve()
     try:
-        script = script.resolve().relative_to(REPO)
-    except ValueError:
-        pass
-    return " ".join([".venv/bin/python", shlex.quote(str(script)), *map(shlex.quote, sys.argv[1:])])
+        module = ".".join(script.relative_to(REPO).with_suffix("").parts)
+    except ValueError:  # not a module of this repository (e.g. pytest): name the program as it was started
+        return " ".join(shlex.quote(shown(a)) for a in sys.argv)
+    return module_command(module, *sys.argv[1:])
 
 
 def header(title: str, command: str, about: dict, extra: list[str] = ()) -> list[str]:
@@ -99,7 +111,7 @@ def header(title: str, command: str, about: dict, extra: list[str] = ()) -> list
              f"- **Machine**: {m['cpu']}, {m['cores']} cores ({', '.join(m['cpu_flags']) or 'no AVX flags'}), "
              f"{m['ram_gb']} GB RAM, GPU: {m['gpu'] or 'none'}",
              f"- **Software**: {soft}",
-             f"- **Command** (run under the team's CPU lock): `flock /work/heavy.lock {command}`",
+             f"- **Command**: `{command}`",
              f"- **Date**: {about['date']}; load average when it started (1/5/15 min): "
              f"{', '.join(f'{v:.1f}' for v in about.get('load_average_at_start', []))} on {m['cores']} cores "
              "(timings are only clean when nothing else was running)"]
@@ -107,16 +119,21 @@ def header(title: str, command: str, about: dict, extra: list[str] = ()) -> list
 
 
 def about(command: str | None = None) -> dict:
-    import time
-
+    """Machine, software, command (default: this process's), date and load average at the start of a run."""
     return {"machine": machine(), "software": software(), "command": command or invocation(),
             "date": time.strftime("%Y-%m-%d %H:%M %Z"), "load_average_at_start": list(os.getloadavg())}
 
 
 def table(headers: list[str], rows: list[list]) -> list[str]:
+    """A markdown table."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return lines
+
+
+def section(title: str, intro: str, headers: list[str], rows: list[list]) -> list[str]:
+    """A report section: its heading, the paragraph that says what was measured and how, and its table."""
+    return [f"## {title}", "", intro, ""] + table(headers, rows) + [""]
 
 
 def fmt(value, digits: int = 3, unit: str = "") -> str:
@@ -134,40 +151,13 @@ def ratio(numerator, denominator, digits: int = 1) -> str:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` as indented JSON through a temporary file, so a crash never leaves half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=1, allow_nan=True, default=str) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    """Write ``data`` as indented JSON (``write_text``)."""
+    write_text(path, json.dumps(data, indent=1, allow_nan=True, default=str) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary file, so a crash never leaves half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
-
-
-def boxplot(path: Path, series: dict[str, list[float]], title: str, ylabel: str = "Dice") -> None:
-    """One box per method (``series``: method -> per-structure values), points overlaid, means marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(series)
-    fig, axis = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.2))
-    data = [[v for v in series[n] if v == v] for n in names]
-    axis.boxplot(data, showmeans=True, widths=0.6)
-    for index, values in enumerate(data, 1):
-        jitter = [index + 0.18 * ((k * 7919) % 11 / 10 - 0.5) for k in range(len(values))]
-        axis.scatter(jitter, values, s=8, alpha=0.5, color="tab:blue", zorder=3)
-    axis.set_xticks(range(1, len(names) + 1), names, rotation=25, ha="right", fontsize=8)
-    axis.set_ylabel(ylabel)
-    axis.set_ylim(0, 1)
-    axis.grid(axis="y", alpha=0.3)
-    axis.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -1,4 +1,4 @@
-"""Figures of a one-shot benchmark run: learning curves from the model bundles, and slices with the labels.
+"""The plots of the benchmark reports: a box plot per method, learning curves from model bundles, label overlays.
 
 ``learning_curves`` reads the per-step losses every ``distillseg oneshot train`` run records in its bundle's
 ``manifest.json`` (``training.curves``: ``[step, loss, elapsed seconds, parts]`` per logged step); ``overlay`` shows
@@ -13,14 +13,47 @@ from pathlib import Path
 import numpy as np
 
 
-def learning_curves(path: Path, models: dict[str, str], title: str) -> bool:
-    """One panel per stage (augmenter, distill): loss against training minutes, one line per model; False when no
-    model folder is left to read (e.g. a report rebuilt elsewhere)."""
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (benchmarks run without a display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save(fig, path: Path, dpi: int, title: str | None = None) -> None:
+    """Title (small), tight layout, write ``path`` and free the figure."""
+    if title is not None:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+
+
+def boxplot(path: Path, series: dict[str, list[float]], title: str, ylabel: str = "Dice") -> None:
+    """One box per method (``series``: method -> per-structure values), points overlaid, means marked."""
+    plt = pyplot()
+    names = list(series)
+    fig, axis = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.2))
+    data = [[v for v in series[n] if v == v] for n in names]
+    axis.boxplot(data, showmeans=True, widths=0.6)
+    for index, values in enumerate(data, 1):
+        jitter = [index + 0.18 * ((k * 7919) % 11 / 10 - 0.5) for k in range(len(values))]
+        axis.scatter(jitter, values, s=8, alpha=0.5, color="tab:blue", zorder=3)
+    axis.set_xticks(range(1, len(names) + 1), names, rotation=25, ha="right", fontsize=8)
+    axis.set_ylabel(ylabel)
+    axis.set_ylim(0, 1)
+    axis.grid(axis="y", alpha=0.3)
+    axis.set_title(title, fontsize=9)
+    save(fig, path, dpi=110)
+
+
+def learning_curves(path: Path, models: dict[str, str], title: str) -> bool:
+    """One panel per stage (augmenter, distill): loss against training minutes, one line per model; False when no
+    model folder is left to read (e.g. a report rebuilt elsewhere)."""
     curves = {}
     for name, folder in models.items():
         manifest = Path(folder) / "manifest.json"
@@ -29,7 +62,7 @@ def learning_curves(path: Path, models: dict[str, str], title: str) -> bool:
     if not curves:
         return False
     stages = ["augmenter", "distill"]
-    fig, axes = plt.subplots(1, len(stages), figsize=(11, 3.8))
+    fig, axes = pyplot().subplots(1, len(stages), figsize=(11, 3.8))
     for axis, stage in zip(axes, stages):
         for name, stage_curves in curves.items():
             points = stage_curves.get(stage) or []
@@ -39,10 +72,7 @@ def learning_curves(path: Path, models: dict[str, str], title: str) -> bool:
         axis.set_ylabel("loss (logged steps)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path, dpi=90, title=title)
     return True
 
 
@@ -53,10 +83,8 @@ def overlay(path: Path, image: Path, predicted: Path, truth: Path, title: str,
     missing."""
     if not all(Path(p).is_file() for p in (image, predicted, truth)):
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    from matplotlib.colors import ListedColormap
 
     from distillseg.common.volume_io import read_image, read_labels
 
@@ -70,7 +98,7 @@ def overlay(path: Path, image: Path, predicted: Path, truth: Path, title: str,
     lookup[values] = np.arange(len(values))  # label value -> colour index (0 = background, transparent)
     colours = plt.get_cmap("tab20", max(len(values) - 1, 1))(np.arange(max(len(values) - 1, 1)))
     colours[:, 3] = 0.55
-    cmap = matplotlib.colors.ListedColormap(np.vstack([[0, 0, 0, 0], colours]))
+    cmap = ListedColormap(np.vstack([[0, 0, 0, 0], colours]))
     centre = [s // 2 for s in scan.shape]
     cuts = [("axial", lambda a: np.rot90(a[:, :, centre[2]])), ("coronal", lambda a: np.rot90(a[:, centre[1], :])),
             ("sagittal", lambda a: np.rot90(a[centre[0], :, :]))]
@@ -82,8 +110,5 @@ def overlay(path: Path, image: Path, predicted: Path, truth: Path, title: str,
             axis.imshow(cut(lookup[labels]), cmap=cmap, vmin=0, vmax=len(values) - 1, interpolation="nearest")
             axis.set_title(f"{view}, {kind}", fontsize=9)
             axis.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save(fig, path, dpi=90, title=title)
     return True

@@ -11,13 +11,13 @@ Peak memory is measured twice, because each way misses something:
   samples can be missed). ``stage_peaks_mb`` splits this by the engine stage running at the time (from
   ``--progress jsonl``).
 
-Engine verbs are run as ``python -m distillseg oneshot …`` (or ``lap …``) with ``--progress jsonl``; their
-``progress`` events give per-step times (``step_seconds``) and their ``result`` event is returned as ``result``.
+Engine verbs are run as ``python -m distillseg oneshot …`` (or ``lap …``) with ``--progress jsonl``; their events
+(keys and kinds from ``distillseg.contract.events``) are kept: ``progress`` events give per-step times
+(``step_seconds``) and the ``result`` event's keys are returned as ``result``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import statistics
@@ -28,7 +28,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from distillseg.contract.events import (ELAPSED_S, ERROR, EVENT, MESSAGE, PROGRESS, RESULT, STAGE, STEP,
+                                        parse_event_line, result_fields)
+
+from .paths import REPO, shown
+
 SAMPLE_S = 0.1
 
 
@@ -38,6 +42,8 @@ class CommandFailed(RuntimeError):
 
 @dataclass
 class Measured:
+    """One measured run of a command: its exit code, wall seconds, peak memory and the engine events it printed."""
+
     command: list[str]
     returncode: int
     seconds: float
@@ -47,21 +53,31 @@ class Measured:
     events: list[dict] = field(default_factory=list)
     stderr: str = ""
 
+    def of_kind(self, kind: str) -> list[dict]:
+        """The engine events of one kind (``distillseg.contract.events``: RESULT, ERROR, DEVICE, ...), in order."""
+        return [e for e in self.events if e.get(EVENT) == kind]
+
     @property
     def result(self) -> dict:
-        found = [e for e in self.events if e.get("event") == "result"]
-        return found[-1] if found else {}
+        """The last ``result`` event's own keys (without ``event``); empty when there was none."""
+        found = self.of_kind(RESULT)
+        return result_fields(found[-1]) if found else {}
 
     @property
     def error(self) -> str:
-        found = [e.get("message", "") for e in self.events if e.get("event") == "error"]
+        """The engine's ``error`` sentence, else the last line of stderr ("" when there is none)."""
+        found = [e.get(MESSAGE, "") for e in self.of_kind(ERROR)]
         return found[-1] if found else self.stderr.strip().splitlines()[-1] if self.stderr.strip() else ""
+
+    def step_times(self, stage: str, first_step: int = 0) -> list[tuple[int, float]]:
+        """(step, elapsed seconds) of every progress event of ``stage`` from ``first_step`` on."""
+        return [(e[STEP], e[ELAPSED_S]) for e in self.of_kind(PROGRESS)
+                if e.get(STAGE) == stage and ELAPSED_S in e and e[STEP] >= first_step]
 
     def step_seconds(self, stage: str) -> list[float]:
         """Seconds of each step of ``stage`` after its first (the first carries one-off set-up), from the
         ``elapsed_s`` of consecutive progress events one step apart."""
-        points = [(e["step"], e["elapsed_s"]) for e in self.events
-                  if e.get("event") == "progress" and e.get("stage") == stage and "elapsed_s" in e]
+        points = self.step_times(stage)
         return [round(b[1] - a[1], 3) for a, b in zip(points, points[1:]) if b[0] == a[0] + 1 and a[0] >= 1]
 
     def median_step_seconds(self, stage: str) -> float | None:
@@ -81,7 +97,8 @@ class Measured:
 
 
 def shell_line(command: list) -> str:
-    return " ".join(shlex.quote(str(c)) for c in command)
+    """``command`` as one shell line, its paths as a report shows them (``paths.shown``)."""
+    return " ".join(shlex.quote(shown(c)) for c in command)
 
 
 def _tree_rss(process) -> int:
@@ -121,7 +138,8 @@ def _open_log(command: list[str]):
     if not folder:
         return None
     Path(folder).mkdir(parents=True, exist_ok=True)
-    verb = next((c for c in command if c in ("train", "segment", "evaluate")), Path(command[1]).stem)
+    program = command[2].rsplit(".", 1)[-1] if command[1] == "-m" else Path(command[1]).stem
+    verb = next((c for c in command if c in ("train", "segment", "evaluate")), program)
     handle = open(Path(folder) / f"{time.strftime('%H%M%S')}_{verb}.log", "w", encoding="utf-8")
     handle.write(shell_line(command) + "\n")
     return handle
@@ -129,16 +147,16 @@ def _open_log(command: list[str]):
 
 def run_measured(command: list, env: dict | None = None, cwd: Path = REPO, check: bool = True,
                  timeout_s: float | None = None, address_space_limit: int | None = None) -> Measured:
-    """Run ``command`` and measure it (see the module docstring). stdout lines that are JSON objects are kept as
-    events; stderr is kept. ``check``: raise ``CommandFailed`` on a non-zero exit. ``address_space_limit``: bytes
+    """Run ``command`` and measure it (see the module docstring). stdout lines that are engine events
+    (``parse_event_line``) are kept as events; stderr is kept. ``check``: raise ``CommandFailed`` on a non-zero exit. ``address_space_limit``: bytes
     of virtual memory the child may reserve (RLIMIT_AS), None for no cap."""
     import psutil
 
     command = [str(c) for c in command]
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     started = time.perf_counter()
-    child = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, bufsize=1,
+    # ``python -m …`` in the repository root finds both the engine and ``benchmarks`` there: no PYTHONPATH needed.
+    child = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, bufsize=1,
                              preexec_fn=_address_space_limit(address_space_limit))
     watched = psutil.Process(child.pid)
     events: list[dict] = []
@@ -153,15 +171,12 @@ def run_measured(command: list, env: dict | None = None, cwd: Path = REPO, check
             if log:
                 log.write(f"{time.perf_counter() - started:9.2f} {line}")
                 log.flush()
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                events.append(event)
-                if event.get("event") == "progress":
-                    stage["name"] = event.get("stage", stage["name"])
+            event = parse_event_line(line.strip())
+            if event is None:  # a library's print, not an engine event
+                continue
+            events.append(event)
+            if event[EVENT] == PROGRESS:
+                stage["name"] = event.get(STAGE, stage["name"])
 
     readers = [threading.Thread(target=read_stdout, daemon=True),
                threading.Thread(target=lambda: stderr_chunks.append(child.stderr.read()), daemon=True)]

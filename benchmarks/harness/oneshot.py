@@ -1,24 +1,51 @@
-"""What the one-shot benchmarks share: our method through the real CLI, scoring label files the way
-``distillseg oneshot evaluate`` does, and the method table / box plot of a report.
-
-A *method result* is a dict::
-
-    {"name": "SyN (40, 20) @ 2 mm", "kind": "peer" | "ours" | "floor", "resolution_mm": 2.0,
-     "cases": [{"case": "...", "structures": {"17": {"dice": .., "hd95": .., "name": ..}, ...}}, ...],
-     "segment": {"seconds_per_volume": .., "peak_rss_mb": .., ...} | None,
-     "train": {"seconds": .., "peak_rss_mb": .., ...} | None}
+"""The one-shot benchmarks' methods: ours through the real CLI, ANTs label propagation and the no-registration
+floor, each scored on the test scans the way ``distillseg oneshot evaluate`` scores them; and the options of our
+training that both one-shot scripts take. Results are *method results* (``oneshot_report``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from common_report import fmt, ratio, table
-from common_run import distillseg
+from .ants import run_ants
+from .cli import log
+from .oneshot_report import nanmean, summary
+from .run import distillseg
+
+# A smoke run's budgets: two steps per training stage; ANTs with as few iterations per level as it takes.
+SMOKE_TRAINING = ["--augmenter-iterations", 2, "--iterations", 2]
+SMOKE_ANTS = {"syn": (2, 1), "syn_fine": (2, 1, 0), "affine": (20, 0, 0, 0)}
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Our training budget and seed, any other training option, and reuse of cached ANTs results."""
+    parser.add_argument("--augmenter-iterations", type=int, default=None,
+                        help="our augmenter steps (default: the CLI's default)")
+    parser.add_argument("--iterations", type=int, default=None, help="our student steps (default: the CLI's)")
+    parser.add_argument("--train-option", action="append", default=[],
+                        help="one more option for `distillseg oneshot train` (repeat; e.g. --train-option=--lr=3e-4)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse", action="store_true", help="reuse cached ANTs results made with the same settings")
+
+
+def training_options(args: argparse.Namespace) -> list:
+    """The budget (a smoke run's, or the iterations given), the seed and the extra options of our training."""
+    budget = SMOKE_TRAINING if args.smoke else [
+        *(["--augmenter-iterations", args.augmenter_iterations] if args.augmenter_iterations else []),
+        *(["--iterations", args.iterations] if args.iterations else [])]
+    return ["--seed", args.seed, *budget, *args.train_option]
+
+
+def training_settings(args: argparse.Namespace) -> dict:
+    """What a results file records of our training options."""
+    return {"seed": args.seed, "augmenter_iterations": args.augmenter_iterations, "iterations": args.iterations,
+            "train_options": args.train_option,
+            "budget_is_default": not (args.augmenter_iterations or args.iterations or args.smoke)}
 
 
 def score_file(predicted: Path, truth: Path, structures: list[int], names: dict[int, str],
@@ -39,29 +66,6 @@ def score_file(predicted: Path, truth: Path, structures: list[int], names: dict[
         array = lookup[array]
     scores = structure_scores(array, true.array, structures, spacing=true.spacing)
     return {str(k): {**v, "name": names.get(k, f"Label {k}")} for k, v in scores.items()}
-
-
-def per_structure(method: dict, metric: str = "dice") -> dict[str, float]:
-    """Structure -> mean of ``metric`` over the method's cases (NaNs ignored)."""
-    values: dict[str, list[float]] = {}
-    for case in method["cases"]:
-        for key, entry in case["structures"].items():
-            values.setdefault(key, []).append(entry.get(metric, math.nan))
-    return {k: _nanmean(v) for k, v in values.items()}
-
-
-def _nanmean(values) -> float:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return float(np.mean(finite)) if finite else math.nan
-
-
-def summary(method: dict) -> dict:
-    """Mean ± sd over structures of the per-structure Dice (averaged over cases), mean HD95."""
-    dice = [v for v in per_structure(method, "dice").values() if math.isfinite(v)]
-    hd95 = [v for v in per_structure(method, "hd95").values() if math.isfinite(v)]
-    return {"mean_dice": float(np.mean(dice)) if dice else math.nan,
-            "sd_dice": float(np.std(dice)) if dice else math.nan,
-            "mean_hd95": float(np.mean(hd95)) if hd95 else math.nan}
 
 
 def train_ours(work: Path, name: str, atlas: Path, atlas_labels: Path, unlabeled: list[Path], options: list,
@@ -120,48 +124,8 @@ def segment_and_score(work: Path, name: str, trained: dict, images: list[Path], 
     per_volume = segmented.result.get("seconds", [])
     return {"cases": results, "max_dice_difference_segment_vs_evaluate": difference,
             "segment": {**segmented.summary(), "seconds_per_volume": segmented.seconds / len(images),
-                        "in_process_seconds_per_volume": _nanmean(per_volume),
+                        "in_process_seconds_per_volume": nanmean(per_volume),
                         "engine_peak_memory_mb": segmented.result.get("peak_memory_mb")}}
-
-
-def method_rows(methods: list[dict], reference: dict | None, fine_reference: dict | None) -> list[list]:
-    """Rows of the main table: Dice mean ± sd, Δ vs the reference, HD95, time, the time ratios, memory, training."""
-    ref_summary = summary(reference) if reference else None
-    ref_seconds = reference["segment"]["seconds_per_volume"] if reference and reference.get("segment") else None
-    fine_seconds = (fine_reference["segment"]["seconds_per_volume"]
-                    if fine_reference and fine_reference.get("segment") else None)
-    rows = []
-    for method in methods:
-        s = summary(method)
-        seg = method.get("segment") or {}
-        seconds = seg.get("seconds_per_volume")
-        train = method.get("train") or {}
-        delta = (f"{s['mean_dice'] - ref_summary['mean_dice']:+.3f}" if ref_summary and method is not reference
-                 else "–")
-        rows.append([
-            method["name"], fmt(method.get("resolution_mm"), 1, " mm"),
-            f"{fmt(s['mean_dice'])} ± {fmt(s['sd_dice'])}", delta, fmt(s["mean_hd95"], 2),
-            fmt(seconds, 1, " s"),
-            ratio(ref_seconds, seconds) if method is not reference else "1×",
-            ratio(fine_seconds, seconds) if method is not fine_reference else "1×",
-            fmt(seg.get("peak_rss_mb"), 0, " MB") if seg else "–",
-            fmt(train.get("seconds", 0) / 60, 1, " min") if train else "–",
-        ])
-    return rows
-
-
-METHOD_HEADERS = ["method", "resolution", "Dice mean ± sd", "Δ Dice vs ref", "HD95 mm (mean)",
-                  "segment time / volume", "speed-up vs ref", "speed-up vs fine ref", "peak RSS (segment)",
-                  "training"]
-
-
-def structure_table(methods: list[dict]) -> list[str]:
-    """Per-structure Dice (mean over cases): one row per structure, one column per method."""
-    keys = list(methods[0]["cases"][0]["structures"])
-    names = {k: methods[0]["cases"][0]["structures"][k].get("name", k) for k in keys}
-    columns = [per_structure(m) for m in methods]
-    rows = [[f"{names[k]} ({k})", *[fmt(c.get(k)) for c in columns]] for k in keys]
-    return table(["structure", *[m["name"] for m in methods]], rows)
 
 
 def run_floor(data: dict) -> dict:
@@ -176,8 +140,6 @@ def run_floor(data: dict) -> dict:
 def run_ants_method(data: dict, work: Path, spec: tuple, threads: int, reuse: bool) -> dict:
     """One ANTs setting on every test scan. ``spec``: (name, transform, spacing mm or None = native,
     reg_iterations or None = ANTs's defaults, aff_iterations or None)."""
-    from common_ants import run_ants
-
     name, transform, spacing, reg_iterations, aff_iterations = spec
     folder = work / "ants" / "".join(c if c.isalnum() else "_" for c in name)
     cases, runs = [], []
@@ -195,40 +157,11 @@ def run_ants_method(data: dict, work: Path, spec: tuple, threads: int, reuse: bo
                         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "runs": runs}}
 
 
-def stronger_syn(methods: list[dict], spacing: float) -> dict | None:
-    """The ANTs SyN run at ``spacing`` mm with the higher mean Dice (the reference ours is compared with)."""
-    candidates = [m for m in methods if m["kind"] == "peer" and "SyN" in m["name"] and m["resolution_mm"] == spacing]
-    return max(candidates, key=lambda m: summary(m)["mean_dice"]) if candidates else None
-
-
-def ours_table(methods: list[dict]) -> list[str]:
-    """Our runs: working grid, training time (per stage, per step), training memory, precision, segment time."""
-    rows = []
-    for m in methods:
-        if m["kind"] != "ours":
-            continue
-        t, seg = m.get("train") or {}, m["segment"]
-        rows.append([m["name"], "×".join(map(str, t["working_grid"])) if t else "(the full model)",
-                     fmt(t.get("seconds", 0) / 60, 1, " min") if t else "–",
-                     ", ".join(f"{k} {v:.0f} s" for k, v in t.get("stage_seconds", {}).items()) if t else "–",
-                     f"{fmt(t.get('augmenter_step_s'), 2, ' s')} / {fmt(t.get('distill_step_s'), 2, ' s')}" if t
-                     else "–",
-                     fmt(t.get("peak_rss_mb"), 0, " MB") if t else "–", t.get("precision", "–") if t else "–",
-                     fmt(seg["in_process_seconds_per_volume"], 1, " s"),
-                     fmt(m["max_dice_difference_segment_vs_evaluate"], 4)])
-    return ["Training and segmenting through the real CLI (`distillseg oneshot train` / `segment` / `evaluate`). "
-            "Segment in-process = the engine's own per-volume time (without process start and model loading); "
-            "the last column checks that `segment`'s files and `evaluate` score the same.", ""] + table(
-        ["method", "working grid", "training", "stage seconds", "step time (augmenter / student, median)",
-         "peak RSS (training)", "precision", "segment in-process", "max ΔDice segment vs evaluate"], rows)
-
-
-def ants_table(methods: list[dict]) -> list[str]:
-    """ANTs runs: settings, registration time alone and the whole process, cached or not."""
-    rows = [[m["name"], json.dumps(m["settings"]), fmt(m["segment"]["registration_seconds"], 1, " s"),
-             fmt(m["segment"]["seconds_per_volume"], 1, " s"), fmt(m["segment"]["peak_rss_mb"], 0, " MB"),
-             "yes (cached)" if m.get("reused") else "no"]
-            for m in methods if m["kind"] == "peer"]
-    return ["Registration at the stated resolution (both images resampled linearly), atlas labels warped with "
-            "`genericLabel` onto the test scan's own grid; threads = `ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`.", ""] + \
-        table(["method", "settings", "registration alone", "whole process", "peak RSS", "reused"], rows)
+def run_ants_methods(data: dict, work: Path, specs: list[tuple], threads: int, reuse: bool) -> list[dict]:
+    """``run_ants_method`` for every spec, in order, logging each one's mean Dice."""
+    methods = []
+    for spec in specs:
+        log(spec[0])
+        methods.append(run_ants_method(data, work, spec, threads, reuse))
+        log(f"{spec[0]}: mean Dice {summary(methods[-1])['mean_dice']:.3f}")
+    return methods

@@ -19,7 +19,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from common_run import distillseg, run_measured
+from .estimates import GPU_ASSUMPTIONS, count_flops
+from .report import fmt, section
+from .run import distillseg, run_measured
 
 SIZE = (128, 160)          # working size (H, W) of the class-incremental benchmark's synthetic protocol
 FRAME_SIZE = (144, 180)    # generated frames before the black-border crop, as in that protocol
@@ -29,8 +31,7 @@ SAMPLE_BATCH = 16          # frames per DDIM batch (distillseg.lap.diffusion.sam
 def _seconds_per_step(run, stage: str, after: int) -> float | None:
     """Mean seconds per step of ``stage`` from its first progress event at step >= ``after`` to its last (the
     engine emits at most two events a second, so consecutive steps are not always both reported)."""
-    points = [(e["step"], e["elapsed_s"]) for e in run.events
-              if e.get("event") == "progress" and e.get("stage") == stage and "elapsed_s" in e and e["step"] >= after]
+    points = run.step_times(stage, after)
     if len(points) < 2 or points[-1][0] <= points[0][0]:
         return None
     return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
@@ -90,7 +91,6 @@ def lap_network_figures() -> dict:
     64×80 frame, one denoising step), counted on the real networks."""
     import torch
 
-    from common_estimates import count_flops
     from distillseg.lap.diffusion import DiffusionConfig, build_diffusion_net
     from distillseg.lap.segmenter import Segmenter, SegmenterConfig
 
@@ -106,14 +106,6 @@ def lap_network_figures() -> dict:
 
 def lap_section(rows: list[dict], figures: dict | None) -> list[str]:
     """Markdown of the measured rows and, when counted, the GPU estimate of sampling and segmenting."""
-    from common_estimates import GPU_ASSUMPTIONS
-    from common_report import fmt, table
-
-    lines = ["## 5. IncrementalLap: training steps, diffusion replay, segmentation (measured, CPU)", "",
-             "`distillseg lap …` on SYNTHETIC frames (`lap demo-data`, 3 patients × 8 frames) at the class-incremental "
-             f"benchmark's working size {SIZE[0]}×{SIZE[1]} (diffusion grid 64×80, DDIM 50 steps); models from a few "
-             "iterations (weights do not change the cost). Step = median seconds per iteration after the first; "
-             "sampling throughput from the second batch of 16 frames.", ""]
     cells = []
     for row in rows:
         figures_text = "; ".join(text for text in (
@@ -124,7 +116,12 @@ def lap_section(rows: list[dict], figures: dict | None) -> list[str]:
             row.get("frame_s") and f"{fmt(row['frame_s'], 3, ' s/frame')}") if text)
         cells.append([row["name"], figures_text if row["ok"] else f"failed: {row['error']}",
                       fmt(row["seconds"], 1, " s"), fmt(row["peak_rss_mb"] / 1024, 2, " GB")])
-    lines += table(["command", "measured", "whole command", "peak RSS"], cells) + [""]
+    lines = section("5. IncrementalLap: training steps, diffusion replay, segmentation (measured, CPU)",
+                    "`distillseg lap …` on SYNTHETIC frames (`lap demo-data`, 3 patients × 8 frames) at the "
+                    f"class-incremental benchmark's working size {SIZE[0]}×{SIZE[1]} (diffusion grid 64×80, DDIM 50 "
+                    "steps); models from a few iterations (weights do not change the cost). Step = median seconds "
+                    "per iteration after the first; sampling throughput from the second batch of 16 frames.",
+                    ["command", "measured", "whole command", "peak RSS"], cells)
     if figures:
         a = GPU_ASSUMPTIONS["H100 SXM"]
         speed = a["bf16_dense_tflops"] * 1e12 * a["conv3d_efficiency"]

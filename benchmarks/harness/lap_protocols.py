@@ -1,4 +1,4 @@
-"""The two class-incremental protocols of ``lap_incremental.py`` and the data each one needs.
+"""The two class-incremental protocols of ``benchmarks.lap_incremental`` and the data each one needs.
 
 Neither is laparoscopic data. ``synthetic`` uses ``distillseg lap demo-data``; ``proxy`` writes real-pixel frames
 in the engine's generic folder layout (``images/<patient>/*.png``, ``masks/<patient>/*.png``, ``labels.json``) from
@@ -61,7 +61,7 @@ _PROXY_VALUES = {"cerebral_white_matter": 1, "cerebral_cortex": 2, "lateral_vent
                  "thalamus": 5, "cerebellum": 6}
 
 
-SYNTHETIC_SEED = 2025  # the benchmark's scenes; settings are chosen on scenes of other seeds (lap_validation.py)
+SYNTHETIC_SEED = 2025  # the benchmark's scenes; settings are chosen on scenes of other seeds (lap_validation)
 
 
 def build_synthetic_data(work: Path, protocol: dict, lap, seed: int = SYNTHETIC_SEED) -> Path:

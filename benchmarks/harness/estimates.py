@@ -29,7 +29,8 @@ GPU_ASSUMPTIONS = {
 BASE_GRID = (80, 96, 112)
 
 
-def _voxels(shape) -> int:
+def voxels(shape) -> int:
+    """Voxels of a grid of ``shape`` (three sizes)."""
     return int(shape[0]) * int(shape[1]) * int(shape[2])
 
 
@@ -157,7 +158,7 @@ def network_figures(classes: int = 36) -> dict:
 
 def scale(figures: dict, grid) -> float:
     """Voxel ratio of ``grid`` to the grid the figures were counted on."""
-    return _voxels(grid) / _voxels(figures["grid"])
+    return voxels(grid) / voxels(figures["grid"])
 
 
 def gpu_inference_seconds(figures: dict, grid, gpu: str = "H100 SXM") -> dict:
@@ -179,7 +180,7 @@ def gpu_training_memory_bytes(figures: dict, grid, precision: str = "bf16", chec
     activations = figures["distill_saved_bytes"][key] * k
     # Sampler state per image on the grid: image (4 B/voxel) + half-resolution velocity (3 × 4 B / 8 per voxel)
     # + appearance residual (4 B/voxel); three images (atlas + two targets) as in the brain benchmark.
-    sampler = 3 * (4 + 1.5 + 4) * _voxels(grid)
+    sampler = 3 * (4 + 1.5 + 4) * voxels(grid)
     total = activations + figures["optimizer_state_bytes"] + sampler + overhead_bytes
     return {"activations": activations, "sampler": sampler, "optimizer": figures["optimizer_state_bytes"],
             "overhead": overhead_bytes, "total": total}

@@ -1,0 +1,173 @@
+"""The ``distillseg lap`` steps the class-incremental benchmark and its validation run, and the IoU they report.
+
+Every step runs the real CLI in a child process (``python -m distillseg lap …``): ``train`` of the base
+structures, ``learn`` of each later step with one strategy, ``evaluate`` on the protocol's test patients. With
+``--reuse-models`` a bundle an earlier run left in the scratch folder is kept when it was made with the same options
+and the strategy's current settings (``train_or_reuse``); its time then comes from its manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .cli import log
+from .paths import REPO
+
+# A smoke run: a few iterations per step, to check the pipeline.
+SMOKE_SETTINGS = {"base_iterations": 3, "step_iterations": 2, "joint_iterations": 3, "diffusion_iterations": 2}
+
+
+def lap(*args, threads: int) -> float:
+    """Run one ``distillseg lap`` verb; returns its wall time in seconds."""
+    command = [sys.executable, "-m", "distillseg", "lap", *[str(a) for a in args]]
+    if args[0] != "demo-data":
+        command += ["--progress", "none", "--device", "cpu", "--threads", str(threads)]
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return time.monotonic() - started
+
+
+def _option_values(args: tuple) -> dict[str, list[str]]:
+    """``("--lr", 0.001, "--size", 128, 160)`` -> ``{"lr": ["0.001"], "size": ["128", "160"]}``."""
+    values: dict[str, list[str]] = {}
+    for arg in args:
+        if isinstance(arg, str) and arg.startswith("--"):
+            key = values.setdefault(arg[2:].replace("-", "_"), [])
+        else:
+            key.append(str(arg))
+    return values
+
+
+def _same_strategy(stored: dict) -> bool:
+    """An earlier bundle's strategy settings are today's (a setting added since then must be at its default)."""
+    from dataclasses import fields
+
+    from distillseg.lap.strategies import STRATEGIES, Strategy
+
+    current = STRATEGIES[stored["name"]].to_json()
+    defaults = {f.name: f.default for f in fields(Strategy)}
+    return all(stored.get(k, defaults[k]) == v for k, v in current.items())
+
+
+def reusable_seconds(verb: str, args: tuple) -> float | None:
+    """Seconds of an earlier run's ``train``/``learn`` whose bundle (``--out``) was made with these options and the
+    strategy's current settings, else None: ``--reuse-models`` then keeps it instead of training again."""
+    wanted = _option_values(args)
+    manifest = Path(wanted["out"][0]) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    last = json.loads(manifest.read_text())["history"][-1]
+    options = last["options"]
+    same = options.get("verb") == verb and all(
+        [str(v) for v in (options.get(k) if isinstance(options.get(k), list) else [options.get(k)])] == values
+        for k, values in wanted.items())
+    if verb == "learn":
+        same = same and _same_strategy(last["strategy_settings"])
+    return float(last["seconds"]) if same else None
+
+
+def train_or_reuse(verb: str, *args, threads: int, reuse: bool, reused: list[str]) -> float:
+    """``lap train``/``lap learn`` (wall seconds), or with ``reuse`` an earlier run's equal bundle (its seconds)."""
+    seconds = reusable_seconds(verb, args) if reuse else None
+    if seconds is None:
+        return lap(verb, *args, threads=threads)
+    reused.append(Path(_option_values(args)["out"][0]).name)
+    log(f"reusing {reused[-1]} (same options and strategy settings)")
+    return seconds
+
+
+def fitter(threads: int, reuse: bool, reused: list[str]):
+    """``train_or_reuse`` with these settings, as the ``fit`` function ``train_base`` and ``learn_steps`` take;
+    the names of reused bundles are appended to ``reused``."""
+    return lambda *args: train_or_reuse(*args, threads=threads, reuse=reuse, reused=reused)
+
+
+def evaluate(model: Path, protocol: dict, data: Path, work: Path, threads: int) -> dict:
+    """``lap evaluate`` of ``model`` on the protocol's test patients; its report."""
+    report = work / f"{model.name}.eval.json"
+    lap("evaluate", "--model", model, "--data", data, "--source", protocol["eval_source"], "--patients",
+        ",".join(protocol["test_patients"]), "--report", report, threads=threads)
+    return json.loads(report.read_text())
+
+
+def ious(report: dict, names: list[str]) -> dict[str, float]:
+    """IoU of each named structure in a ``lap evaluate`` report."""
+    return {n: report["per_class"][n]["iou"] for n in names}
+
+
+def train_options(protocol: dict, settings: dict) -> list:
+    """Options of every ``lap train`` of a protocol: its frame size, the batch size and a fixed seed."""
+    return ["--size", *protocol["size"], "--batch-size", settings["batch_size"], "--seed", 0]
+
+
+def train_base(protocol: dict, data: Path, work: Path, settings: dict, threads: int, fit) -> tuple[Path, float, dict]:
+    """``lap train`` of the first step's structures into ``<work>/base``; returns the bundle, its seconds and the IoU
+    of those structures on the test patients."""
+    first, base = protocol["steps"][0], work / "base"
+    seconds = fit("train", "--data", data, "--classes", ",".join(first["classes"]), "--out", base,
+                  "--patients", ",".join(first["patients"]), "--iterations", settings["base_iterations"],
+                  "--diffusion-iterations", settings["diffusion_iterations"], *train_options(protocol, settings))
+    return base, seconds, ious(evaluate(base, protocol, data, work, threads), first["classes"])
+
+
+def learn_steps(strategy: str, base: Path, base_scores: dict, protocol: dict, data: Path, work: Path, settings: dict,
+                threads: int, fit, extra: tuple = (), tag: str | None = None) -> tuple[list[dict], float]:
+    """``lap learn --strategy STRATEGY EXTRA…`` for every step after the base into ``<tag>_step<k>``; returns the IoU
+    of the structures seen so far after each step (the base's first) and the seconds of all steps."""
+    steps, previous, seconds, curve = protocol["steps"], base, 0.0, [base_scores]
+    for index, step in enumerate(steps[1:], 1):
+        out = work / f"{tag or strategy}_step{index}"
+        # Only ``ours`` replays, and the last step's diffusion model would serve a step that never comes.
+        diffusion = settings["diffusion_iterations"] if strategy == "ours" and index < len(steps) - 1 else 0
+        seconds += fit("learn", "--model", previous, "--data", data, "--new-classes", ",".join(step["classes"]),
+                       "--out", out, "--patients", ",".join(step["patients"]), "--strategy", strategy,
+                       "--iterations", settings["step_iterations"], "--diffusion-iterations", diffusion,
+                       "--batch-size", settings["batch_size"], "--lr", settings["step_lr"], "--seed", index, *extra)
+        seen = [c for s in steps[: index + 1] for c in s["classes"]]
+        curve.append(ious(evaluate(out, protocol, data, work, threads), seen))
+        previous = out
+    return curve, seconds
+
+
+def mean(values) -> float:
+    """Mean of the numbers that are not NaN; NaN when none is."""
+    values = [v for v in values if v == v]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def curve_rows(steps: list[dict], curve: list[dict]) -> list[dict]:
+    """Per step: mean IoU of the old / new / all structures, and of the old ones before the step."""
+    rows = []
+    for index, scores in enumerate(curve):
+        old = [c for s in steps[:index] for c in s["classes"]]
+        new = steps[index]["classes"]
+        before = (mean(curve[index - 1][c] for c in old) if index else float("nan"))
+        rows.append({"step": index, "old": mean(scores[c] for c in old) if old else float("nan"),
+                     "new": mean(scores[c] for c in new), "all": mean(scores.values()), "old_before_step": before})
+    return rows
+
+
+def step_header(first: str, steps: int, last: str) -> list[str]:
+    """Head of a table with one "old / new / all" column per step: ``first`` column, the steps, ``last``."""
+    return ["| " + " | ".join([first, *(f"step {i} old / new / all" for i in range(steps)), last]) + " |",
+            "|---|" + "---|" * (steps + 1)]
+
+
+def iou_cells(rows: list[dict]) -> list[str]:
+    """Per step, "old / new / all" mean IoU in percent ("–" where a group is empty)."""
+    return [" / ".join("–" if r[g] != r[g] else f"{100 * r[g]:.1f}" for g in ("old", "new", "all")) for r in rows]
+
+
+def final_iou_table(columns: dict[str, dict[str, float]]) -> list[str]:
+    """Per-structure IoU in percent after the last step: a row per structure, a column per strategy or variant
+    (``columns``: its name -> structure -> IoU; the first column's structures, in its order)."""
+    names = list(next(iter(columns.values())))
+    return (["| structure | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+            + [f"| {name} | " + " | ".join(f"{100 * c[name]:.1f}" for c in columns.values()) + " |"
+               for name in names])
