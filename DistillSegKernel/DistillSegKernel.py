@@ -12,24 +12,20 @@ so this module comes before the modules whose files import the contract; ``Testi
 
 import slicer
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 
 from DistillSegKernelLib import engine
+from DistillSegKernelWidgets.moduleDescription import describeModule
 
 
 class DistillSegKernel(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("DistillSeg kernel")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["Segmentations"]
-        self.parent.contributors = ["OneShotSeg developers"]
-        self.parent.hidden = True
-        self.parent.helpText = _("This hidden module holds what the OneShotSeg and IncrementalLap modules and their "
-                                 "Segment Editor effects share: finding and running the distillseg engine, the model "
-                                 "store, and moving volumes and segmentations to and from the engine.")
-        self.parent.acknowledgementText = _("Part of the OneShotSeg extension.")
+        describeModule(
+            self.parent, _("DistillSeg kernel"), hidden=True, dependencies=["Segmentations"],
+            helpText=_("This hidden module holds what the OneShotSeg and IncrementalLap modules and their Segment "
+                       "Editor effects share: finding and running the distillseg engine, the model store, and moving "
+                       "volumes and segmentations to and from the engine."))
         engine.ensureEngineImportable()
 
 

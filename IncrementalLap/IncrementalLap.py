@@ -16,13 +16,13 @@ import qt
 import slicer
 from slicer import vtkMRMLSegmentationNode, vtkMRMLSequenceBrowserNode, vtkMRMLVectorVolumeNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
 from DistillSegKernelLib import dependencies
-from DistillSegKernelLib.modelStore import ModelStore
+from DistillSegKernelWidgets.engineModuleTest import EngineModuleTest
 from DistillSegKernelWidgets.engineModuleWidget import EngineModuleWidget
+from DistillSegKernelWidgets.moduleDescription import describeModule
 from IncrementalLapLib import frameSequences, frameVolumes, lapJobControl, sampleFrames
 from IncrementalLapLib.lapJobControl import LapJobControl
 from IncrementalLapLib.lapJobs import METHOD, LearningOptions
@@ -33,36 +33,37 @@ SCORE_COLUMNS = ("Structure", "IoU before", "IoU after", "Dice before", "Dice af
 class IncrementalLap(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("IncrementalLap")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["Segmentations", "Sequences", "DistillSegKernel"]
-        self.parent.contributors = ["OneShotSeg developers"]
-        self.parent.helpText = _(
-            "Segment laparoscopic frames (images, image sequences, video frames) with a model, and teach the model "
-            "new anatomical structures from a few annotated frames of new patients; the old patients' frames are "
-            "not needed, and every earlier version can be restored. See the "
-            "<a href=\"https://github.com/OneShotSeg/SlicerOneShotSeg#incrementallap-in-slicer\">documentation</a>.")
-        self.parent.acknowledgementText = _(
-            "Method: Zhao et al., class-incremental laparoscopic segmentation by diffusion-driven distillation with "
-            "cross-image contrastive learning (IJCARS 2025, doi 10.1007/s11548-025-03405-1). Built on PyTorch and "
-            "MONAI.")
+        describeModule(
+            self.parent, _("IncrementalLap"), dependencies=["Segmentations", "Sequences", "DistillSegKernel"],
+            helpText=_(
+                "Segment laparoscopic frames (images, image sequences, video frames) with a model, and teach the "
+                "model new anatomical structures from a few annotated frames of new patients; the old patients' "
+                "frames are not needed, and every earlier version can be restored. See the "
+                "<a href=\"https://github.com/OneShotSeg/SlicerOneShotSeg#incrementallap-in-slicer\">"
+                "documentation</a>."),
+            acknowledgementText=_(
+                "Method: Zhao et al., class-incremental laparoscopic segmentation by diffusion-driven distillation "
+                "with cross-image contrastive learning (IJCARS 2025, doi 10.1007/s11548-025-03405-1). Built on "
+                "PyTorch and MONAI."))
 
 
 @parameterNodeWrapper
 class IncrementalLapParameterNode:
     """Choices of the module, kept in the scene (saved with it)."""
 
+    # Frames and segmenting them: the model chosen in the list, the frame on screen, a selection, a sequence.
     loadAsSequence: bool = False
     selectedModel: str = ""
     inputFrame: vtkMRMLVectorVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
     selectedFrames: list[vtkMRMLVectorVolumeNode]
     sequenceBrowser: vtkMRMLSequenceBrowserNode
+    # Learning: the new version's name and structures, the annotated frames, the check frames, the options.
+    newModelName: str = ""
+    newStructures: str = ""
     trainingSegmentations: list[vtkMRMLSegmentationNode]
     trainingSequenceBrowser: vtkMRMLSequenceBrowserNode
     checkSegmentations: list[vtkMRMLSegmentationNode]
-    newStructures: str = ""
-    newModelName: str = ""
     iterations: Annotated[int, WithinRange(1, 1000000)] = 300
     diffusionIterations: Annotated[int, WithinRange(0, 1000000)] = 600
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
@@ -109,12 +110,7 @@ class IncrementalLapWidget(EngineModuleWidget):
         if self._parameterNode:
             setattr(self._parameterNode, name, list(combo.checkedNodes()))
 
-    def updateButtons(self, caller=None, event=None) -> None:
-        parameters = self._parameterNode
-        if not parameters:
-            return
-        busy = self.logic.busy
-        haveModel = bool(parameters.selectedModel)
+    def updateModuleButtons(self, parameters, busy: bool, haveModel: bool) -> None:
         self.ui.segmentFrameButton.enabled = not busy and haveModel and bool(parameters.inputFrame)
         self.ui.segmentSelectedButton.enabled = not busy and haveModel and bool(parameters.selectedFrames)
         self.ui.segmentSequenceButton.enabled = not busy and haveModel and bool(parameters.sequenceBrowser)
@@ -122,23 +118,18 @@ class IncrementalLapWidget(EngineModuleWidget):
                                                         or parameters.trainingSequenceBrowser)
         self.ui.learnButton.text = _("Learn new structures") if haveModel else _("Learn a first model")
         self.ui.restoreButton.enabled = not busy and haveModel and self.ui.versionComboBox.count > 1
-        self.ui.exportModelButton.enabled = haveModel
-        self.ui.deleteModelButton.enabled = haveModel and not busy
-        self.ui.cancelButton.enabled = busy
 
-    def onModelSelected(self, name) -> None:
-        self.selectModel(name)
-        models = {model.name: model for model in self.logic.store.models()}
-        model = models.get(name)
-        self.ui.modelInfoLabel.text = model.summary() if model else _("No model yet: import one, or learn a first "
-                                                                      "model from annotated frames.")
+    def noModelText(self) -> str:
+        return _("No model yet: import one, or learn a first model from annotated frames.")
+
+    def showModel(self, model) -> None:
+        """The versions the model holds (the latest chosen) and its scores on the check frames."""
         self.ui.versionComboBox.clear()
         for step, description in (lapJobControl.modelSteps(model) if model else []):
             self.ui.versionComboBox.addItem(description, step)
         if self.ui.versionComboBox.count:
             self.ui.versionComboBox.currentIndex = self.ui.versionComboBox.count - 1
         self.showScores(lapJobControl.checkScores(model) if model else [])
-        self.updateButtons()
 
     def showScores(self, rows) -> None:
         table = self.ui.scoresTableWidget
@@ -220,24 +211,14 @@ class IncrementalLapLogic(ScriptedLoadableModuleLogic, LapJobControl):
         return browserNode
 
 
-class IncrementalLapTest(ScriptedLoadableModuleTest):
+class IncrementalLapTest(EngineModuleTest):
     """Generated frames, a tiny base model and one learning step through the engine on the CPU; segments checked."""
 
-    def setUp(self):
-        slicer.mrmlScene.Clear()
+    method = METHOD
+    storyTitle = "Generated frames, a tiny base model and one learning step (CPU)"
 
-    def runTest(self):
-        self.setUp()
-        self.test_SegmentLearnSegment()
-
-    def test_SegmentLearnSegment(self):
-        plan = dependencies.checkDependencies()
-        if plan.needsInstall or plan.problems:
-            self.skipTest("the engine's Python packages are not installed: " + plan.confirmationText())
-        self.delayDisplay("Generated frames, a tiny base model and one learning step (CPU)")
-        workFolder = tempfile.mkdtemp(prefix="IncrementalLapTest-", dir=slicer.app.temporaryPath)
-        store = ModelStore(METHOD, os.path.join(workFolder, "models"))
+    def runStory(self, workFolder, store) -> str:
         result = sampleFrames.runStory(slicer.mrmlScene, store, workFolder,
                                        LearningOptions(**sampleFrames.SELF_TEST_OPTIONS), pump=slicer.app.processEvents)
         self.assertEqual(sampleFrames.storyProblems(result), [])
-        self.delayDisplay("Test passed")
+        return ""

@@ -6,7 +6,6 @@ a child process of the ``distillseg`` engine, followed by a QTimer, so Slicer st
 the IncrementalLap widget (job progress, model list) is ``DistillSegKernelWidgets.engineModuleWidget``.
 """
 
-import os
 import tempfile
 from typing import Annotated
 
@@ -16,13 +15,13 @@ import qt
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-from DistillSegKernelLib import dependencies, segmentLabels
-from DistillSegKernelLib.modelStore import ModelStore
+from DistillSegKernelLib import segmentLabels
+from DistillSegKernelWidgets.engineModuleTest import EngineModuleTest
 from DistillSegKernelWidgets.engineModuleWidget import EngineModuleWidget
+from DistillSegKernelWidgets.moduleDescription import describeModule
 from OneShotSegLib import oneshotJobs, sampleCase
 from OneShotSegLib.jobControl import OneShotJobControl
 
@@ -30,23 +29,22 @@ from OneShotSegLib.jobControl import OneShotJobControl
 class OneShotSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("OneShotSeg")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["Segmentations", "DistillSegKernel"]
-        self.parent.contributors = ["OneShotSeg developers"]
-        self.parent.helpText = _(
-            "Train a segmentation model from one labelled scan (the atlas) and a few unlabelled scans of the same "
-            "anatomy, then segment any loaded scan with it. Training runs in the background and can be cancelled "
-            "and resumed. See the <a href=\"https://github.com/OneShotSeg/SlicerOneShotSeg#readme\">documentation</a>.")
-        self.parent.acknowledgementText = _(
-            "Method: Zhou et al., Distillation Learning Guided by Image Reconstruction for One-Shot Medical Image "
-            "Segmentation (arXiv 2408.03616). Built on PyTorch and MONAI.")
+        describeModule(
+            self.parent, _("OneShotSeg"), dependencies=["Segmentations", "DistillSegKernel"], helpText=_(
+                "Train a segmentation model from one labelled scan (the atlas) and a few unlabelled scans of the same "
+                "anatomy, then segment any loaded scan with it. Training runs in the background and can be cancelled "
+                "and resumed. See the <a href=\"https://github.com/OneShotSeg/SlicerOneShotSeg#readme\">"
+                "documentation</a>."),
+            acknowledgementText=_(
+                "Method: Zhou et al., Distillation Learning Guided by Image Reconstruction for One-Shot Medical Image "
+                "Segmentation (arXiv 2408.03616). Built on PyTorch and MONAI."))
 
 
 @parameterNodeWrapper
 class OneShotSegParameterNode:
     """Choices of the module, kept in the scene (saved with it)."""
 
+    # Train: the atlas, the unlabelled scans, the new model's name and the training options.
     atlasVolume: vtkMRMLScalarVolumeNode
     atlasSegmentation: vtkMRMLSegmentationNode
     unlabeledVolumes: list[vtkMRMLScalarVolumeNode]
@@ -57,9 +55,10 @@ class OneShotSegParameterNode:
     spacingMm: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
     alreadyAligned: bool = False
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    # Segment: the model chosen in the list, the scan, and the segmentation to write (a new one if None).
+    selectedModel: str = ""
     inputVolume: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
-    selectedModel: str = ""
 
 
 class OneShotSegWidget(EngineModuleWidget):
@@ -102,26 +101,18 @@ class OneShotSegWidget(EngineModuleWidget):
         if self._parameterNode:
             self._parameterNode.unlabeledFolder = path
 
-    def updateButtons(self, caller=None, event=None) -> None:
-        parameters = self._parameterNode
-        if not parameters:
-            return
-        busy = self.logic.busy
+    def updateModuleButtons(self, parameters, busy: bool, haveModel: bool) -> None:
         haveScans = bool(parameters.unlabeledVolumes) or bool(parameters.unlabeledFolder)
         self.ui.trainButton.enabled = not busy and bool(parameters.atlasVolume and parameters.atlasSegmentation
                                                         and haveScans and parameters.modelName.strip())
         self.ui.resumeButton.enabled = not busy and self.logic.canResume(parameters.modelName)
-        selected = bool(parameters.selectedModel)
-        self.ui.segmentButton.enabled = not busy and selected and bool(parameters.inputVolume)
-        self.ui.exportModelButton.enabled = selected
-        self.ui.deleteModelButton.enabled = selected and not busy
-        self.ui.cancelButton.enabled = busy
+        self.ui.segmentButton.enabled = not busy and haveModel and bool(parameters.inputVolume)
 
-    def onModelSelected(self, name) -> None:
-        self.selectModel(name)
-        models = {model.name: model for model in self.logic.store.models()}
-        self.ui.modelInfoLabel.text = models[name].summary() if name in models else _("No trained model yet.")
-        self.updateButtons()
+    def noModelText(self) -> str:
+        return _("No trained model yet.")
+
+    def showModel(self, model) -> None:
+        pass  # the model information (structures, training) is all OneShotSeg shows of a model
 
     # ------------------------------------------------------------------------------------------------ jobs
     def onTrain(self, resume: bool) -> None:
@@ -153,23 +144,13 @@ class OneShotSegLogic(ScriptedLoadableModuleLogic, OneShotJobControl):
         return OneShotSegParameterNode(super().getParameterNode())
 
 
-class OneShotSegTest(ScriptedLoadableModuleTest):
+class OneShotSegTest(EngineModuleTest):
     """Trains a tiny model on generated scans through the engine on the CPU, segments, checks the overlap."""
 
-    def setUp(self):
-        slicer.mrmlScene.Clear()
+    method = oneshotJobs.METHOD
+    storyTitle = "Training a tiny model on generated scans (CPU)"
 
-    def runTest(self):
-        self.setUp()
-        self.test_TrainAndSegment()
-
-    def test_TrainAndSegment(self):
-        plan = dependencies.checkDependencies()
-        if plan.needsInstall or plan.problems:
-            self.skipTest("the engine's Python packages are not installed: " + plan.confirmationText())
-        self.delayDisplay("Training a tiny model on generated scans (CPU)")
-        workFolder = tempfile.mkdtemp(prefix="OneShotSegTest-", dir=slicer.app.temporaryPath)
-        store = ModelStore(oneshotJobs.METHOD, os.path.join(workFolder, "models"))
+    def runStory(self, workFolder, store) -> str:
         options = oneshotJobs.TrainingOptions(**sampleCase.SELF_TEST_OPTIONS)
         segmentationNode, overlap = sampleCase.trainAndSegment(slicer.mrmlScene, store, workFolder, options,
                                                                pump=slicer.app.processEvents)
@@ -178,4 +159,4 @@ class OneShotSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(names, sorted(entry.name for entry in sampleCase.LABELS.entries))
         for value, score in overlap.items():
             self.assertGreaterEqual(score, sampleCase.SELF_TEST_MIN_DICE, f"Dice of label {value}")
-        self.delayDisplay(f"Test passed: Dice {overlap}")
+        return f"Dice {overlap}"

@@ -5,22 +5,20 @@ import os
 
 import slicer
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
+
+from DistillSegKernelWidgets.moduleDescription import describeModule
 
 
 class SegmentEditorOneShotSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("Segment Editor OneShotSeg effects")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["Segmentations", "DistillSegKernel", "OneShotSeg", "IncrementalLap"]
-        self.parent.contributors = ["OneShotSeg developers"]
-        self.parent.hidden = True
-        self.parent.helpText = _("This hidden module registers two Segment Editor effects: One-shot segments the "
-                                 "source volume with a model trained in the OneShotSeg module, Laparoscopic segments "
-                                 "the source frame with a model of the IncrementalLap module.")
-        self.parent.acknowledgementText = _("Part of the OneShotSeg extension.")
+        describeModule(
+            self.parent, _("Segment Editor OneShotSeg effects"), hidden=True,
+            dependencies=["Segmentations", "DistillSegKernel", "OneShotSeg", "IncrementalLap"],
+            helpText=_("This hidden module registers two Segment Editor effects: One-shot segments the source volume "
+                       "with a model trained in the OneShotSeg module, Laparoscopic segments the source frame with a "
+                       "model of the IncrementalLap module."))
         slicer.app.connect("startupCompleted()", self.registerEditorEffect)
 
     def registerEditorEffect(self):

@@ -13,6 +13,11 @@ from .jobProtocol import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobProgress
 from .jobRunner import EngineJob
 
 
+def _ofRunningStep(name: str, before=None) -> property:
+    """A read-only attribute of the chain that is the running step's ``name`` (``before`` until a step starts)."""
+    return property(lambda chain: getattr(chain.job, name) if chain.job is not None else before)
+
+
 class JobChain:
     """``steps``: ``(title, command)`` pairs run in order, each an ``EngineJob`` with ``environment`` and
     ``onEvent``; ``results`` holds each finished step's ``result`` event. What the widget reads (progress, device,
@@ -52,33 +57,16 @@ class JobChain:
     def stepTitle(self) -> str:
         return f"{self.steps[self.index][0]} ({self.index + 1} of {len(self.steps)})" if self.index >= 0 else ""
 
-    @property
-    def progress(self) -> JobProgress:
-        return self.job.progress if self.job else JobProgress()
-
-    @property
-    def device(self):
-        return self.job.device if self.job else None
-
-    @property
-    def deviceDescription(self):
-        return self.job.deviceDescription if self.job else None
-
-    @property
-    def precision(self):
-        return self.job.precision if self.job else None
-
-    @property
-    def errorMessage(self):
-        return self.job.errorMessage if self.job else None
+    progress = _ofRunningStep("progress", JobProgress())
+    device = _ofRunningStep("device")
+    deviceDescription = _ofRunningStep("deviceDescription")
+    precision = _ofRunningStep("precision")
+    errorMessage = _ofRunningStep("errorMessage")
+    cancelGraceSeconds = _ofRunningStep("cancelGraceSeconds", 0.0)
 
     @property
     def result(self):
         return self.results[-1] if self.results else None
-
-    @property
-    def cancelGraceSeconds(self) -> float:
-        return self.job.cancelGraceSeconds if self.job else 0.0
 
     @property
     def logLines(self) -> list[str]:

@@ -24,9 +24,9 @@ class JobProgress:
     step: int = 0
     total: int = 0
     loss: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # other named numbers of the step
     etaSeconds: float | None = None
     elapsedSeconds: float | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fraction(self) -> float:

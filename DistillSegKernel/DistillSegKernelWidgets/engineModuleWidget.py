@@ -51,12 +51,16 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Hook: copy into the GUI the parameters the .ui bindings do not cover (checkable combo boxes...)."""
         raise NotImplementedError
 
-    def updateButtons(self, caller=None, event=None) -> None:
-        """Hook: enable the buttons the parameters and the running job allow."""
+    def updateModuleButtons(self, parameters, busy: bool, haveModel: bool) -> None:
+        """Hook: enable the module's own buttons the parameters and the running job allow."""
         raise NotImplementedError
 
-    def onModelSelected(self, name) -> None:
-        """Hook: show the selected model (``name`` may be "")."""
+    def noModelText(self) -> str:
+        """Hook: what the model information says when no model is selected."""
+        raise NotImplementedError
+
+    def showModel(self, model) -> None:
+        """Hook: show what the module shows of the selected model (a ``ModelInfo``, or None)."""
         raise NotImplementedError
 
     def finishedMessage(self, outcome, elapsed: str) -> str:
@@ -133,7 +137,26 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.showUnboundChoices()
             self.updateButtons()
 
+    # ------------------------------------------------------------------------------------------------ buttons
+    def updateButtons(self, caller=None, event=None) -> None:
+        parameters = self._parameterNode
+        if not parameters:
+            return
+        busy, haveModel = self.logic.busy, bool(parameters.selectedModel)
+        self.updateModuleButtons(parameters, busy, haveModel)
+        self.ui.exportModelButton.enabled = haveModel
+        self.ui.deleteModelButton.enabled = haveModel and not busy
+        self.ui.cancelButton.enabled = busy
+
     # ------------------------------------------------------------------------------------------------ models
+    def onModelSelected(self, name) -> None:
+        """Show the model chosen in the list (``name`` may be "")."""
+        self.selectModel(name)
+        model = next((model for model in self.logic.store.models() if model.name == name), None)
+        self.ui.modelInfoLabel.text = model.summary() if model else self.noModelText()
+        self.showModel(model)
+        self.updateButtons()
+
     def refreshModels(self) -> None:
         models = self.logic.store.models()
         listWidget = self.ui.modelListWidget

@@ -24,10 +24,11 @@ from types import SimpleNamespace
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-# The module folders, as Slicer puts them on sys.path for scripted modules.
-sys.path[:0] = [str(REPO / "DistillSegKernel"), str(REPO / "IncrementalLap")]
+# The module folders, as Slicer puts them on sys.path for scripted modules, and the tests' headless application.
+sys.path[:0] = [str(REPO / "DistillSegKernel"), str(REPO / "IncrementalLap"), str(REPO / "Testing" / "mrml")]
 
 import slicer  # noqa: E402
+from headless_slicer import headlessApplication  # noqa: E402
 
 from IncrementalLapLib import lapJobs, sampleFrames  # noqa: E402
 from IncrementalLapLib.lapJobControl import LapJobControl, checkScores, modelSteps  # noqa: E402
@@ -46,21 +47,6 @@ BASE_OPTIONS = dict(iterations=300, diffusionIterations=200, device="cpu", preci
 LEARN_OPTIONS = dict(iterations=120, diffusionIterations=100, device="cpu", precision="fp32", threads=2)
 
 
-def headlessScene():
-    scene = slicer.vtkMRMLScene()
-    appLogic = slicer.vtkSlicerApplicationLogic()
-    appLogic.SetMRMLScene(scene)
-    appLogic.GetColorLogic().SetMRMLScene(scene)
-    appLogic.GetColorLogic().AddDefaultColorNodes()
-    for name, logic in (("Colors", slicer.vtkMRMLColorLogic()), ("Volumes", slicer.vtkSlicerVolumesLogic()),
-                        ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic()),
-                        ("Sequences", slicer.vtkSlicerSequencesLogic())):
-        logic.SetMRMLScene(scene)
-        logic.SetMRMLApplicationLogic(appLogic)
-        appLogic.SetModuleLogic(name, logic)
-    return scene
-
-
 def timed(job):
     requireSuccess(job, 3 * 3600)
     return round(job.elapsedSeconds(), 1)
@@ -77,7 +63,7 @@ def labelsOf(segmentationNode, frameNode, model):
 def main(out):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    scene = headlessScene()
+    scene = headlessApplication(withSequences=True).scene
     store = ModelStore("lap", out / "models")
     store.ensureFolder()
     times = {}

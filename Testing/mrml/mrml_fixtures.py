@@ -26,19 +26,9 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is not installed")
 @pytest.fixture(scope="session")
 def slicerApp():
     """The headless application: scene + application logic + colour/volumes/segmentations logics."""
-    scene = slicer.vtkMRMLScene()
-    appLogic = slicer.vtkSlicerApplicationLogic()
-    appLogic.SetMRMLScene(scene)
-    appLogic.GetColorLogic().SetMRMLScene(scene)
-    appLogic.GetColorLogic().AddDefaultColorNodes()
-    logics = {}
-    for name, logic in (("Colors", slicer.vtkMRMLColorLogic()), ("Volumes", slicer.vtkSlicerVolumesLogic()),
-                        ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic())):
-        logic.SetMRMLScene(scene)
-        logic.SetMRMLApplicationLogic(appLogic)
-        appLogic.SetModuleLogic(name, logic)
-        logics[name] = logic
-    return SimpleNamespace(scene=scene, appLogic=appLogic, logics=logics)
+    from headless_slicer import headlessApplication
+
+    return headlessApplication()
 
 
 @pytest.fixture

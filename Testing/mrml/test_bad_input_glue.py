@@ -156,7 +156,7 @@ def engine_output_truncated(w):
 
 def import_newer_format(w):
     archive = _bundle_zip(w, "future", lambda m: m.update(format_version=99))
-    return GlueCase(lambda: w.store.importZip(archive), ("format version 99", "newer"),
+    return GlueCase(lambda: w.store.importZip(archive), UserError, ("format version 99", "newer"),
                     str(archive), [w.store.folder / "future"])
 
 
@@ -168,14 +168,14 @@ def import_corrupted_member(w):
     start = member.header_offset + 30 + len(member.filename) + len(member.extra)
     data[start + member.compress_size // 2] ^= 0xFF  # flip a byte inside the stored weights
     archive.write_bytes(bytes(data))
-    return GlueCase(lambda: w.store.importZip(archive), ("damaged",), str(archive),
+    return GlueCase(lambda: w.store.importZip(archive), UserError, ("damaged",), str(archive),
                     [w.store.folder / "damaged"])
 
 
 def import_truncated_zip(w):
     archive = _bundle_zip(w, "cut")
     archive.write_bytes(archive.read_bytes()[:1000])
-    return GlueCase(lambda: w.store.importZip(archive), ("not a readable zip file",), str(archive),
+    return GlueCase(lambda: w.store.importZip(archive), UserError, ("not a readable zip file",), str(archive),
                     [w.store.folder / "cut"])
 
 
@@ -184,13 +184,13 @@ def import_weights_outside(w):
         manifest["weights"]["student"]["file"] = "../../student.safetensors"
 
     archive = _bundle_zip(w, "escaping", escape)
-    return GlueCase(lambda: w.store.importZip(archive), ("invalid file name",), str(archive),
+    return GlueCase(lambda: w.store.importZip(archive), UserError, ("is not a plain file name inside the model folder",), str(archive),
                     [w.store.folder / "escaping"])
 
 
 def import_two_manifests(w):
     archive = _bundle_zip(w, "twice", extra=[("other/manifest.json", "{}")])
-    return GlueCase(lambda: w.store.importZip(archive), ("not a model bundle",), str(archive),
+    return GlueCase(lambda: w.store.importZip(archive), UserError, ("not a model bundle",), str(archive),
                     [w.store.folder / "twice"])
 
 

@@ -44,11 +44,11 @@ def test_train_then_segment_as_the_module_does(scene, tmp_path):
     assert "augmenter" in stages and "distill" in stages
     assert job.progress.stage == "distill" and job.progress.step == job.progress.total == 2
     assert isinstance(job.progress.loss, float) and job.progress.etaSeconds is not None
-    assert "distill 2/2" in jobRunner.describeProgress(job.progress)
+    assert "distill 2/2" in jobProtocol.describeProgress(job.progress)
     assert job.result is not None and job.exitCode == 0
     outcome = control.finishJob()
     assert outcome.kind == "training" and parameters.selectedModel == "tiny" == outcome.modelName
-    assert not (oneshotJobs.jobsFolder(control.store) / "tiny").exists()  # input copies gone once the model exists
+    assert not (control.store.jobsFolder() / "tiny").exists()  # input copies gone once the model exists
     assert control.store.model("tiny").labels.names() == {1: "blob", 3: "box"}
 
     nodes = []

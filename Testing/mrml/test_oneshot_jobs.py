@@ -41,6 +41,7 @@ def test_prepared_files_are_what_the_engine_reads(scene, tmp_path):
     write_image(tmp_path / "extra.nii.gz", np.zeros((4, 4, 4), dtype=np.float32), np.eye(4))  # a scan on disk
     inputs = oneshotJobs.prepareTraining(store, "brain", case.atlasVolume, case.atlasSegmentation,
                                          case.unlabeledVolumes[:1], [tmp_path / "extra.nii.gz"])
+    assert inputs.folder == tmp_path / "jobs" / "oneshot" / "brain"  # each method its own jobs folder
     atlas = read_image(inputs.atlasImage)
     np.testing.assert_array_equal(atlas.array.transpose(2, 1, 0), slicer.util.arrayFromVolume(case.atlasVolume))
     labels = read_labels(inputs.atlasLabels)

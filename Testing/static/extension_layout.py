@@ -1,13 +1,16 @@
 """What the static checks read: the extension's modules, their CMake lists, .ui files and parameter nodes.
 
-A module is any top-level folder whose ``CMakeLists.txt`` says ``set(MODULE_NAME <folder name>)``, so a module added
-later (IncrementalLap) is checked without editing the tests.
+A module is any top-level folder whose ``CMakeLists.txt`` builds it with ``oneshotseg_add_scripted_module(<folder
+name>)``, so a module added later is checked without editing the tests. ``cmakeModuleFiles`` runs the real CMake on
+the extension's module macro (with Slicer's macros stubbed) to list what each module ships.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +59,6 @@ class Module:
     folder: Path
 
     @property
-    def cmake(self) -> dict[str, list[str]]:
-        return cmakeSets(self.folder / "CMakeLists.txt")
-
-    @property
     def mainScript(self) -> Path:
         return self.folder / f"{self.name}.py"
 
@@ -79,12 +78,58 @@ class Module:
         return sorted(files)
 
 
+MODULE_MACRO = "oneshotseg_add_scripted_module"
+
+
 def modules() -> list[Module]:
     found = []
     for cmakeFile in sorted(REPO.glob("*/CMakeLists.txt")):
-        names = cmakeSets(cmakeFile).get("MODULE_NAME")
+        names = [arguments[0] for command, arguments in cmakeCommands(cmakeFile) if command == MODULE_MACRO]
         if names and names[0] == cmakeFile.parent.name:
             found.append(Module(names[0], cmakeFile.parent))
+    return found
+
+
+_STUB_PROJECT = """cmake_minimum_required(VERSION 3.20)
+project(OneShotSegModuleFiles NONE)
+# Slicer's macros, stubbed: record what each module would build and install.
+macro(slicerMacroBuildScriptedModule)
+  cmake_parse_arguments(STUB "WITH_GENERIC_TESTS" "NAME" "SCRIPTS;RESOURCES" ${ARGN})
+  file(APPEND "${LISTING}" "${STUB_NAME}|${STUB_SCRIPTS}|${STUB_RESOURCES}|${STUB_WITH_GENERIC_TESTS}\n")
+endmacro()
+macro(slicer_add_python_unittest)
+  cmake_parse_arguments(STUB "" "SCRIPT" "" ${ARGN})
+  file(APPEND "${LISTING}" "test|${STUB_SCRIPT}\n")
+endmacro()
+set(BUILD_TESTING ON)
+include("@REPO@/CMake/OneShotSegScriptedModule.cmake")
+"""
+
+
+def cmakeModuleFiles(workFolder: Path) -> dict[str, dict[str, list[str]]] | None:
+    """What the module macro builds for each module: ``{name: {"scripts": [...], "resources": [...],
+    "tests": [...], "generic": [...]}}`` (paths relative to the module folder), from a real CMake configure of the
+    modules' own CMakeLists.txt; None when no ``cmake`` is installed."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        return None
+    listing = workFolder / "listing.txt"
+    text = _STUB_PROJECT.replace("@REPO@", REPO.as_posix())
+    text += "".join(f'add_subdirectory("{m.folder.as_posix()}" {m.name})\n' for m in modules())
+    (workFolder / "CMakeLists.txt").write_text(text, encoding="utf-8")
+    subprocess.run([cmake, "-S", str(workFolder), "-B", str(workFolder / "build"), f"-DLISTING={listing}"],
+                   check=True, capture_output=True, text=True, timeout=120)
+    found: dict[str, dict[str, list[str]]] = {}
+    lastModule = None
+    for line in listing.read_text(encoding="utf-8").splitlines():
+        fields = line.split("|")
+        if fields[0] == "test":
+            found[lastModule]["tests"].append(fields[1])
+            continue
+        lastModule = fields[0]
+        found[lastModule] = {"scripts": [f for f in fields[1].split(";") if f],
+                             "resources": [f for f in fields[2].split(";") if f],
+                             "generic": [fields[3]], "tests": []}
     return found
 
 

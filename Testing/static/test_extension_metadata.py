@@ -29,7 +29,11 @@ def test_top_level_cmake_is_in_template_order():
     metadata = [i for i, (c, args) in enumerate(commands) if c == "set" and args[0].startswith("EXTENSION_")]
     assert metadata and position["project"] < min(metadata) and max(metadata) < position["find_package"]
     includes = [args[0] for c, args in commands if c == "include"]
-    assert includes == ["${Slicer_USE_FILE}", "${Slicer_EXTENSION_GENERATE_CONFIG}", "${Slicer_EXTENSION_CPACK}"]
+    assert includes == ["${Slicer_USE_FILE}", "${CMAKE_CURRENT_SOURCE_DIR}/CMake/OneShotSegScriptedModule.cmake",
+                        "${Slicer_EXTENSION_GENERATE_CONFIG}", "${Slicer_EXTENSION_CPACK}"]
+    moduleMacro = includes.index("${CMAKE_CURRENT_SOURCE_DIR}/CMake/OneShotSegScriptedModule.cmake")
+    included = [i for i, (c, _) in enumerate(commands) if c == "include"]
+    assert included[moduleMacro] < min(i for i, (c, _) in enumerate(commands) if c == "add_subdirectory")
     subdirectories = [i for i, (c, _) in enumerate(commands) if c == "add_subdirectory"]
     generate = next(i for i, (c, args) in enumerate(commands) if c == "include" and "GENERATE_CONFIG" in args[0])
     assert position["find_package"] < min(subdirectories) and max(subdirectories) < generate

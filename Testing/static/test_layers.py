@@ -76,9 +76,10 @@ def test_no_module_imports_another_methods_module(module):
 
 
 def _declaredDependencies(script: Path) -> list[str]:
+    """The ``dependencies`` the module file passes to ``describeModule``."""
     for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "self.parent.dependencies":
-            return ast.literal_eval(node.value)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "describeModule":
+            return next(ast.literal_eval(k.value) for k in node.keywords if k.arg == "dependencies")
     return []
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from extension_layout import (
     REPO,
+    cmakeModuleFiles,
     modules,
     parameterNodeFields,
     uiNamesLookedUp,
@@ -27,18 +28,23 @@ def test_the_extension_has_its_modules():
     assert {"OneShotSeg", "SegmentEditorOneShotSeg", "IncrementalLap"} <= {m.name for m in MODULES}
 
 
+@pytest.fixture(scope="module")
+def cmakeFiles(tmp_path_factory):
+    files = cmakeModuleFiles(tmp_path_factory.mktemp("cmake"))
+    if files is None:
+        pytest.skip("cmake is not installed")
+    return files
+
+
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)
-def test_cmake_lists_every_python_file_and_resource(module):
-    cmake = module.cmake
-    scripts = set(cmake.get("MODULE_PYTHON_SCRIPTS", []))
-    resources = set(cmake.get("MODULE_PYTHON_RESOURCES", []))
+def test_cmake_builds_every_python_file_and_resource(module, cmakeFiles):
+    built = cmakeFiles[module.name]
     listed = {str(p.relative_to(module.folder)) for p in module.pythonFiles() if "Testing" not in p.parts}
-    assert listed - scripts == set(), "Python files missing from MODULE_PYTHON_SCRIPTS"
+    assert set(built["scripts"]) == listed, "MODULE_PYTHON_SCRIPTS differs from the module's Python files"
     shipped = {str(p.relative_to(module.folder)) for p in module.resourceFiles()}
-    assert shipped - resources == set(), "resources missing from MODULE_PYTHON_RESOURCES"
-    for entry in scripts | resources:
-        assert (module.folder / entry).is_file(), f"CMake lists {entry}, which does not exist"
-    assert f"{module.name}.py" in scripts
+    assert set(built["resources"]) == shipped, "MODULE_PYTHON_RESOURCES differs from the module's resources"
+    assert built["scripts"][0] == f"{module.name}.py" and built["tests"] == [f"{module.name}.py"]
+    assert built["generic"] == ["TRUE"], "Slicer's generic module tests are off"
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)

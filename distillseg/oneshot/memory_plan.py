@@ -28,7 +28,7 @@ FIXED_OVERHEAD = 700 * 2**20  # the Python process with torch and MONAI loaded
 GRID_ARRAYS_WINDOWED = 4.5
 GRID_ARRAYS_WHOLE = 5.5
 # Bytes an augmenter training step keeps for the backward pass, per working-grid voxel and per image pair (fp32,
-# bf16): counted on the real network with autograd's saved-tensor hooks (``benchmarks/common_estimates.py``
+# bf16): counted on the real network with autograd's saved-tensor hooks (``benchmarks/harness/estimates.py``
 # ``augmenter_saved_bytes`` at 48x64x64 gives 410 and 276). A lower bound of the step's peak: a job refused for it
 # could not have run.
 AUGMENTER_SAVED_PER_VOXEL_PAIR = {False: 400, True: 270}
