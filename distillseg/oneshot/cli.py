@@ -100,8 +100,11 @@ def _demo_data(args, progress) -> int:
 
 def _add_segment_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="trained one-shot model bundle")
-    parser.add_argument("--predictor", default="student", choices=["student", "augmenter"],
-                        help="student network (default) or the augmenter's registration of the atlas labels")
+    parser.add_argument("--predictor", default="student", choices=["student", "augmenter", "affine", "identity"],
+                        help="student: the trained network (default); augmenter: the atlas labels warped by the "
+                             "learned registration; affine: the atlas labels placed by the affine pre-alignment "
+                             "only; identity: the atlas labels where the headers put them (no registration). The "
+                             "last two are the floors a model should beat")
     parser.add_argument("--sliding-window", type=int, nargs=3, default=None, metavar=("I", "J", "K"),
                         help="run the network in overlapping windows of this size (working-grid voxels) with "
                              "Gaussian blending; default: the training patch size (or the whole grid for a "

@@ -18,10 +18,12 @@ from distillseg.contract.errors import UserError
 from distillseg.contract.labels import LabelEntry, LabelTable
 from distillseg.common.volume_io import write_image, write_labels
 
+# Okabe-Ito colours, distinct for colour-blind readers and readable on a grey T1 (the white matter's former cream
+# vanished on the bright white matter it overlays).
 TISSUES = LabelTable([
-    LabelEntry(1, "grey matter", (153, 102, 204)),
-    LabelEntry(2, "white matter", (250, 250, 225)),
-    LabelEntry(3, "cerebrospinal fluid", (85, 188, 255)),
+    LabelEntry(1, "grey matter", (230, 159, 0)),
+    LabelEntry(2, "white matter", (0, 114, 178)),
+    LabelEntry(3, "cerebrospinal fluid", (0, 158, 115)),
 ])
 NOTICE = ("SYNTHETIC demo data: subjects are nilearn's MNI152 template with random smooth deformations, head motion "
           "and intensity changes, not real people.")

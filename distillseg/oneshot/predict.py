@@ -5,7 +5,9 @@ working grid, run the student once (with the atlas prior as extra input channels
 the memory budget), and bring the class probabilities back onto the scan's own grid through the inverse world map,
 interpolating probabilities linearly and taking the argmax slab by slab, so the label map lies exactly on the
 scan's grid (same shape, spacing, origin, direction). ``predictor="augmenter"`` instead warps the atlas labels with
-the learned registration (the benchmark's "augmenter alone").
+the learned registration (the benchmark's "augmenter alone"). Two floors need no network, so a user can see what
+the model adds: ``"affine"`` places the atlas labels with the affine pre-alignment only, ``"identity"`` where the
+scans' headers put them (no registration at all).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ class Segmentation:
     world_map: np.ndarray
 
 
+PREDICTORS = ("student", "augmenter", "affine", "identity")
+BASELINES = ("affine", "identity")  # the atlas's own labels, placed without a network
+
+
 class OneShotPredictor:
     def __init__(self, bundle: Bundle, device: torch.device, dtype: torch.dtype | None, predictor: str = "student",
                  window: tuple[int, int, int] | None = None, refine_iterations: int | None = None,
@@ -63,6 +69,8 @@ class OneShotPredictor:
             self.network.load_state_dict(bundle.load_weights("student", device))
             if self.network.prior_channels:
                 self.prior = atlas_prior(self.atlas_classes, len(self.values), float(pre["atlas_prior_sigma"]))
+        elif predictor in BASELINES:
+            self.network = None
         elif predictor == "augmenter":
             self.network = RegistrationAugmenter(**manifest["networks"]["augmenter"])
             self.network.load_state_dict(bundle.load_weights("augmenter", device))
@@ -71,16 +79,19 @@ class OneShotPredictor:
                 else refine_iterations
             self.refine_lr = trained.get("refine_lr", 0.05)
         else:
-            raise ValueError(f"predictor must be 'student' or 'augmenter', not {predictor!r}")
-        self.network.to(device).eval().requires_grad_(False)
-        if device.type == "cpu" or device.type == "cuda":
-            # channels_last_3d lets oneDNN/cuDNN pick their fastest 3D convolution kernels.
-            self.network.to(memory_format=torch.channels_last_3d)
-        self.run = torch.compile(self.network, dynamic=False) if compile_network else self.network
+            raise ValueError(f"predictor must be one of {PREDICTORS}, not {predictor!r}")
+        if self.network is not None:
+            self.network.to(device).eval().requires_grad_(False)
+            if device.type == "cpu" or device.type == "cuda":
+                # channels_last_3d lets oneDNN/cuDNN pick their fastest 3D convolution kernels.
+                self.network.to(memory_format=torch.channels_last_3d)
+        self.run = torch.compile(self.network, dynamic=False) if compile_network and self.network else self.network
 
     @torch.no_grad()
     def scores(self, image: torch.Tensor) -> torch.Tensor:
         """Class scores (C, I, J, K) on the working grid for an aligned image (I, J, K) in [0, 1]."""
+        if self.predictor in BASELINES:
+            return F.one_hot(self.atlas_classes.to(self.device), len(self.values)).permute(3, 0, 1, 2).float()
         batch = image.to(self.device)[None, None]
         if self.predictor == "augmenter":
             atlas = self.atlas_image.to(self.device)[None, None]
@@ -108,7 +119,7 @@ class OneShotPredictor:
     def segment(self, volume: Volume, prealign_options: PrealignOptions = PrealignOptions()) -> Segmentation:
         """Label map of ``volume`` on its own grid."""
         aligned = align_scan(volume, self.atlas_image.to(self.device), self.grid, self.normalization,
-                             prealign_options, self.device, self.prealign)
+                             prealign_options, self.device, self.prealign and self.predictor != "identity")
         scores = self.scores(aligned.image)
         scan_grid = Grid(volume.shape, volume.affine)
         classes = resample_argmax(scores, self.grid, scan_grid, np.linalg.inv(aligned.world_map))
