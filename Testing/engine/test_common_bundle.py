@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
+import stat
 
 import pytest
 import torch
@@ -25,6 +27,19 @@ def test_bundle_round_trip_and_versions(tmp_path):
         assert torch.equal(state[key], value)
     assert {"torch", "monai", "distillseg"} <= set(bundle.manifest["software"])
     assert len(bundle.manifest["weights"]["student"]["sha256"]) == 64
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_every_file_of_a_bundle_and_a_checkpoint_has_the_umasks_mode(tmp_path, umask):
+    """One mode for weights and manifest alike (safetensors alone would make the weights 0600)."""
+    previous = os.umask(umask)
+    try:
+        save_bundle(tmp_path / "m", {"method": "oneshot", "labels": []}, {"student": torch.nn.Linear(2, 2).state_dict()})
+        save_checkpoint(tmp_path / "m.checkpoint", {"net": torch.nn.Linear(2, 2).state_dict()}, {"step": 1})
+    finally:
+        os.umask(previous)
+    files = [*(tmp_path / "m").iterdir(), *(tmp_path / "m.checkpoint").iterdir()]
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o666 & ~umask}
 
 
 def test_loading_never_unpickles(tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from distillseg.common.tensor_files import save_tensors
 from distillseg.contract.atomic import atomic_directory
 from distillseg.contract.errors import file_error
 from distillseg.contract.manifest import FORMAT_VERSION, MANIFEST, read_manifest, sha256_of, weight_file
@@ -47,8 +48,6 @@ def software_versions() -> dict[str, str]:
 
 def write_bundle_files(folder: Path, manifest: dict[str, Any], weights: dict[str, dict[str, torch.Tensor]]) -> None:
     """Write weights and manifest into an existing (temporary) folder; used by ``save_bundle``."""
-    from safetensors.torch import save_file
-
     manifest = dict(manifest)
     manifest["format_version"] = FORMAT_VERSION
     manifest["software"] = software_versions()
@@ -57,7 +56,7 @@ def write_bundle_files(folder: Path, manifest: dict[str, Any], weights: dict[str
     for name, state in weights.items():
         file_name = f"{name}.safetensors"
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-        save_file(tensors, str(folder / file_name))
+        save_tensors(folder / file_name, tensors)
         manifest["weights"][name] = {"file": file_name, "sha256": sha256_of(folder / file_name)}
     with open(folder / MANIFEST, "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=1, sort_keys=False)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from distillseg.contract.atomic import atomic_directory
+from distillseg.common.tensor_files import save_tensors
 from distillseg.contract.errors import file_error
 
 
@@ -45,12 +46,10 @@ def optimizer_from_flat(optimizer: torch.optim.Optimizer, tensors: dict[str, tor
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any]) -> None:
     """Atomically write ``tensors`` (group name -> flat tensor dict) and ``meta`` (JSON) into folder ``path``."""
-    from safetensors.torch import save_file
-
     flat = {f"{group}/{key}": value.detach().to("cpu").contiguous()
             for group, group_tensors in tensors.items() for key, value in group_tensors.items()}
     with atomic_directory(path) as tmp:
-        save_file(flat, str(Path(tmp) / "state.safetensors"))
+        save_tensors(Path(tmp) / "state.safetensors", flat)
         with open(Path(tmp) / "state.json", "w", encoding="utf-8") as handle:
             json.dump(meta, handle, indent=1)
 

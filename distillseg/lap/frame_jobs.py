@@ -101,8 +101,9 @@ def run_evaluate(args, progress) -> int:
     predicted = predict_working_grid(model.build(device), frames.images, device, dtype)
     scores = confusion_scores(predicted, frames.labels, list(values.values()), frames.annotated)
     synthetic = is_synthetic_folder(args.data)
-    report = {"model": str(args.model), "step": model.step, "data": str(args.data), "frames": len(frames),
-              "patients": sorted(set(frames.patients)), "synthetic_data": synthetic,
+    # Counts, not names: the Slicer module keeps this report inside the model it exports (no path, no patient ID).
+    report = {"model": Path(args.model).name, "step": model.step, "frames": len(frames),
+              "patients": len(set(frames.patients)), "synthetic_data": synthetic,
               "grid": f"working grid {model.size[0]}x{model.size[1]} after black-border crop",
               "per_class": named_scores(scores, model.registry),
               "steps": {e.name: e.step for e in model.registry.entries},

@@ -20,7 +20,8 @@ from distillseg.contract.paths import checkpoint_path
 
 
 class JobState:
-    def __init__(self, out: Path, job: dict[str, Any], world: World, resume: bool, progress=None):
+    def __init__(self, out: Path, job: str, world: World, resume: bool, progress=None):
+        """``job``: the fingerprint of the run's options (a checkpoint made with another is not resumed)."""
         self.path = checkpoint_path(out)
         self.world = world
         self.tensors: dict[str, dict[str, torch.Tensor]] = {}

@@ -4,6 +4,8 @@ score, and write the model bundle (rank 0 only, atomically, under an output lock
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -82,11 +84,29 @@ def _diffusion(args, frames: FrameSet, config: DiffusionConfig, state: JobState,
                                device, dtype, world, state, stage, args.checkpoint_every)
 
 
+# Options that name the user's files and folders: a model or checkpoint keeps none of them (file and folder names in
+# hospitals often hold patient names or IDs); what a step learned from is described by counts (``FrameSet.summary``).
+_PATH_OPTIONS = ("data", "out", "model", "eval_data")
+
+
 def _job_key(args, verb: str) -> dict:
-    """The options a checkpoint must share with the run that resumes it."""
+    """The options a checkpoint must share with the run that resumes it (paths included)."""
     skip = {"progress", "resume", "verb_function", "device", "threads", "method", "verb"}
     return {"verb": verb, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
                              if k not in skip}}
+
+
+def _job_fingerprint(args, verb: str) -> str:
+    """``_job_key`` as a SHA-256: what the checkpoint keeps to recognise its run, without the paths themselves."""
+    return hashlib.sha256(json.dumps(_job_key(args, verb), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _recorded_options(args, verb: str) -> dict:
+    """The step's options as its model records them: no paths (a weights file is recorded as "file")."""
+    options = {k: v for k, v in _job_key(args, verb).items() if k not in _PATH_OPTIONS}
+    if options.get("encoder_weights") not in (None, "imagenet"):
+        options["encoder_weights"] = "file"
+    return options
 
 
 def run_train(args, progress) -> int:
@@ -99,7 +119,7 @@ def run_train(args, progress) -> int:
     started = time.monotonic()
     with _output(out, world):
         frames = _read(args, classes, {n: registry.value_of(n) for n in classes}, size, progress)
-        state = JobState(out, _job_key(args, "train"), world, args.resume, progress)
+        state = JobState(out, _job_fingerprint(args, "train"), world, args.resume, progress)
         config = SegmenterConfig(backbone=args.backbone)
         net = Segmenter(config, registry.num_outputs)
         if args.encoder_weights:
@@ -116,7 +136,7 @@ def run_train(args, progress) -> int:
         diffusion = _diffusion(args, frames, diffusion_config, state, device, dtype, world, progress)
         scores = _fit_scores(net, frames, registry_values(registry), device, dtype)
         entry = {"step": 0, "strategy": "base", "classes_added": classes, "data": frames.summary(),
-                 "synthetic_data": frames.synthetic, "options": _job_key(args, "train"),
+                 "synthetic_data": frames.synthetic, "options": _recorded_options(args, "train"),
                  "scores_on_training_frames": named_scores(scores, registry), "loss_terms": terms,
                  "seconds": round(time.monotonic() - started, 1), "device": str(device), "world_size": world.size}
         model = LapModel(config=config, registry=registry, size=size, step=0,
@@ -163,7 +183,7 @@ def run_learn(args, progress) -> int:
     started = time.monotonic()
     with _output(out, world):
         frames = _read(args, new, {n: registry.value_of(n) for n in new}, model.size, progress)
-        state = JobState(out, _job_key(args, "learn"), world, args.resume, progress)
+        state = JobState(out, _job_fingerprint(args, "learn"), world, args.resume, progress)
         previous = model.build(device)
         net = model.build(device)
         net.grow_head(len(new))
@@ -197,7 +217,7 @@ def run_learn(args, progress) -> int:
         entry = {"step": step, "strategy": strategy.name, "strategy_settings": strategy.to_json(),
                  "classes_added": new, "data": frames.summary(), "synthetic_data": frames.synthetic,
                  "replayed_frames": 0 if replay_images is None else len(replay_images),
-                 "options": _job_key(args, "learn"), "scores": scores, "loss_terms": terms,
+                 "options": _recorded_options(args, "learn"), "scores": scores, "loss_terms": terms,
                  "seconds": round(time.monotonic() - started, 1), "device": str(device), "world_size": world.size}
         projection = trainer.weights().get("projection", model.projection)
         new_model = LapModel(config=model.config, registry=registry, size=model.size, step=step,

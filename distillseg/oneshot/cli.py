@@ -33,6 +33,7 @@ def _train(args, progress) -> int:
                                    patch=_patch_size(args.patch_size)),
         prealign=not args.no_prealign, device=args.device, precision=args.precision, seed=args.seed,
         resume=args.resume, checkpoint_every=args.checkpoint_every, max_memory=args.max_memory,
+        description=args.description,
     )
     train_oneshot(options, progress)
     return 0
@@ -134,6 +135,9 @@ def add_oneshot_verbs(subparsers) -> None:
                             "(value name r g b); default: from a .seg.nrrd, else 'Label N'")
     train.add_argument("--unlabeled", required=True, nargs="+", metavar="IMG", help="unlabelled scans of the same anatomy")
     train.add_argument("--out", required=True, metavar="MODEL_DIR", help="model bundle folder to write")
+    train.add_argument("--description", default="", metavar="TEXT",
+                       help="your words about the training data, kept in the model (which keeps no file names or "
+                            "paths of its inputs, only their SHA-256, grid shape and voxel size)")
     train.add_argument("--iterations", type=int, default=500, help="distillation (student) steps")
     train.add_argument("--augmenter-iterations", type=int, default=100, help="registration augmenter steps")
     train.add_argument("--spacing", default="auto",

@@ -39,6 +39,7 @@ class Atlas:
     table: LabelTable
     normalization: IntensityNormalization
     source_spacing: list[float]
+    source_shape: list[int]
 
 
 def _label_bounds(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +104,7 @@ def prepare_atlas(image_path: str, labels_path: str, label_names: str | None = N
     classes = resample_labels(torch.from_numpy(labels.array), [0] + values, source, grid)
     return Atlas(grid=grid, image=atlas_image, classes=classes, values=[0] + values,
                  table=_label_table(labels, values, label_names), normalization=normalization,
-                 source_spacing=[float(s) for s in source.spacing])
+                 source_spacing=[float(s) for s in source.spacing], source_shape=[int(s) for s in source.shape])
 
 
 @dataclass

@@ -27,7 +27,7 @@ from distillseg.common.device import amp_dtype, autocast, describe_device, resol
 from distillseg.common.distributed import World, barrier, init_world, shutdown_world, wrap_ddp
 from distillseg.contract import paths
 from distillseg.contract.errors import OutOfMemoryError, UserError, check_readable_file, file_error
-from distillseg.contract.manifest import ONESHOT
+from distillseg.contract.manifest import ONESHOT, sha256_of
 from distillseg.common.memory import budget_bytes, human
 from distillseg.common.progress import Progress
 from distillseg.common.volume_io import read_image
@@ -64,6 +64,12 @@ class TrainOptions:
     checkpoint_every: int = 50
     checkpoint_seconds: float = 300.0
     max_memory: str | None = None
+    description: str = ""  # the user's own words about the training data, kept in the manifest
+
+
+# Options that name the user's files: never written into a bundle or checkpoint (file and folder names in hospitals
+# often hold patient names or IDs); the inputs are described by content instead (``_input_records``).
+_PATH_OPTIONS = ("atlas", "atlas_labels", "unlabeled", "out", "label_names")
 
 
 def _check_inputs(options: TrainOptions) -> None:
@@ -74,12 +80,25 @@ def _check_inputs(options: TrainOptions) -> None:
         check_readable_file(path)
 
 
-def _fingerprint(options: TrainOptions) -> str:
-    """What a checkpoint must agree with to be resumed: inputs (path, size, mtime) and every training option."""
-    files = [options.atlas, options.atlas_labels, *options.unlabeled]
-    stats = [(str(Path(p).resolve()), Path(p).stat().st_size, int(Path(p).stat().st_mtime)) for p in files]
-    settings = {k: v for k, v in asdict(options).items() if k not in ("resume", "device", "out")}
-    return hashlib.sha256(json.dumps([stats, settings], sort_keys=True, default=str).encode()).hexdigest()
+def _settings(options: TrainOptions) -> dict:
+    """The training options as JSON, without the ones that name files, the device or resuming."""
+    settings = json.loads(json.dumps(asdict(options), default=str))
+    return {k: v for k, v in settings.items() if k not in (*_PATH_OPTIONS, "resume", "device")}
+
+
+def _fingerprint(options: TrainOptions, records: list[dict]) -> str:
+    """What a checkpoint must agree with to be resumed: the inputs' contents and every training option (a hash: the
+    checkpoint holds no path)."""
+    return hashlib.sha256(json.dumps([records, _settings(options)], sort_keys=True).encode()).hexdigest()
+
+
+def _input_records(options: TrainOptions) -> list[dict]:
+    """Each input file by content, in command-line order: its role and SHA-256 (no name, no path)."""
+    roles = [("atlas", options.atlas), ("atlas labels", options.atlas_labels)]
+    roles += [("unlabelled", path) for path in options.unlabeled]
+    if options.label_names:
+        roles.append(("label names", options.label_names))
+    return [{"role": role, "sha256": sha256_of(path)} for role, path in roles]
 
 
 def _generators(seed: int, stage: int, step: int, batch: int, world: World) -> list[torch.Generator]:
@@ -202,20 +221,23 @@ def _warmup_cosine(optimizer, warmup: int, total: int):
 
 
 def _prepare(options: TrainOptions, device: torch.device, dtype, progress: Progress):
-    """The atlas on its working grid and the unlabelled scans pre-aligned into it: (atlas, [(1, 1, I, J, K)])."""
+    """The atlas on its working grid, the unlabelled scans pre-aligned into it, and each scan's own grid:
+    (atlas, [(1, 1, I, J, K)], [(shape, spacing in mm)])."""
     atlas = prepare_atlas(options.atlas, options.atlas_labels, options.label_names, options.spacing,
                           options.modality, options.ct_window, device.type,
                           check_grid=lambda grid, classes: _check_memory(options, grid.shape, classes, device, dtype))
     progress.log(f"working grid {atlas.grid.shape} at {atlas.grid.spacing[0]:.2f} mm, "
                  f"{len(atlas.values) - 1} structures")
-    targets = []
+    targets, grids = [], []
     with progress.stage("prealign", total=len(options.unlabeled)) as bar:
         for number, path in enumerate(options.unlabeled, 1):
-            aligned = align_scan(read_image(path), atlas.image.to(device), atlas.grid, atlas.normalization,
+            volume = read_image(path)
+            aligned = align_scan(volume, atlas.image.to(device), atlas.grid, atlas.normalization,
                                  PrealignOptions(seed=options.seed), device, options.prealign)
             targets.append(aligned.image.to(device)[None, None])
+            grids.append(([int(s) for s in volume.shape], [float(s) for s in volume.spacing]))
             bar.update(number)
-    return atlas, targets
+    return atlas, targets, grids
 
 
 def _check_memory(options: TrainOptions, grid_shape, num_classes: int, device: torch.device, dtype) -> None:
@@ -257,8 +279,9 @@ def _manifest(options: TrainOptions, atlas, student, augmenter, device, dtype, m
         "contents": "student and augmenter weights; the atlas image and labels on the working grid "
                     "(needed to pre-align new scans)",
         "training": {
-            "atlas": str(options.atlas), "unlabeled": [str(p) for p in options.unlabeled],
-            "options": json.loads(json.dumps(asdict(options), default=str)),
+            "description": options.description,
+            "inputs": meta.get("inputs", []),
+            "options": _settings(options),
             "device": describe_device(device), "precision": str(dtype) if dtype else "fp32",
             "processes": meta.get("processes", 1),
             "seconds": meta.get("seconds", {}), "curves": meta.get("curves", {}),
@@ -283,11 +306,15 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
                 remove_stale_temporaries(out)
                 remove_stale_temporaries(checkpoint_path)
             barrier(world)
-            checkpointer = _Checkpointer(checkpoint_path, options, _fingerprint(options), world)
+            records = _input_records(options)
+            checkpointer = _Checkpointer(checkpoint_path, options, _fingerprint(options, records), world)
             meta = dict(checkpointer.state[1]) if checkpointer.state else {}
             meta.pop("optimizer", None)
             meta["processes"] = world.size
-            atlas, targets = _prepare(options, device, dtype, progress)
+            atlas, targets, grids = _prepare(options, device, dtype, progress)
+            grids = [(atlas.source_shape, atlas.source_spacing)] * 2 + grids  # the atlas image and its labels
+            meta["inputs"] = [{**record, "shape": shape, "spacing_mm": spacing}
+                              for record, (shape, spacing) in zip(records, grids)] + records[len(grids):]
             atlas_image = atlas.image.to(device)[None, None]
             images = [atlas_image, *targets]
             amp = autocast(device, dtype)
