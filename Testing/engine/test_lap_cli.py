@@ -104,6 +104,10 @@ def test_segment_evaluate_sample_restore(trained):
     report = json.loads((trained / "r.json").read_text())
     assert set(report["per_class"]) == {"liver", "stomach", "colon", "small_intestine"}
     assert report["synthetic_data"] is True and {"mean_iou_old", "mean_iou_new", "mean_iou_all"} <= set(report)
+    assert lap("evaluate", "--model", trained / "m0", "--data", trained / "demo", "--source", "multilabel",
+               "--patients", "04", "--report", trained / "r0.json", "--progress", "none") == 0
+    first = json.loads((trained / "r0.json").read_text())  # a first model: its structures are the base ones
+    assert {"mean_iou_base", "mean_iou_all"} <= set(first) and not {"mean_iou_old", "mean_iou_new"} & set(first)
     assert lap("sample", "--model", trained / "m1", "--n", 2, "--out", trained / "samples", "--device", "cpu",
                "--progress", "none") == 0
     assert len(list((trained / "samples").glob("synthetic_00?.png"))) == 2

@@ -42,10 +42,14 @@ def _mean(values: list[float]) -> float:
 
 
 def group_means(scores: dict[int, dict[str, float]], registry: ClassRegistry, step: int) -> dict[str, float]:
-    """Mean IoU/Dice of structures learned before ``step`` (old), in ``step`` (new) and of all of them."""
-    groups = {"old": [e.value for e in registry.entries if e.step < step],
-              "new": [e.value for e in registry.entries if e.step == step],
-              "all": [e.value for e in registry.entries]}
+    """Mean IoU/Dice of structures learned before ``step`` (old), in ``step`` (new) and of all of them. A first
+    model (step 0) has no old structures and learned nothing new: its structures are the base ones (``base``)."""
+    if step == 0:
+        groups = {"base": [e.value for e in registry.entries]}
+    else:
+        groups = {"old": [e.value for e in registry.entries if e.step < step],
+                  "new": [e.value for e in registry.entries if e.step == step]}
+    groups["all"] = [e.value for e in registry.entries]
     out = {}
     for group, values in groups.items():
         for metric in ("iou", "dice"):
