@@ -20,6 +20,7 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
 from DistillSegKernelLib import dependencies
+from DistillSegKernelWidgets import dependencyDialog
 from DistillSegKernelWidgets.engineModuleTest import EngineModuleTest
 from DistillSegKernelWidgets.engineModuleWidget import EngineModuleWidget
 from DistillSegKernelWidgets.moduleDescription import describeModule
@@ -144,13 +145,13 @@ class IncrementalLapWidget(EngineModuleWidget):
         paths = qt.QFileDialog.getOpenFileNames(slicer.util.mainWindow(), _("Load frames"), "",
                                                 _("Frames (*.png *.jpg *.jpeg *.tif *.tiff)"))
         with slicer.util.tryWithErrorDisplay(_("The frames could not be loaded."), waitCursor=True):
-            if paths and dependencies.ensureDependencies("IncrementalLap"):  # frames are read with Pillow
+            if paths and self.ensureFrameReader():
                 self.showFrame(self.logic.loadFrames(paths)[0])
 
     def onLoadFolder(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Load a folder of frames"))
         with slicer.util.tryWithErrorDisplay(_("The frames could not be loaded."), waitCursor=True):
-            if not folder or not dependencies.ensureDependencies("IncrementalLap"):
+            if not folder or not self.ensureFrameReader():
                 return
             if not self._parameterNode.loadAsSequence:
                 self.showFrame(self.logic.loadFrames(folder)[0])
@@ -160,6 +161,11 @@ class IncrementalLapWidget(EngineModuleWidget):
             slicer.modules.sequences.showSequenceBrowser(browserNode)
             slicer.util.setSliceViewerLayers(background=browserNode.GetProxyNode(browserNode.GetMasterSequenceNode()),
                                              fit=True)
+
+    def ensureFrameReader(self) -> bool:
+        """Frames are read with Pillow, which Slicer ships: only that is checked here (PyTorch is for the jobs)."""
+        return dependencies.ensureDependencies(self.moduleName, confirm=dependencyDialog.askToInstall,
+                                               only=dependencies.FRAME_READER)
 
     def showFrame(self, frameNode) -> None:
         self._parameterNode.inputFrame = frameNode
@@ -173,7 +179,8 @@ class IncrementalLapWidget(EngineModuleWidget):
 
     def onLearn(self) -> None:
         self.runJob(_("Learning"), _("Learning could not start."), lambda: self.logic.startLearning(
-            self._parameterNode, environment=slicer.util.startupEnvironment()))
+            self._parameterNode, environment=slicer.util.startupEnvironment(),
+            sequencesLogic=slicer.modules.sequences.logic()))
 
     def onRestore(self) -> None:
         step = int(self.ui.versionComboBox.currentData)

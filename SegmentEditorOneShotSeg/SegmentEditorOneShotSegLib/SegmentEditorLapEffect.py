@@ -15,7 +15,7 @@ import slicer
 from slicer.i18n import tr as _
 
 from DistillSegKernelWidgets.modelSegmentationEffect import ModelSegmentationEffect
-from IncrementalLapLib import frameSegmentation, frameVolumes
+from IncrementalLapLib import frameSegmentation
 from IncrementalLapLib.lapJobs import METHOD
 
 
@@ -41,8 +41,8 @@ class SegmentEditorLapEffect(ModelSegmentationEffect):
     }
 
     def startSegmentation(self, model, sourceVolumeNode, folder, device):
-        frameVolumes.frameArray(sourceVolumeNode)  # refuse a grey or 3D source volume with a sentence
-        # The source volume NODE, all three channels (not the editor's channel-0 copy), on its own grid.
+        # The source volume NODE, all three channels (not the editor's channel-0 copy), on its own grid; a grey
+        # or 3D source volume is refused with a sentence.
         return frameSegmentation.startFrameSegmentation(model, [("0", sourceVolumeNode)], folder, device,
                                                         slicer.util.startupEnvironment())
 
