@@ -19,6 +19,8 @@ from slicer.util import VTKObservationMixin
 
 from DistillSegKernelLib import dependencies, jobProtocol
 
+from . import dependencyDialog
+
 JOB_POLL_INTERVAL_MS = 250
 
 
@@ -216,7 +218,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Check the engine's packages (one dialog if some are missing), then ``start()`` the job and follow it;
         ``failure`` heads the error dialog when it cannot start."""
         with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
-            if dependencies.ensureDependencies(self.moduleName):
+            if dependencies.ensureDependencies(self.moduleName, confirm=dependencyDialog.askToInstall):
                 self.startJob(start(), title)
 
     def startJob(self, job, title) -> None:

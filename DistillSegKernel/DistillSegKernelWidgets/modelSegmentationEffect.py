@@ -25,6 +25,8 @@ from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from DistillSegKernelLib import dependencies, jobProtocol, jobRunner
 from DistillSegKernelLib.modelStore import ModelStore
 
+from . import dependencyDialog
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -173,7 +175,7 @@ class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
             slicer.util.errorDisplay(self.texts["selectFirst"])
             return
         with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
-            if not dependencies.ensureDependencies(self.moduleName):
+            if not dependencies.ensureDependencies(self.moduleName, confirm=dependencyDialog.askToInstall):
                 return
             model = self.store.model(self.modelComboBox.currentText)
             folder = tempfile.mkdtemp(prefix=self.tempPrefix, dir=slicer.app.temporaryPath)
