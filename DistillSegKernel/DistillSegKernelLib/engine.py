@@ -66,6 +66,11 @@ def engineCommand(arguments: list[str], python: str | None = None) -> list[str]:
     return [python or pythonExecutable(), "-m", ENGINE_PACKAGE, *[str(a) for a in arguments]]
 
 
+def standInActive() -> bool:
+    """True inside ``standInEngine``: jobs then need none of the engine's Python packages."""
+    return _standInPython is not None
+
+
 @contextlib.contextmanager
 def standInEngine(python: str | None = None):
     """Within the block every engine command runs the stand-in engine (``standInEngine.py``) with ``python``

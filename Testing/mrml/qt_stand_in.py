@@ -153,9 +153,14 @@ class QTimer:
             self.timeout.emit()
 
 
+class Qt:
+    WaitCursor = "WaitCursor"
+
+
 def module() -> types.ModuleType:
     """A fresh ``qt`` module made of the classes above."""
     qt = types.ModuleType("qt")
+    qt.Qt = Qt
     for cls in (Signal, QWidget, QLabel, QPushButton, QProgressBar, QComboBox, QHBoxLayout, QIcon, QTimer):
         setattr(qt, cls.__name__, cls)
     return qt

@@ -26,6 +26,7 @@ and ``slicer.ScriptedLoadableModule`` stand-ins, and removes every trace afterwa
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import traceback
 import types
@@ -40,6 +41,7 @@ import qt_stand_in
 import slicer
 
 REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CURSOR = "qSlicerSegmentEditorAbstractEffect::createCursor"
 
 
 def loadSourceAsModule(moduleName: str, filePath: str) -> None:
@@ -127,6 +129,11 @@ class ScriptedEffect:
     def saveStateForUndo(self) -> None:
         self.editor.saveStateForUndo()
 
+    def createCursor(self, viewWidget):
+        """The effect's own ``createCursor`` if it has one, else the C++ default (``DEFAULT_CURSOR`` here)."""
+        method = getattr(type(self._self), "createCursor", None)
+        return method(self._self, viewWidget) if method is not None else DEFAULT_CURSOR
+
 
 class EffectFactory:
     """``qSlicerSegmentEditorEffectFactory``: one registered effect per name (a second one is refused)."""
@@ -174,7 +181,8 @@ class SegmentEditor:
         self.logic = slicer.vtkSlicerSegmentEditorLogic()
         self.logic.SetMRMLScene(scene)
         self.logic.SetSegmentEditorNode(self.node)
-        self.logic.SetSegmentationHistory(slicer.vtkSegmentationHistory())
+        self.history = slicer.vtkSegmentationHistory()
+        self.logic.SetSegmentationHistory(self.history)
         self.effects: dict[str, object] = {}
         for registered in EffectFactory.instance().registered:
             clone = registered.self().clone()
@@ -208,11 +216,28 @@ def loadScriptedModule(filePath: Path):
 
 
 class App:
-    """``slicer.app``: signal connections recorded (``emit`` fires them), a temporary path, events pumped."""
+    """``slicer.app`` without a main window (as ``--no-main-window``): signal connections recorded (``emit`` fires
+    them), a temporary path, the startup environment; error dialogs are recorded in ``errors``."""
 
     def __init__(self, temporaryPath: Path):
         self.temporaryPath = str(temporaryPath)
         self.connections: dict[str, list] = {}
+        self.errors: list[str] = []
+
+    def topLevelWidgets(self) -> list:
+        return []
+
+    def startupEnvironment(self):
+        return SimpleNamespace(keys=lambda: list(os.environ), value=os.environ.get)
+
+    def testingEnabled(self) -> bool:
+        return False
+
+    def setOverrideCursor(self, cursor) -> None:
+        pass
+
+    def restoreOverrideCursor(self) -> None:
+        pass
 
     def connect(self, signal: str, slot) -> None:
         self.connections.setdefault(signal, []).append(slot)
@@ -272,6 +297,7 @@ def slicerGui(monkeypatch, tmp_path):
         sys.modules[name] = module
     slicer.app = app
     slicer.i18n = stubs["slicer.i18n"]
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kwargs: app.errors.append(text))
     slicer.qSlicerSegmentEditorEffectFactory = EffectFactory
     EffectFactory._instance = None
     yield app
