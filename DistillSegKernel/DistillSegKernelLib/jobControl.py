@@ -5,6 +5,10 @@ with its ``method`` and starts its jobs through ``follow``, giving with each job
 (``finish``: bring the result into the scene or the model list, returns the outcome the widget reports) and when it
 fails or is cancelled (``abandon``: remove what the job left). The module widget polls ``job`` and then calls
 ``finishJob`` or ``abandonJob``. Qt-free, so it runs on a headless scene in the tests.
+
+Closing the scene takes the job's nodes with it (the scan it segments, the segmentation it writes into, the
+parameter node): ``sceneClosing`` cancels the job, and however it ends it is abandoned, never finished (a cancelled
+training keeps its checkpoint, so Resume continues it).
 """
 
 from __future__ import annotations
@@ -35,6 +39,17 @@ class JobControl:
         """Make ``job`` the module's job, with what to do when it succeeds and when it does not."""
         self.job, self._finish, self._abandon = job, finish, abandon
         return job
+
+    @property
+    def finishable(self) -> bool:
+        """True while a job has a result to bring into the scene (not after ``sceneClosing``)."""
+        return self._finish is not None
+
+    def sceneClosing(self) -> None:
+        """The scene is closing: cancel the job; it will be abandoned, not finished, whatever its end."""
+        if self.busy:
+            self.job.cancel()
+        self._finish = None
 
     def finishJob(self):
         """Bring a successful job's result into the scene / model list; returns what ``finish`` returns."""

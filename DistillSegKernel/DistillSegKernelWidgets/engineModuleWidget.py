@@ -35,6 +35,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._jobTimer = None
         self._jobTitle = ""
+        self._jobDevice = ""  # the device the job was asked for (the parameter node may be gone when it reports)
 
     # ------------------------------------------------------------------------------------------------ hooks
     def createLogic(self):
@@ -117,6 +118,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
 
     def onSceneStartClose(self, caller, event) -> None:
+        self.logic.sceneClosing()  # the job's nodes are going: it is cancelled, and abandoned when it ends
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -223,6 +225,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def startJob(self, job, title) -> None:
         self._jobTitle = title
+        self._jobDevice = self._parameterNode.device
         self.ui.logTextEdit.clear()
         self.ui.progressBar.value = 0
         self.ui.deviceLabel.text = _("{title}: starting the engine...").format(title=title)
@@ -257,7 +260,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if kind == "device":
             self.ui.deviceLabel.text = _("{title} running on {device} ({precision}).").format(
                 title=self._jobTitle, device=job.deviceDescription, precision=job.precision)
-            if job.device == "cpu" and self._parameterNode.device == "auto":
+            if job.device == "cpu" and self._jobDevice == "auto":
                 self.ui.deviceWarningLabel.text = _(
                     "No usable GPU was found, so this runs on the CPU: expect it to be much slower.")
                 self.ui.deviceWarningLabel.show()
@@ -268,12 +271,12 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def finishJob(self, job) -> None:
         elapsed = jobProtocol.formatDuration(job.elapsedSeconds())
-        if job.state == jobProtocol.SUCCEEDED:
+        if job.state == jobProtocol.SUCCEEDED and self.logic.finishable:
             self.ui.progressBar.value = 1000
             with slicer.util.tryWithErrorDisplay(_("The result could not be loaded."), waitCursor=True):
                 self.ui.statusLabel.text = self.finishedMessage(self.logic.finishJob(), elapsed)
             self.refreshModels()
-        elif job.state == jobProtocol.CANCELLED:
+        elif job.state in (jobProtocol.SUCCEEDED, jobProtocol.CANCELLED):  # succeeded: but the scene was closed
             self.ui.statusLabel.text = _("Cancelled after {time}.").format(time=elapsed)
             self.logic.abandonJob()
         else:

@@ -41,7 +41,14 @@ class QWidget:
         self.enabled = True
         self.toolTip = ""
         self.objectName = ""
+        self.visible = True
         self._signalsBlocked = False
+
+    def hide(self) -> None:
+        self.visible = False
+
+    def show(self) -> None:
+        self.visible = True
 
     def blockSignals(self, block: bool) -> bool:
         previous, self._signalsBlocked = self._signalsBlocked, bool(block)
@@ -115,6 +122,18 @@ class QComboBox(QWidget):
         return self.items.index(text) if text in self.items else -1
 
 
+class QPlainTextEdit(QWidget):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def clear(self) -> None:
+        self.lines.clear()
+
+    def appendPlainText(self, text: str) -> None:
+        self.lines.append(text)
+
+
 class QHBoxLayout:
     def __init__(self):
         self.widgets = []
@@ -161,6 +180,7 @@ def module() -> types.ModuleType:
     """A fresh ``qt`` module made of the classes above."""
     qt = types.ModuleType("qt")
     qt.Qt = Qt
-    for cls in (Signal, QWidget, QLabel, QPushButton, QProgressBar, QComboBox, QHBoxLayout, QIcon, QTimer):
+    for cls in (Signal, QWidget, QLabel, QPushButton, QProgressBar, QComboBox, QPlainTextEdit, QHBoxLayout, QIcon,
+                QTimer):
         setattr(qt, cls.__name__, cls)
     return qt

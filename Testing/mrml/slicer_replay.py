@@ -215,6 +215,27 @@ def loadScriptedModule(filePath: Path):
     return moduleClass(SimpleNamespace(path=str(filePath)))
 
 
+class ParameterNode:
+    """What module widgets use of a ``parameterNodeWrapper`` object (``Base/Python/slicer/parameterNodeWrapper/
+    wrapper.py``): fields as attributes, ``connectGui``/``disconnectGui``, VTK observation of the real node."""
+
+    def __init__(self, scene, **fields):
+        self.parameterNode = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+        self.__dict__.update(fields)
+
+    def connectGui(self, gui):
+        return gui
+
+    def disconnectGui(self, tag) -> None:
+        pass
+
+    def AddObserver(self, event, callback, priority=0.0):
+        return self.parameterNode.AddObserver(event, callback, priority)
+
+    def RemoveObserver(self, tag) -> None:
+        self.parameterNode.RemoveObserver(tag)
+
+
 class App:
     """``slicer.app`` without a main window (as ``--no-main-window``): signal connections recorded (``emit`` fires
     them), a temporary path, the startup environment; error dialogs are recorded in ``errors``."""
