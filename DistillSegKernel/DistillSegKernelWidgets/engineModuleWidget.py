@@ -17,7 +17,7 @@ from slicer.i18n import tr as _
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
-from DistillSegKernelLib import dependencies, jobProtocol
+from DistillSegKernelLib import dependencies, jobProtocol, moduleReload
 
 from . import dependencyDialog
 
@@ -106,6 +106,11 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             jobProtocol.waitFor(self.logic.job, self.logic.job.cancelGraceSeconds + 2)
         if self._jobTimer:
             self._jobTimer.stop()
+
+    def onReload(self) -> None:
+        """Developer Reload: the kernel's and this module's Lib packages first (Slicer reloads only the module file)."""
+        moduleReload.reloadPackages(["DistillSegKernelLib", "DistillSegKernelWidgets", f"{self.moduleName}Lib"])
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self) -> None:
         self.initializeParameterNode()

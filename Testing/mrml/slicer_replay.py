@@ -288,8 +288,16 @@ class ScriptedLoadableModuleLogic:
 
 
 class ScriptedLoadableModuleWidget:
+    """``Base/Python/slicer/ScriptedLoadableModule.py``: the module name from the class name; ``onReload`` (which
+    re-executes the module file only) is recorded in ``reloaded``."""
+
     def __init__(self, parent=None):
         self.parent = parent
+        self.moduleName = self.__class__.__name__.removesuffix("Widget")
+        self.reloaded = False
+
+    def onReload(self):
+        self.reloaded = True
 
 
 @pytest.fixture
