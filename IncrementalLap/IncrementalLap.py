@@ -219,10 +219,16 @@ class IncrementalLapLogic(ScriptedLoadableModuleLogic, LapJobControl):
 
 
 class IncrementalLapTest(EngineModuleTest):
-    """Generated frames, a tiny base model and one learning step through the engine on the CPU; segments checked."""
+    """The module logic against the stand-in engine; then generated frames, a tiny base model and one learning step
+    through the engine on the CPU, segments checked."""
 
     method = METHOD
     storyTitle = "Generated frames, a tiny base model and one learning step (CPU)"
+
+    def runStandInStory(self, workFolder) -> list[str]:
+        logic = IncrementalLapLogic(os.path.join(workFolder, "models"))
+        return sampleFrames.standInStory(slicer.mrmlScene, logic, logic.getParameterNode(), workFolder,
+                                         slicer.modules.sequences.logic(), pump=slicer.app.processEvents)
 
     def runStory(self, workFolder, store) -> str:
         result = sampleFrames.runStory(slicer.mrmlScene, store, workFolder,

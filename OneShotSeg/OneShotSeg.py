@@ -6,6 +6,7 @@ a child process of the ``distillseg`` engine, followed by a QTimer, so Slicer st
 the IncrementalLap widget (job progress, model list) is ``DistillSegKernelWidgets.engineModuleWidget``.
 """
 
+import os
 import tempfile
 from typing import Annotated
 
@@ -145,18 +146,24 @@ class OneShotSegLogic(ScriptedLoadableModuleLogic, OneShotJobControl):
 
 
 class OneShotSegTest(EngineModuleTest):
-    """Trains a tiny model on generated scans through the engine on the CPU, segments, checks the overlap."""
+    """The module logic against the stand-in engine; then a tiny model trained on generated scans through the
+    engine on the CPU, a scan segmented, the overlap checked (``ONESHOTSEG_LONG_SELF_TEST=1``: the long story)."""
 
     method = oneshotJobs.METHOD
     storyTitle = "Training a tiny model on generated scans (CPU)"
 
+    def runStandInStory(self, workFolder) -> list[str]:
+        logic = OneShotSegLogic(os.path.join(workFolder, "models"))
+        return sampleCase.standInStory(slicer.mrmlScene, logic, logic.getParameterNode(), workFolder,
+                                       pump=slicer.app.processEvents)
+
     def runStory(self, workFolder, store) -> str:
-        options = oneshotJobs.TrainingOptions(**sampleCase.SELF_TEST_OPTIONS)
-        segmentationNode, overlap = sampleCase.trainAndSegment(slicer.mrmlScene, store, workFolder, options,
+        story = sampleCase.selfTestStory()
+        segmentationNode, overlap = sampleCase.trainAndSegment(slicer.mrmlScene, store, workFolder, story,
                                                                pump=slicer.app.processEvents)
         names = sorted(segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
                        for segmentId in segmentLabels.segmentIds(segmentationNode))
         self.assertEqual(names, sorted(entry.name for entry in sampleCase.LABELS.entries))
         for value, score in overlap.items():
-            self.assertGreaterEqual(score, sampleCase.SELF_TEST_MIN_DICE, f"Dice of label {value}")
+            self.assertGreaterEqual(score, story.minimumDice, f"Dice of label {value}")
         return f"Dice {overlap}"

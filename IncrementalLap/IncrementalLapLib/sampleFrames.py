@@ -6,6 +6,9 @@ frame segmented again with the new version into the same segmentation.
 
 The frames are generated pictures, not laparoscopic images; the models trained here are far too small to segment
 well: the story checks the plumbing (names, colours, segment IDs, grids, versions, scores), not accuracy.
+
+``standInStory`` runs the module logic against the stand-in engine instead (no PyTorch needed): a first model
+learned and scored, a frame and a sequence segmented, a new structure learned, a learning cancelled.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ import slicer
 
 from DistillSegKernelLib import segmentLabels
 from DistillSegKernelLib.engine import engineEnvironment
-from DistillSegKernelLib.jobProtocol import requireSuccess
+from DistillSegKernelLib.jobProtocol import CANCELLED, requireSuccess, waitFor
 from DistillSegKernelLib.jobRunner import EngineJob
 from DistillSegKernelLib.modelStore import ModelInfo, ModelStore
 
-from . import frameVolumes, lapJobs
+from . import frameSequences, frameVolumes, lapJobs
 from .lapJobControl import LapJobControl, checkScores
 from .lapJobs import LearningOptions
 
@@ -157,4 +160,78 @@ def storyProblems(result: StoryResult) -> list[str]:
     scored = {row.structure for row in result.scores}
     if scored != set(known):
         problems.append(f"the check frames scored {sorted(scored)}, not {sorted(known)}")
+    return problems
+
+
+STAND_IN_TIMEOUT_S = 60.0
+
+
+def _annotatedFrame(scene, rng: np.random.Generator, name: str, structures: list[str]):
+    """A random 32x40 frame and a segmentation painted on it: one band of rows per structure."""
+    frameNode = frameVolumes.addFrameNode(scene, rng.integers(0, 256, (32, 40, 3), dtype=np.uint8), name)
+    segmentationNode = segmentLabels.newSegmentationFor(frameNode, f"{name} annotation")
+    for number, structure in enumerate(structures):
+        mask = np.zeros((32, 40), np.uint8)
+        mask[2 + 7 * number:8 + 7 * number, 4:36] = 1
+        segmentId = segmentationNode.GetSegmentation().AddEmptySegment(structure, structure)
+        labelmapNode = frameVolumes.labelmapOnFrame(mask, frameNode)
+        try:
+            _paint(segmentationNode, segmentId, labelmapNode)
+        finally:
+            scene.RemoveNode(labelmapNode)
+    return frameNode, segmentationNode
+
+
+def standInStory(scene, logic, parameters, workFolder, sequencesLogic=None, pump=None) -> list[str]:
+    """The module logic against the stand-in engine (run it inside ``engine.standInEngine()``): a first model
+    learned from two annotated frames and scored on a third (``lap train`` then ``lap evaluate``, one job), that
+    frame segmented, every frame of a sequence segmented into a segmentation sequence, a new structure learned
+    (``lap learn``), and a long learning cancelled and abandoned.
+
+    ``logic``: the module logic (a ``LapJobControl``); ``parameters``: its parameter node, or an object with the same
+    fields; ``sequencesLogic``: Slicer's sequences logic. Returns what went wrong, as sentences (empty when the
+    module logic works).
+    """
+    rng, work = np.random.default_rng(0), Path(workFolder)
+    first = [_annotatedFrame(scene, rng, f"stand-in frame {i}", BASE_STRUCTURES) for i in range(3)]
+    parameters.selectedModel, parameters.newModelName, parameters.newStructures = "", "", ""
+    parameters.trainingSegmentations = [segmentation for _, segmentation in first[:2]]
+    parameters.checkSegmentations = [first[2][1]]
+    parameters.trainingSequenceBrowser, parameters.sequenceBrowser = None, None
+    parameters.iterations, parameters.diffusionIterations, parameters.device = 5, 2, "cpu"
+    parameters.inputFrame, parameters.outputSegmentation, parameters.selectedFrames = first[2][0], None, []
+    problems = []
+    requireSuccess(logic.startLearning(parameters, sequencesLogic=sequencesLogic), STAND_IN_TIMEOUT_S, pump)
+    base = logic.store.model(logic.finishJob().modelName)
+    if [entry.name for entry in base.labels.entries] != BASE_STRUCTURES or parameters.selectedModel != base.name:
+        problems.append(f"the first model {base.name} does not know {BASE_STRUCTURES} or is not selected")
+    if sorted(row.structure for row in checkScores(base)) != sorted(BASE_STRUCTURES):
+        problems.append("the first model was not scored on the check frame")
+    requireSuccess(logic.startSegmentation(parameters, "current", work / "current", None, sequencesLogic),
+                   STAND_IN_TIMEOUT_S, pump)
+    if sorted(segmentIdsByName(logic.finishJob().nodes[0])) != sorted(BASE_STRUCTURES):
+        problems.append("the current frame's segmentation lacks the model's structures")
+    video = [frameVolumes.addFrameNode(scene, rng.integers(0, 256, (32, 40, 3), dtype=np.uint8), f"video {i}")
+             for i in range(3)]
+    _, parameters.sequenceBrowser = frameSequences.addFrameSequence(scene, video, "stand-in video", sequencesLogic)
+    requireSuccess(logic.startSegmentation(parameters, "sequence", work / "sequence", None, sequencesLogic),
+                   STAND_IN_TIMEOUT_S, pump)
+    sequence = logic.finishJob().nodes[0]
+    if sequence.GetNumberOfDataNodes() != 3 or not parameters.sequenceBrowser.GetSaveChanges(sequence):
+        problems.append("every frame of the video was not segmented into a segmentation sequence that keeps edits")
+    parameters.trainingSegmentations = [_annotatedFrame(scene, rng, "new patient", [NEW_STRUCTURE])[1]]
+    requireSuccess(logic.startLearning(parameters, sequencesLogic=sequencesLogic), STAND_IN_TIMEOUT_S, pump)
+    learned = logic.store.model(logic.finishJob().modelName)
+    if [entry.name for entry in learned.labels.entries] != BASE_STRUCTURES + [NEW_STRUCTURE]:
+        problems.append(f"the new version {learned.name} does not know {BASE_STRUCTURES + [NEW_STRUCTURE]}")
+    parameters.iterations, parameters.newModelName = 100000, "cancelled"
+    parameters.trainingSegmentations = [_annotatedFrame(scene, rng, "cancelled", ["ureter"])[1]]
+    job = logic.startLearning(parameters, sequencesLogic=sequencesLogic)
+    waitFor(job, STAND_IN_TIMEOUT_S, pump, until=lambda running: running.progress.step > 0)
+    job.cancel()
+    if waitFor(job, STAND_IN_TIMEOUT_S, pump) != CANCELLED:
+        problems.append(f"a cancelled learning ended {job.state}")
+    logic.abandonJob()
+    if "cancelled" in [m.name for m in logic.store.models()]:
+        problems.append("a cancelled learning left a model")
     return problems
