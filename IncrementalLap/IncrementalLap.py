@@ -19,7 +19,7 @@ from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-from DistillSegKernelLib import dependencies
+from DistillSegKernelLib import dependencies, devices
 from DistillSegKernelWidgets import dependencyDialog
 from DistillSegKernelWidgets.engineModuleTest import EngineModuleTest
 from DistillSegKernelWidgets.engineModuleWidget import EngineModuleWidget
@@ -67,7 +67,7 @@ class IncrementalLapParameterNode:
     checkSegmentations: list[vtkMRMLSegmentationNode]
     iterations: Annotated[int, WithinRange(1, 1000000)] = 300
     diffusionIterations: Annotated[int, WithinRange(0, 1000000)] = 600
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    device: Annotated[str, Choice(list(devices.DEVICE_CHOICES))] = "auto"
 
 
 class IncrementalLapWidget(EngineModuleWidget):

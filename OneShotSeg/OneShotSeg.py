@@ -19,7 +19,7 @@ from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-from DistillSegKernelLib import segmentLabels
+from DistillSegKernelLib import devices, segmentLabels
 from DistillSegKernelWidgets.engineModuleTest import EngineModuleTest
 from DistillSegKernelWidgets.engineModuleWidget import EngineModuleWidget
 from DistillSegKernelWidgets.moduleDescription import describeModule
@@ -55,7 +55,7 @@ class OneShotSegParameterNode:
     augmenterIterations: Annotated[int, WithinRange(1, 1000000)] = 100
     spacingMm: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
     alreadyAligned: bool = False
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    device: Annotated[str, Choice(list(devices.DEVICE_CHOICES))] = "auto"
     # Segment: the model chosen in the list, the scan, and the segmentation to write (a new one if None).
     selectedModel: str = ""
     inputVolume: vtkMRMLScalarVolumeNode

@@ -17,7 +17,7 @@ from slicer.i18n import tr as _
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
-from DistillSegKernelLib import dependencies, jobProtocol, moduleReload
+from DistillSegKernelLib import dependencies, devices, jobProtocol, moduleReload
 
 from . import dependencyDialog
 
@@ -97,6 +97,18 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.initializeParameterNode()
         self.refreshModels()
+        devices.startDeviceCheck(slicer.util.startupEnvironment())
+        self.showDevices()
+
+    def showDevices(self) -> None:
+        """Show in the device list only what is offered (MPS once the engine's check passed; asked again while the
+        check runs). Rows are hidden, not removed: the parameter node's binding maps rows to its choices."""
+        offered = devices.offeredDevices()
+        comboBox = self.ui.deviceComboBox
+        for row in range(comboBox.count):
+            comboBox.view().setRowHidden(row, comboBox.itemText(row) not in offered)
+        if devices.checking():
+            qt.QTimer.singleShot(1000, self.showDevices)
 
     def cleanup(self) -> None:
         self.removeObservers()

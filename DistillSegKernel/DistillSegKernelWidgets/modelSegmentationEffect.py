@@ -27,13 +27,10 @@ from slicer.i18n import tr as _
 
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 
-from DistillSegKernelLib import dependencies, jobProtocol, jobRunner
+from DistillSegKernelLib import dependencies, devices, jobProtocol, jobRunner
 from DistillSegKernelLib.modelStore import ModelStore
 
 from . import dependencyDialog
-
-DEVICES = ("auto", "cpu", "cuda")
-
 
 class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
     """Segments the source volume into the current segmentation with the chosen model of ``method``."""
@@ -114,9 +111,8 @@ class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
         self.scriptedEffect.addLabeledOptionsWidget(_("Model:"), modelRow)
 
         self.deviceComboBox = qt.QComboBox()
-        for device in DEVICES:
-            self.deviceComboBox.addItem(device)
-        self.deviceComboBox.toolTip = _("auto: a CUDA GPU if there is one, else the CPU.")
+        self.deviceComboBox.toolTip = _("auto: a CUDA GPU if there is one, else Apple MPS where it passes its check, "
+                                        "else the CPU.")
         self.scriptedEffect.addLabeledOptionsWidget(_("Device:"), self.deviceComboBox)
 
         self.applyButton = qt.QPushButton(_("Apply"))
@@ -156,12 +152,15 @@ class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
         self.scriptedEffect.setParameterDefault(deviceParameter, "auto")
 
     def refreshModels(self):
-        names = [model.name for model in self.store.models()]
-        wasBlocked = self.modelComboBox.blockSignals(True)
-        self.modelComboBox.clear()
-        for name in names:
-            self.modelComboBox.addItem(name)
-        self.modelComboBox.blockSignals(wasBlocked)
+        """Read the model list and the devices offered again (after training, or once MPS passed its check)."""
+        devices.startDeviceCheck(slicer.util.startupEnvironment())
+        for comboBox, items in ((self.modelComboBox, [model.name for model in self.store.models()]),
+                                (self.deviceComboBox, devices.offeredDevices())):
+            wasBlocked = comboBox.blockSignals(True)
+            comboBox.clear()
+            for item in items:
+                comboBox.addItem(item)
+            comboBox.blockSignals(wasBlocked)
         if self.scriptedEffect.parameterSetNode() is not None:  # not yet while the options frame is being built
             self.updateGUIFromMRML()
 

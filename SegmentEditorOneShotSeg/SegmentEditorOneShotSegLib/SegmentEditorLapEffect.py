@@ -34,7 +34,7 @@ class SegmentEditorLapEffect(ModelSegmentationEffect):
         "helpText": _("Segment the source frame (an RGB laparoscopic frame) with a model of the IncrementalLap "
                       "module."),
         "modelToolTip": _("A model of the IncrementalLap module (imported, or learned there)."),
-        "refreshToolTip": _("Read the model list again (after learning or importing a model)."),
+        "refreshToolTip": _("Read the model list (after learning or importing a model) and the devices again."),
         "applyToolTip": _("Segment the source frame with the model (runs in the background)."),
         "noModel": _("No model yet: import or learn one in the IncrementalLap module."),
         "selectFirst": _("Select a segmentation and a source frame first."),
