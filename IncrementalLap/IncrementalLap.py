@@ -28,8 +28,6 @@ from IncrementalLapLib import frameSequences, frameVolumes, lapJobControl, sampl
 from IncrementalLapLib.lapJobControl import LapJobControl
 from IncrementalLapLib.lapJobs import METHOD, LearningOptions
 
-SCORE_COLUMNS = ("Structure", "IoU before", "IoU after", "Dice before", "Dice after")
-
 
 class IncrementalLap(ScriptedLoadableModule):
     def __init__(self, parent):
@@ -77,8 +75,10 @@ class IncrementalLapWidget(EngineModuleWidget):
         return IncrementalLapLogic()
 
     def setupModuleWidgets(self) -> None:
-        self.ui.scoresTableWidget.setColumnCount(len(SCORE_COLUMNS))
-        self.ui.scoresTableWidget.setHorizontalHeaderLabels([_(c) for c in SCORE_COLUMNS])
+        # Literals inside _(), so that lupdate finds them (the columns of ScoreRow.cells).
+        columns = [_("Structure"), _("IoU before"), _("IoU after"), _("Dice before"), _("Dice after")]
+        self.ui.scoresTableWidget.setColumnCount(len(columns))
+        self.ui.scoresTableWidget.setHorizontalHeaderLabels(columns)
         # The checkable combo boxes are not bound by the parameter node wrapper: these are copied both ways.
         self._checkableCombos = {"selectedFrames": self.ui.selectedFramesComboBox,
                                  "trainingSegmentations": self.ui.trainingSegmentationsComboBox,
