@@ -47,8 +47,8 @@ class SelfTestStory:
                                device="cpu", precision="fp32", prealign=False)
 
 
-# Within a minute on two CPU cores (docs/slicer.md has the measurement); measured Dice: blob 0.97, box 0.82.
-QUICK_STORY = SelfTestStory(iterations=40, augmenterIterations=10, shape=(16, 16, 16), minimumDice=0.7)
+# Within a minute on two CPU cores (docs/slicer.md has the measurement); measured Dice: blob 0.95, box 0.74.
+QUICK_STORY = SelfTestStory(iterations=30, augmenterIterations=10, shape=(16, 16, 16), minimumDice=0.6)
 # Minutes on two cores; measured Dice: blob 0.94, box 0.90 (see the README picture).
 LONG_STORY = SelfTestStory(iterations=150, augmenterIterations=40, shape=(24, 24, 24), minimumDice=0.7)
 
