@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .jobProtocol import Job
+from .jobProtocol import CANCELLED, Job, waitFor
 from .modelStore import ModelStore
 
 
@@ -55,6 +55,19 @@ class JobControl:
         """Bring a successful job's result into the scene / model list; returns what ``finish`` returns."""
         finish, self._finish, self._abandon = self._finish, None, None
         return finish()
+
+    def cancelOnceStarted(self, modelName: str, timeoutSeconds: float, pump=None) -> list[str]:
+        """Follow the module's job until its first step, cancel it and abandon it; returns what went wrong, as
+        sentences (it did not end cancelled, or it left the model ``modelName``). The self-tests' stories check
+        Cancel with it."""
+        job = self.job
+        waitFor(job, timeoutSeconds, pump, until=lambda running: running.progress.step > 0)
+        job.cancel()
+        problems = [] if waitFor(job, timeoutSeconds, pump) == CANCELLED else [f"a cancelled job ended {job.state}"]
+        self.abandonJob()
+        if modelName in [model.name for model in self.store.models()]:
+            problems.append(f"a cancelled job left the model '{modelName}'")
+        return problems
 
     def abandonJob(self) -> None:
         """Forget a failed or cancelled job and remove what it left."""

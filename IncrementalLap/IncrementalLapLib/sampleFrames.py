@@ -24,7 +24,7 @@ import slicer
 
 from DistillSegKernelLib import segmentLabels
 from DistillSegKernelLib.engine import engineEnvironment
-from DistillSegKernelLib.jobProtocol import CANCELLED, requireSuccess, waitFor
+from DistillSegKernelLib.jobProtocol import requireSuccess
 from DistillSegKernelLib.jobRunner import EngineJob
 from DistillSegKernelLib.modelStore import ModelInfo, ModelStore
 
@@ -228,12 +228,5 @@ def standInStory(scene, logic, parameters, workFolder, sequencesLogic=None, pump
         problems.append(f"the new version {learned.name} does not know {BASE_STRUCTURES + [NEW_STRUCTURE]}")
     parameters.iterations, parameters.newModelName = 100000, "cancelled"
     parameters.trainingSegmentations = [_annotatedFrame(scene, rng, "cancelled", ["ureter"])[1]]
-    job = logic.startLearning(parameters, sequencesLogic=sequencesLogic)
-    waitFor(job, STAND_IN_TIMEOUT_S, pump, until=lambda running: running.progress.step > 0)
-    job.cancel()
-    if waitFor(job, STAND_IN_TIMEOUT_S, pump) != CANCELLED:
-        problems.append(f"a cancelled learning ended {job.state}")
-    logic.abandonJob()
-    if "cancelled" in [m.name for m in logic.store.models()]:
-        problems.append("a cancelled learning left a model")
-    return problems
+    logic.startLearning(parameters, sequencesLogic=sequencesLogic)
+    return problems + logic.cancelOnceStarted("cancelled", STAND_IN_TIMEOUT_S, pump)

@@ -18,7 +18,7 @@ import numpy as np
 import slicer
 
 from DistillSegKernelLib import segmentLabels, volumeFiles
-from DistillSegKernelLib.jobProtocol import CANCELLED, requireSuccess, waitFor
+from DistillSegKernelLib.jobProtocol import requireSuccess
 from DistillSegKernelLib.modelStore import ModelStore
 
 from distillseg.contract.labels import LabelEntry, LabelTable
@@ -182,12 +182,5 @@ def standInStory(scene, logic, parameters, workFolder, pump=None) -> list[str]:
     if nodes[0] is not nodes[1] or names != ["blob", "box"] or not painted:
         problems.append(f"segmenting twice gave {names} in {len(set(map(id, nodes)))} segmentation(s)")
     parameters.modelName, parameters.iterations = "cancelled", 100000
-    job = logic.startTraining(parameters)
-    waitFor(job, STAND_IN_TIMEOUT_S, pump, until=lambda running: running.progress.step > 0)
-    job.cancel()
-    if waitFor(job, STAND_IN_TIMEOUT_S, pump) != CANCELLED:
-        problems.append(f"a cancelled training ended {job.state}")
-    logic.abandonJob()
-    if "cancelled" in [m.name for m in logic.store.models()]:
-        problems.append("a cancelled training left a model")
-    return problems
+    logic.startTraining(parameters)
+    return problems + logic.cancelOnceStarted("cancelled", STAND_IN_TIMEOUT_S, pump)
