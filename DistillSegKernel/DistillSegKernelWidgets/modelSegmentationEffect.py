@@ -32,6 +32,7 @@ from DistillSegKernelLib.modelStore import ModelStore
 
 from . import dependencyDialog
 
+
 class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
     """Segments the source volume into the current segmentation with the chosen model of ``method``."""
 

@@ -12,7 +12,7 @@ Slicer source it names (tags v5.10.0 and v5.12.0 read the same for all of them):
   ``qSlicerScriptedLoadableModuleFactory.cxx`` (the module's folder appended to ``sys.path``, module name = class
   name = file base name);
 - ``SegmentEditor``: ``Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.cxx`` (every registered
-  effect cloned, given the parameter node, ``setMRMLDefaults``, ``setupOptionsFrame``; ``saveStateForUndo`` goes
+  effect cloned, given the parameter node, ``setMRMLDefaults``, its icon put on a button, ``setupOptionsFrame``; ``saveStateForUndo`` goes
   to the editor logic, which saves the segmentation the editor has; ``cleanup`` of every effect when it is
   destroyed) and ``qSlicerSegmentEditorAbstractEffect.cxx`` (effect parameters are attributes
   ``<effect name>.<parameter>`` of the segment editor node);
@@ -72,6 +72,7 @@ class ScriptedEffect:
         self.pythonSource = ""
         self.loadError: BaseException | None = None
         self.optionsWidgets: list = []
+        self.iconOnButton = None  # the effect's icon, as the Segment Editor's button shows it
         self.editor: SegmentEditor | None = None
         self._self = None
         self._parameterSetNode = None
@@ -190,6 +191,7 @@ class SegmentEditor:
             clone.setParameterSetNode(self.node)
             effect = clone.self()
             effect.setMRMLDefaults()
+            clone.iconOnButton = effect.icon()  # the effect's button
             effect.setupOptionsFrame()
             self.effects[clone.name] = effect
 
@@ -282,11 +284,6 @@ class ScriptedLoadableModule:
         self.parent = parent
 
 
-class ScriptedLoadableModuleLogic:
-    def getParameterNode(self):
-        raise NotImplementedError("the parameter node wrapper is not replayed")
-
-
 class ScriptedLoadableModuleWidget:
     """``Base/Python/slicer/ScriptedLoadableModule.py``: the module name from the class name; ``onReload`` (which
     re-executes the module file only) is recorded in ``reloaded``."""
@@ -314,7 +311,6 @@ def slicerGui(monkeypatch, tmp_path):
         "slicer.i18n": _module("slicer.i18n", tr=lambda text: text, translate=lambda context, text: text),
         "slicer.ScriptedLoadableModule": _module(
             "slicer.ScriptedLoadableModule", ScriptedLoadableModule=ScriptedLoadableModule,
-            ScriptedLoadableModuleLogic=ScriptedLoadableModuleLogic,
             ScriptedLoadableModuleWidget=ScriptedLoadableModuleWidget,
             ScriptedLoadableModuleTest=unittest.TestCase),
         "SegmentEditorEffects": effects,

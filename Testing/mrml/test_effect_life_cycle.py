@@ -95,6 +95,18 @@ def test_undo_is_never_saved_on_another_segmentation(editor, scene, scan, slicer
     assert "'target' was written without an Undo step" in effect.statusLabel.text
 
 
+def test_a_segmentation_removed_while_the_model_runs_gets_nothing(editor, scene, scan, slicerGui):  # noqa: F811
+    effect = editor.effects["One-shot"]
+    target = segmentLabels.newSegmentationFor(scan, "target")
+    editor.select(target, scan)
+    effect.onApply()
+    folder = effect.segmentation.folder
+    scene.RemoveNode(target)
+    _untilDone(effect)
+    assert slicerGui.errors == [] and not folder.exists()
+    assert effect.statusLabel.text == "The segmentation was removed while the model ran; nothing was written."
+
+
 def test_the_laparoscopic_effect_segments_the_rgb_frame(editor, scene, slicerGui):  # noqa: F811
     frame = frameVolumes.addFrameNode(scene, np.random.default_rng(0).integers(0, 256, (20, 30, 3), np.uint8), "f")
     target = segmentLabels.newSegmentationFor(frame, "frame segmentation")

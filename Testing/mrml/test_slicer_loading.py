@@ -50,4 +50,5 @@ def test_the_segment_editor_copies_are_of_the_registered_classes(registered, sce
         copy = editor.effects[effect.name]
         assert type(copy) is type(effect.self()) and copy.scriptedEffect is not effect
         assert copy.scriptedEffect.title == effect.title and not copy.scriptedEffect.perSegment
+        assert copy.scriptedEffect.iconOnButton.path.endswith(f"{type(copy).__name__}.png")  # an icon that ships
     editor.close()
