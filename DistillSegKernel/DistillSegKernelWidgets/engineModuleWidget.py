@@ -95,14 +95,14 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelListWidget.currentTextChanged.connect(self.onModelSelected)
         self.setupModuleWidgets()
 
+        devices.startDeviceCheck(slicer.util.startupEnvironment())
         self.initializeParameterNode()
         self.refreshModels()
-        devices.startDeviceCheck(slicer.util.startupEnvironment())
-        self.showDevices()
 
     def showDevices(self) -> None:
         """Show in the device list only what is offered (MPS once the engine's check passed; asked again while the
-        check runs). Rows are hidden, not removed: the parameter node's binding maps rows to its choices."""
+        check runs). Rows are hidden, not removed: the parameter node's binding maps rows to its choices, and
+        fills the list anew (every row shown) each time it connects."""
         offered = devices.offeredDevices()
         comboBox = self.ui.deviceComboBox
         for row in range(comboBox.count):
@@ -155,6 +155,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             # Widgets with a "SlicerParameterName" property in the .ui are bound here.
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.showDevices()
             self.showUnboundChoices()
             self.updateButtons()
 

@@ -81,6 +81,16 @@ class QProgressBar(QWidget):
         self.textVisible = True
 
 
+class QListView:
+    """A combo box's list: rows can be hidden (``setRowHidden``); Qt forgets that when the rows are replaced."""
+
+    def __init__(self):
+        self.hiddenRows: set[int] = set()
+
+    def setRowHidden(self, row: int, hidden: bool) -> None:
+        (self.hiddenRows.add if hidden else self.hiddenRows.discard)(row)
+
+
 class QComboBox(QWidget):
     """Items are texts; ``currentIndex`` is -1 when empty, as in Qt."""
 
@@ -88,7 +98,14 @@ class QComboBox(QWidget):
         super().__init__()
         self.items: list[str] = []
         self._currentIndex = -1
+        self._view = QListView()
         self.currentTextChanged = Signal()
+
+    def view(self) -> QListView:
+        return self._view
+
+    def itemText(self, row: int) -> str:
+        return self.items[row] if 0 <= row < len(self.items) else ""
 
     @property
     def count(self) -> int:
@@ -116,6 +133,7 @@ class QComboBox(QWidget):
 
     def clear(self) -> None:
         self.items.clear()
+        self._view.hiddenRows.clear()
         self.currentIndex = -1
 
     def findText(self, text: str) -> int:
@@ -180,7 +198,7 @@ def module() -> types.ModuleType:
     """A fresh ``qt`` module made of the classes above."""
     qt = types.ModuleType("qt")
     qt.Qt = Qt
-    for cls in (Signal, QWidget, QLabel, QPushButton, QProgressBar, QComboBox, QPlainTextEdit, QHBoxLayout, QIcon,
-                QTimer):
+    for cls in (Signal, QWidget, QLabel, QPushButton, QProgressBar, QListView, QComboBox, QPlainTextEdit,
+                QHBoxLayout, QIcon, QTimer):
         setattr(qt, cls.__name__, cls)
     return qt

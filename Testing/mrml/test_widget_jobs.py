@@ -1,7 +1,7 @@
 """The module widget base following a job as Slicer drives it (``slicer_replay``: the QTimer ticking, the scene's
 ``StartCloseEvent`` reaching ``onSceneStartClose``) on a real scene with the stand-in engine: closing the scene while
 a job runs cancels it and abandons it, the timer slot keeps working without a parameter node, and nothing is
-imported into the next scene. The Qt-free part (``JobControl.sceneClosing``) is checked on its own too."""
+imported into the next scene; the device list hides what is not offered. The Qt-free part (``JobControl.sceneClosing``) is checked on its own too."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from mrml_fixtures import oneshotParameters, scene, slicerApp  # noqa: F401  (pytest fixtures)
 from slicer_replay import ParameterNode, slicerGui  # noqa: F401  (slicerGui: pytest fixture)
-from DistillSegKernelLib import engine, jobProtocol
+from DistillSegKernelLib import devices, engine, jobProtocol
 from DistillSegKernelLib.jobRunner import runEngine
 from DistillSegKernelLib.standInEngine import STEP_SECONDS_VARIABLE
 from OneShotSegLib import sampleCase
@@ -78,9 +78,15 @@ def test_the_widget_survives_the_scene_closing_under_a_running_job(slicerGui, co
                       ("progressCollapsibleButton", qt.QWidget), ("cancelButton", qt.QPushButton),
                       ("exportModelButton", qt.QPushButton), ("deleteModelButton", qt.QPushButton)):
         setattr(widget.ui, name, cls())
+    widget.ui.deviceComboBox = qt.QComboBox()
+    for device in devices.DEVICE_CHOICES:  # what the parameter node's Choice binding puts in the list
+        widget.ui.deviceComboBox.addItem(device)
     widget._jobTimer = qt.QTimer()
     widget._jobTimer.timeout.connect(widget.onJobTimer)
     widget.setParameterNode(ParameterNode(scene, device="auto", selectedModel="model"))
+    offered = devices.offeredDevices()  # here: no MPS, so its row is hidden
+    assert {devices.DEVICE_CHOICES[row] for row in widget.ui.deviceComboBox.view().hiddenRows} == \
+        set(devices.DEVICE_CHOICES) - set(offered)
     job = _segmentation(control, scene, tmp_path / "running")
     widget.startJob(job, "Segmentation")
     widget.onSceneStartClose(scene, None)  # Slicer: File > Close scene while the job runs
