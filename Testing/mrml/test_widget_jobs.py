@@ -1,7 +1,8 @@
 """The module widget base following a job as Slicer drives it (``slicer_replay``: the QTimer ticking, the scene's
 ``StartCloseEvent`` reaching ``onSceneStartClose``) on a real scene with the stand-in engine: closing the scene while
 a job runs cancels it and abandons it, the timer slot keeps working without a parameter node, and nothing is
-imported into the next scene; the device list hides what is not offered. The Qt-free part (``JobControl.sceneClosing``) is checked on its own too."""
+imported into the next scene; the device list hides what is not offered. The Qt-free part
+(``JobControl.sceneClosing``) is checked on its own too."""
 
 from __future__ import annotations
 
