@@ -19,15 +19,14 @@ from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-from DistillSegKernelLib import dependencies
+from DistillSegKernelLib import dependencies, devices
+from DistillSegKernelWidgets import dependencyDialog
 from DistillSegKernelWidgets.engineModuleTest import EngineModuleTest
 from DistillSegKernelWidgets.engineModuleWidget import EngineModuleWidget
 from DistillSegKernelWidgets.moduleDescription import describeModule
 from IncrementalLapLib import frameSequences, frameVolumes, lapJobControl, sampleFrames
 from IncrementalLapLib.lapJobControl import LapJobControl
 from IncrementalLapLib.lapJobs import METHOD, LearningOptions
-
-SCORE_COLUMNS = ("Structure", "IoU before", "IoU after", "Dice before", "Dice after")
 
 
 class IncrementalLap(ScriptedLoadableModule):
@@ -66,7 +65,7 @@ class IncrementalLapParameterNode:
     checkSegmentations: list[vtkMRMLSegmentationNode]
     iterations: Annotated[int, WithinRange(1, 1000000)] = 300
     diffusionIterations: Annotated[int, WithinRange(0, 1000000)] = 600
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    device: Annotated[str, Choice(list(devices.DEVICE_CHOICES))] = "auto"
 
 
 class IncrementalLapWidget(EngineModuleWidget):
@@ -76,8 +75,10 @@ class IncrementalLapWidget(EngineModuleWidget):
         return IncrementalLapLogic()
 
     def setupModuleWidgets(self) -> None:
-        self.ui.scoresTableWidget.setColumnCount(len(SCORE_COLUMNS))
-        self.ui.scoresTableWidget.setHorizontalHeaderLabels([_(c) for c in SCORE_COLUMNS])
+        # Literals inside _(), so that lupdate finds them (the columns of ScoreRow.cells).
+        columns = [_("Structure"), _("IoU before"), _("IoU after"), _("Dice before"), _("Dice after")]
+        self.ui.scoresTableWidget.setColumnCount(len(columns))
+        self.ui.scoresTableWidget.setHorizontalHeaderLabels(columns)
         # The checkable combo boxes are not bound by the parameter node wrapper: these are copied both ways.
         self._checkableCombos = {"selectedFrames": self.ui.selectedFramesComboBox,
                                  "trainingSegmentations": self.ui.trainingSegmentationsComboBox,
@@ -144,13 +145,13 @@ class IncrementalLapWidget(EngineModuleWidget):
         paths = qt.QFileDialog.getOpenFileNames(slicer.util.mainWindow(), _("Load frames"), "",
                                                 _("Frames (*.png *.jpg *.jpeg *.tif *.tiff)"))
         with slicer.util.tryWithErrorDisplay(_("The frames could not be loaded."), waitCursor=True):
-            if paths and dependencies.ensureDependencies("IncrementalLap"):  # frames are read with Pillow
+            if paths and self.ensureFrameReader():
                 self.showFrame(self.logic.loadFrames(paths)[0])
 
     def onLoadFolder(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Load a folder of frames"))
         with slicer.util.tryWithErrorDisplay(_("The frames could not be loaded."), waitCursor=True):
-            if not folder or not dependencies.ensureDependencies("IncrementalLap"):
+            if not folder or not self.ensureFrameReader():
                 return
             if not self._parameterNode.loadAsSequence:
                 self.showFrame(self.logic.loadFrames(folder)[0])
@@ -160,6 +161,11 @@ class IncrementalLapWidget(EngineModuleWidget):
             slicer.modules.sequences.showSequenceBrowser(browserNode)
             slicer.util.setSliceViewerLayers(background=browserNode.GetProxyNode(browserNode.GetMasterSequenceNode()),
                                              fit=True)
+
+    def ensureFrameReader(self) -> bool:
+        """Frames are read with Pillow, which Slicer ships: only that is checked here (PyTorch is for the jobs)."""
+        return dependencies.ensureDependencies(self.moduleName, confirm=dependencyDialog.askToInstall,
+                                               only=dependencies.FRAME_READER)
 
     def showFrame(self, frameNode) -> None:
         self._parameterNode.inputFrame = frameNode
@@ -173,7 +179,8 @@ class IncrementalLapWidget(EngineModuleWidget):
 
     def onLearn(self) -> None:
         self.runJob(_("Learning"), _("Learning could not start."), lambda: self.logic.startLearning(
-            self._parameterNode, environment=slicer.util.startupEnvironment()))
+            self._parameterNode, environment=slicer.util.startupEnvironment(),
+            sequencesLogic=slicer.modules.sequences.logic()))
 
     def onRestore(self) -> None:
         step = int(self.ui.versionComboBox.currentData)
@@ -212,13 +219,20 @@ class IncrementalLapLogic(ScriptedLoadableModuleLogic, LapJobControl):
 
 
 class IncrementalLapTest(EngineModuleTest):
-    """Generated frames, a tiny base model and one learning step through the engine on the CPU; segments checked."""
+    """The module logic against the stand-in engine; then generated frames, a tiny base model and one learning step
+    through the engine on the CPU, segments checked."""
 
     method = METHOD
     storyTitle = "Generated frames, a tiny base model and one learning step (CPU)"
 
+    def runStandInStory(self, workFolder) -> list[str]:
+        logic = IncrementalLapLogic(os.path.join(workFolder, "models"))
+        return sampleFrames.standInStory(slicer.mrmlScene, logic, logic.getParameterNode(), workFolder,
+                                         slicer.modules.sequences.logic(), pump=slicer.app.processEvents)
+
     def runStory(self, workFolder, store) -> str:
         result = sampleFrames.runStory(slicer.mrmlScene, store, workFolder,
-                                       LearningOptions(**sampleFrames.SELF_TEST_OPTIONS), pump=slicer.app.processEvents)
+                                       LearningOptions(**sampleFrames.SELF_TEST_OPTIONS), pump=slicer.app.processEvents,
+                                       scored=False)
         self.assertEqual(sampleFrames.storyProblems(result), [])
         return ""

@@ -6,6 +6,7 @@ a child process of the ``distillseg`` engine, followed by a QTimer, so Slicer st
 the IncrementalLap widget (job progress, model list) is ``DistillSegKernelWidgets.engineModuleWidget``.
 """
 
+import os
 import tempfile
 from typing import Annotated
 
@@ -18,7 +19,7 @@ from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-from DistillSegKernelLib import segmentLabels
+from DistillSegKernelLib import devices, segmentLabels
 from DistillSegKernelWidgets.engineModuleTest import EngineModuleTest
 from DistillSegKernelWidgets.engineModuleWidget import EngineModuleWidget
 from DistillSegKernelWidgets.moduleDescription import describeModule
@@ -54,7 +55,7 @@ class OneShotSegParameterNode:
     augmenterIterations: Annotated[int, WithinRange(1, 1000000)] = 100
     spacingMm: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
     alreadyAligned: bool = False
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    device: Annotated[str, Choice(list(devices.DEVICE_CHOICES))] = "auto"
     # Segment: the model chosen in the list, the scan, and the segmentation to write (a new one if None).
     selectedModel: str = ""
     inputVolume: vtkMRMLScalarVolumeNode
@@ -145,18 +146,24 @@ class OneShotSegLogic(ScriptedLoadableModuleLogic, OneShotJobControl):
 
 
 class OneShotSegTest(EngineModuleTest):
-    """Trains a tiny model on generated scans through the engine on the CPU, segments, checks the overlap."""
+    """The module logic against the stand-in engine; then a tiny model trained on generated scans through the
+    engine on the CPU, a scan segmented, the overlap checked (``ONESHOTSEG_LONG_SELF_TEST=1``: the long story)."""
 
     method = oneshotJobs.METHOD
     storyTitle = "Training a tiny model on generated scans (CPU)"
 
+    def runStandInStory(self, workFolder) -> list[str]:
+        logic = OneShotSegLogic(os.path.join(workFolder, "models"))
+        return sampleCase.standInStory(slicer.mrmlScene, logic, logic.getParameterNode(), workFolder,
+                                       pump=slicer.app.processEvents)
+
     def runStory(self, workFolder, store) -> str:
-        options = oneshotJobs.TrainingOptions(**sampleCase.SELF_TEST_OPTIONS)
-        segmentationNode, overlap = sampleCase.trainAndSegment(slicer.mrmlScene, store, workFolder, options,
+        story = sampleCase.selfTestStory()
+        segmentationNode, overlap = sampleCase.trainAndSegment(slicer.mrmlScene, store, workFolder, story,
                                                                pump=slicer.app.processEvents)
         names = sorted(segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
                        for segmentId in segmentLabels.segmentIds(segmentationNode))
         self.assertEqual(names, sorted(entry.name for entry in sampleCase.LABELS.entries))
         for value, score in overlap.items():
-            self.assertGreaterEqual(score, sampleCase.SELF_TEST_MIN_DICE, f"Dice of label {value}")
+            self.assertGreaterEqual(score, story.minimumDice, f"Dice of label {value}")
         return f"Dice {overlap}"

@@ -24,6 +24,12 @@ class SegmentEditorOneShotSeg(ScriptedLoadableModule):
     def registerEditorEffect(self):
         import qSlicerSegmentationsEditorEffectsPythonQt as qSlicerSegmentationsEditorEffects
 
+        # Slicer looks each effect's class up in sys.modules under the effect file's folder name, and only when it
+        # is not there executes the file itself as a plain module of that name (qSlicerSegmentEditorScriptedEffect::
+        # setPythonSource), which would replace this package by one effect file. Imported first, the package is
+        # what Slicer finds: it holds every effect class, and clones are made from the same classes.
+        import SegmentEditorOneShotSegLib  # noqa: F401
+
         for fileName in ("SegmentEditorEffect.py", "SegmentEditorLapEffect.py"):
             instance = qSlicerSegmentationsEditorEffects.qSlicerSegmentEditorScriptedEffect(None)
             effectFilename = os.path.join(os.path.dirname(__file__), self.__class__.__name__ + "Lib", fileName)

@@ -10,15 +10,22 @@ Three kinds of requirement:
   so installing them can never replace what Slicer runs on.
 
 Checks read package metadata only (``importlib.metadata``): nothing is imported, so checking is instant and safe
-before torch exists. The confirmation dialog itself belongs to the widget; this module gives it the text.
+before torch exists. A Python older than the engine's (``MINIMUM_PYTHON``, Slicer before 5.10) is a problem named in
+one sentence, not a crash later. Loading frames needs Pillow only (``FRAME_READER``; Slicer ships it): asking for
+PyTorch there would be wrong. Without internet, everything (torch included) can come from a folder of wheels
+downloaded elsewhere (``pip download``, see the README): pip then runs with ``--no-index --find-links <folder>``.
+The confirmation dialog itself belongs to the widget; this module gives it the text.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import engine
 
 # Resources of all scripted modules are installed into one shared Resources/ folder next to this package's folder;
 # in a developer checkout they sit in DistillSegKernel/Resources. Both are "one folder up, then Resources".
@@ -26,6 +33,8 @@ ENGINE_REQUIREMENTS_FILE = Path(__file__).resolve().parents[1] / "Resources" / "
 TORCH_REQUIREMENT = "torch>=2.3"
 SLICER_PROVIDED = ("numpy>=1.24", "scipy>=1.10")
 PINNED_WHEN_INSTALLING = ("numpy", "scipy", "SimpleITK", "requests", "torch")
+MINIMUM_PYTHON = (3, 10)  # the engine's requires-python (pyproject.toml): Slicer 5.10 and later
+FRAME_READER = ("Pillow",)  # what loading frames needs: checked alone by Load frames / Load folder
 
 
 def readRequirements(path: str | Path) -> list[str]:
@@ -90,10 +99,23 @@ class DependencyPlan:
 
 
 def checkDependencies(requirementsFile: str | Path = ENGINE_REQUIREMENTS_FILE,
-                      torchRequirement: str = TORCH_REQUIREMENT) -> DependencyPlan:
-    """The plan for this Python: missing torch and packages from ``requirementsFile``, and Slicer packages that
-    are too old (those are problems to report, not to install)."""
+                      torchRequirement: str = TORCH_REQUIREMENT, only: tuple[str, ...] | None = None,
+                      pythonVersion: tuple[int, ...] | None = None) -> DependencyPlan:
+    """The plan for this Python (``pythonVersion``, default the running one): missing torch and packages from
+    ``requirementsFile``, and what cannot be installed (a Python older than ``MINIMUM_PYTHON``, Slicer packages
+    too old): problems to report. ``only``: the distribution names to check (e.g. ``FRAME_READER``), nothing else."""
     plan = DependencyPlan()
+    version = tuple(pythonVersion or sys.version_info[:3])
+    if version < MINIMUM_PYTHON:
+        plan.problems.append(
+            f"This Slicer runs Python {'.'.join(map(str, version))}, but OneShotSeg needs Python "
+            f"{'.'.join(map(str, MINIMUM_PYTHON))} or later: use Slicer 5.10 or later.")
+        return plan
+    if only is not None:
+        wanted = {name.lower() for name in only}
+        plan.packages = [r for r in readRequirements(requirementsFile)
+                         if (_nameAndSpecifier(r)[0] or "").lower() in wanted and not isSatisfied(r)]
+        return plan
     if not isSatisfied(torchRequirement):
         plan.torch = torchRequirement
     plan.packages = [r for r in readRequirements(requirementsFile) if not isSatisfied(r)]
@@ -115,8 +137,21 @@ def writeConstraints(folder: str | Path | None = None) -> Path:
     return Path(handle.name)
 
 
-def installDependencies(plan: DependencyPlan, requester: str = "OneShotSeg") -> None:
-    """Carry out a plan the user has confirmed: torch through PyTorchUtils, then the packages with pip.
+def offlineArguments(wheelFolder: str | Path | None) -> list[str]:
+    """pip's options to install from a folder of wheels only (no index, no internet); none without a folder."""
+    if wheelFolder is None:
+        return []
+    folder = Path(wheelFolder)
+    if not folder.is_dir() or not any(folder.glob("*.whl")):
+        raise RuntimeError(f"{folder}: this folder holds no wheel files (*.whl); download them with "
+                           "'pip download' as the README describes.")
+    return ["--no-index", "--find-links", str(folder)]
+
+
+def installDependencies(plan: DependencyPlan, requester: str = "OneShotSeg",
+                        wheelFolder: str | Path | None = None) -> None:
+    """Carry out a plan the user has confirmed: torch through PyTorchUtils, then the packages with pip; with a
+    ``wheelFolder``, torch and the packages from that folder only (no internet).
 
     Uses ``slicer.packaging`` (Slicer 5.12+) when present, else ``slicer.util.pip_install`` (5.10).
     Raises ``RuntimeError`` with a sentence for the user if something cannot be done.
@@ -125,7 +160,9 @@ def installDependencies(plan: DependencyPlan, requester: str = "OneShotSeg") -> 
 
     if plan.problems:
         raise RuntimeError(" ".join(plan.problems))
-    if plan.torch:
+    offline = offlineArguments(wheelFolder)
+    packages = ([plan.torch] if plan.torch and offline else []) + plan.packages
+    if plan.torch and not offline:
         try:
             import PyTorchUtils
         except ImportError:
@@ -134,7 +171,7 @@ def installDependencies(plan: DependencyPlan, requester: str = "OneShotSeg") -> 
         specifier = plan.torch[len("torch"):]
         if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=specifier) is None:
             raise RuntimeError("PyTorch was not installed; see the PyTorch Utils module for details.")
-    if not plan.packages:
+    if not packages:
         return
     constraints = writeConstraints()
     try:
@@ -143,21 +180,26 @@ def installDependencies(plan: DependencyPlan, requester: str = "OneShotSeg") -> 
         except ImportError:
             packaging = None
         if packaging is not None:
-            packaging.pip_install(plan.packages, constraints=str(constraints), requester=requester)
+            packaging.pip_install([*offline, *packages], constraints=str(constraints), requester=requester)
         else:
-            slicer.util.pip_install(["-c", str(constraints), *plan.packages])
+            slicer.util.pip_install(["-c", str(constraints), *offline, *packages])
     finally:
         constraints.unlink(missing_ok=True)
 
 
 def ensureDependencies(requester: str = "OneShotSeg", confirm=None,
-                       requirementsFile: str | Path = ENGINE_REQUIREMENTS_FILE) -> bool:
-    """Check, and if something is missing ask once (listing every package) and install; True when ready.
+                       requirementsFile: str | Path = ENGINE_REQUIREMENTS_FILE,
+                       only: tuple[str, ...] | None = None) -> bool:
+    """Check (``only`` those packages, if given), and if something is missing ask once (listing every package)
+    and install; True when ready.
 
-    ``confirm(text, windowTitle)`` shows the question and returns True for OK (default:
-    ``slicer.util.confirmOkCancelDisplay``). False means the user declined; nothing was installed.
+    ``confirm(text, windowTitle)`` shows the question and returns True to install from the internet, a folder
+    path to install from that folder of wheels, or False (default: ``slicer.util.confirmOkCancelDisplay``).
+    False means the user declined; nothing was installed.
     """
-    plan = checkDependencies(requirementsFile)
+    if engine.standInActive():  # the stand-in engine of the self-tests runs without them
+        return True
+    plan = checkDependencies(requirementsFile, only=only)
     if plan.problems:
         raise RuntimeError(" ".join(plan.problems))
     if not plan.needsInstall:
@@ -167,9 +209,10 @@ def ensureDependencies(requester: str = "OneShotSeg", confirm=None,
 
         confirm = slicer.util.confirmOkCancelDisplay
     text = (f"{requester} runs its engine with these Python packages, which are not installed in Slicer yet. "
-            "They will be downloaded and installed now (this needs the internet and can take several minutes; "
-            "PyTorch alone is about 1-3 GB):\n\n" + plan.confirmationText() + "\n\nInstall them?")
-    if not confirm(text, f"{requester} - install Python packages"):
+            "They will be installed now, from the internet or from a folder of wheels downloaded beforehand (this "
+            "can take several minutes; PyTorch alone is about 1-3 GB):\n\n" + plan.confirmationText() + "\n\nInstall them?")
+    answer = confirm(text, f"{requester} - install Python packages")
+    if not answer:
         return False
-    installDependencies(plan, requester)
+    installDependencies(plan, requester, wheelFolder=answer if isinstance(answer, (str, Path)) else None)
     return True

@@ -8,6 +8,8 @@ The engine never runs inside Slicer's GUI process: every job is ``<python> -m di
 3. wherever ``import distillseg`` would find it (an engine pip-installed into Slicer's Python).
 
 The child gets that folder prepended to ``PYTHONPATH``, so it imports the same engine the module was shipped with.
+Inside ``with standInEngine():`` every engine command runs ``standInEngine.py`` instead (same command line and
+progress protocol, no PyTorch): the self-tests use it on a factory Slicer.
 In Slicer's own process only the engine's torch-free contract package (``distillseg.contract``) is imported; the
 kernel module (``DistillSegKernel.py``) makes it importable once, at startup, with ``ensureEngineImportable`` —
 the Libs themselves never change ``sys.path``.
@@ -15,6 +17,7 @@ the Libs themselves never change ``sys.path``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -22,6 +25,8 @@ import sys
 from pathlib import Path
 
 ENGINE_PACKAGE = "distillseg"
+STAND_IN_SCRIPT = Path(__file__).with_name("standInEngine.py")
+_standInPython: str | None = None  # set while ``standInEngine`` is active: the Python that runs the stand-in
 
 
 class EngineNotFoundError(RuntimeError):
@@ -54,8 +59,28 @@ def pythonExecutable() -> str:
 
 
 def engineCommand(arguments: list[str], python: str | None = None) -> list[str]:
-    """``[python, "-m", "distillseg", *arguments]``; all arguments are passed as separate strings (no shell)."""
+    """``[python, "-m", "distillseg", *arguments]`` (``[python, standInEngine.py, *arguments]`` inside
+    ``standInEngine``); all arguments are passed as separate strings (no shell)."""
+    if _standInPython is not None:
+        return [_standInPython, str(STAND_IN_SCRIPT), *[str(a) for a in arguments]]
     return [python or pythonExecutable(), "-m", ENGINE_PACKAGE, *[str(a) for a in arguments]]
+
+
+def standInActive() -> bool:
+    """True inside ``standInEngine``: jobs then need none of the engine's Python packages."""
+    return _standInPython is not None
+
+
+@contextlib.contextmanager
+def standInEngine(python: str | None = None):
+    """Within the block every engine command runs the stand-in engine (``standInEngine.py``) with ``python``
+    (default: Slicer's): what the self-tests use to check the module logic where PyTorch is not installed."""
+    global _standInPython
+    previous, _standInPython = _standInPython, python or pythonExecutable()
+    try:
+        yield
+    finally:
+        _standInPython = previous
 
 
 def engineEnvironment(baseEnvironment: dict[str, str] | None = None) -> dict[str, str]:

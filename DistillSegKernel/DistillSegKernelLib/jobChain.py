@@ -1,16 +1,23 @@
-"""Engine commands run one after another and followed as one job (a ``jobProtocol.Job``).
+"""Engine commands run one after another and followed as one job (a ``jobProtocol.Job``), optionally after a
+preparation that runs here, in short slices, before the first command starts.
 
 IncrementalLap's learning is such a chain: ``lap learn`` (or ``lap train`` for a first model), then ``lap evaluate``
 of the previous and the new version on the frames marked for checking. A failed or cancelled step ends the chain.
+Segmenting the frames of a long video is a one-command chain with a preparation: writing the frames for the engine
+would freeze Slicer if done at once, so each ``poll()`` (a QTimer tick in Slicer) writes frames for at most
+``sliceSeconds`` and returns.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
 
 from .jobProtocol import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobProgress
 from .jobRunner import EngineJob
+
+PREPARATION_SLICE_SECONDS = 0.1  # the longest one poll() prepares: Slicer's GUI stays responsive
 
 
 def _ofRunningStep(name: str, before=None) -> property:
@@ -21,24 +28,36 @@ def _ofRunningStep(name: str, before=None) -> property:
 class JobChain:
     """``steps``: ``(title, command)`` pairs run in order, each an ``EngineJob`` with ``environment`` and
     ``onEvent``; ``results`` holds each finished step's ``result`` event. What the widget reads (progress, device,
-    error, cancel grace) is the running step's; ``logLines`` covers every step so far."""
+    error, cancel grace) is the running step's; ``logLines`` covers every step so far.
 
-    def __init__(self, steps: list[tuple[str, list[str]]], environment: dict | None = None, onEvent=None):
+    ``preparation`` (optional): ``(title, work)`` where ``work`` yields ``(done, total)`` after each piece of work
+    (e.g. one frame written); it runs before the first step, during ``poll()`` calls, and is reported as a
+    progress stage named ``title``. An exception it raises fails the chain with its message.
+    """
+
+    def __init__(self, steps: list[tuple[str, list[str]]], environment: dict | None = None, onEvent=None,
+                 preparation: tuple[str, Iterator[tuple[int, int]]] | None = None,
+                 sliceSeconds: float = PREPARATION_SLICE_SECONDS):
         if not steps:
             raise ValueError("a job chain needs at least one step")
         self.steps = steps
         self.environment = environment
         self.onEvent = onEvent
+        self.preparation = preparation
+        self.sliceSeconds = sliceSeconds
         self.index = -1
         self.job: EngineJob | None = None
         self.results: list[dict | None] = []
         self.state = RUNNING
         self.startTime: float | None = None
+        self.errorMessage: str | None = None
+        self._preparationProgress = JobProgress(preparation[0] if preparation else "")
         self._finishedLines: deque[str] = deque(maxlen=2000)
 
     def start(self) -> "JobChain":
         self.startTime = time.monotonic()
-        self._startNext()
+        if self.preparation is None:
+            self._startNext()
         return self
 
     def _startNext(self) -> None:
@@ -49,19 +68,38 @@ class JobChain:
         self._finishedLines.append(f"--- {title} ({self.index + 1} of {len(self.steps)})")
         self.job = EngineJob(command, self.environment, onEvent=self.onEvent).start()
 
+    def _prepare(self) -> None:
+        """Run the preparation for at most ``sliceSeconds``; start the first step once it is done."""
+        title, work = self.preparation
+        deadline = time.monotonic() + self.sliceSeconds
+        try:
+            for done, total in work:
+                self._preparationProgress = JobProgress(title, done, total, elapsedSeconds=self.elapsedSeconds())
+                if time.monotonic() >= deadline:
+                    return
+        except Exception as error:  # a frame that cannot be written: the chain fails with the sentence
+            self.state, self.errorMessage = FAILED, str(error)
+            self._finishedLines.append(f"Error: {error}")
+            return
+        self._startNext()
+
     @property
     def running(self) -> bool:
         return self.state == RUNNING
 
     @property
     def stepTitle(self) -> str:
-        return f"{self.steps[self.index][0]} ({self.index + 1} of {len(self.steps)})" if self.index >= 0 else ""
+        if self.index < 0:
+            return self.preparation[0] if self.preparation else ""
+        return f"{self.steps[self.index][0]} ({self.index + 1} of {len(self.steps)})"
 
-    progress = _ofRunningStep("progress", JobProgress())
+    @property
+    def progress(self) -> JobProgress:
+        return self.job.progress if self.job is not None else self._preparationProgress
+
     device = _ofRunningStep("device")
     deviceDescription = _ofRunningStep("deviceDescription")
     precision = _ofRunningStep("precision")
-    errorMessage = _ofRunningStep("errorMessage")
     cancelGraceSeconds = _ofRunningStep("cancelGraceSeconds", 0.0)
 
     @property
@@ -78,6 +116,9 @@ class JobChain:
     def poll(self) -> list[dict]:
         if self.state != RUNNING:
             return []
+        if self.job is None:
+            self._prepare()
+            return []
         events = self.job.poll()
         if self.job.state == SUCCEEDED:
             self.results.append(self.job.result)
@@ -86,9 +127,12 @@ class JobChain:
             else:
                 self.state = SUCCEEDED
         elif self.job.state in (FAILED, CANCELLED):
-            self.state = self.job.state
+            self.state, self.errorMessage = self.job.state, self.job.errorMessage
         return events
 
     def cancel(self) -> None:
         if self.job is not None:
             self.job.cancel()
+        elif self.state == RUNNING:  # still preparing: no engine process to stop
+            self.preparation[1].close()
+            self.state = CANCELLED

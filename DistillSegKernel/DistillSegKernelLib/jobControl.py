@@ -5,6 +5,10 @@ with its ``method`` and starts its jobs through ``follow``, giving with each job
 (``finish``: bring the result into the scene or the model list, returns the outcome the widget reports) and when it
 fails or is cancelled (``abandon``: remove what the job left). The module widget polls ``job`` and then calls
 ``finishJob`` or ``abandonJob``. Qt-free, so it runs on a headless scene in the tests.
+
+Closing the scene takes the job's nodes with it (the scan it segments, the segmentation it writes into, the
+parameter node): ``sceneClosing`` cancels the job, and however it ends it is abandoned, never finished (a cancelled
+training keeps its checkpoint, so Resume continues it).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .jobProtocol import Job
+from .jobProtocol import CANCELLED, Job, waitFor
 from .modelStore import ModelStore
 
 
@@ -36,10 +40,34 @@ class JobControl:
         self.job, self._finish, self._abandon = job, finish, abandon
         return job
 
+    @property
+    def finishable(self) -> bool:
+        """True while a job has a result to bring into the scene (not after ``sceneClosing``)."""
+        return self._finish is not None
+
+    def sceneClosing(self) -> None:
+        """The scene is closing: cancel the job; it will be abandoned, not finished, whatever its end."""
+        if self.busy:
+            self.job.cancel()
+        self._finish = None
+
     def finishJob(self):
         """Bring a successful job's result into the scene / model list; returns what ``finish`` returns."""
         finish, self._finish, self._abandon = self._finish, None, None
         return finish()
+
+    def cancelOnceStarted(self, modelName: str, timeoutSeconds: float, pump=None) -> list[str]:
+        """Follow the module's job until its first step, cancel it and abandon it; returns what went wrong, as
+        sentences (it did not end cancelled, or it left the model ``modelName``). The self-tests' stories check
+        Cancel with it."""
+        job = self.job
+        waitFor(job, timeoutSeconds, pump, until=lambda running: running.progress.step > 0)
+        job.cancel()
+        problems = [] if waitFor(job, timeoutSeconds, pump) == CANCELLED else [f"a cancelled job ended {job.state}"]
+        self.abandonJob()
+        if modelName in [model.name for model in self.store.models()]:
+            problems.append(f"a cancelled job left the model '{modelName}'")
+        return problems
 
     def abandonJob(self) -> None:
         """Forget a failed or cancelled job and remove what it left."""

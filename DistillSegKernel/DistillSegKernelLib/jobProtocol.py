@@ -78,8 +78,9 @@ class Job(Protocol):
 
 
 def waitFor(job: Job, timeoutSeconds: float | None = None, pump: Callable[[], Any] | None = None,
-            interval: float = 0.05, cancelOnTimeout: bool = False) -> str:
-    """Poll ``job`` until it ends or ``timeoutSeconds`` pass; returns its state (``RUNNING`` after a timeout).
+            interval: float = 0.05, cancelOnTimeout: bool = False, until: Callable[[Job], bool] | None = None) -> str:
+    """Poll ``job`` until it ends (or ``until(job)`` holds) or ``timeoutSeconds`` pass; returns its state
+    (``RUNNING`` after a timeout, or when ``until`` was met).
 
     ``pump`` (e.g. ``slicer.app.processEvents``) keeps a GUI alive meanwhile. With ``cancelOnTimeout`` a job still
     running at the deadline is cancelled, given its grace period to stop, and ``TimeoutError`` is raised.
@@ -89,7 +90,7 @@ def waitFor(job: Job, timeoutSeconds: float | None = None, pump: Callable[[], An
         job.poll()
         if pump is not None:
             pump()
-        if not job.running:
+        if not job.running or (until is not None and until(job)):
             return job.state
         if deadline is not None and time.monotonic() >= deadline:
             if not cancelOnTimeout:

@@ -7,6 +7,9 @@ without the tag (painted by hand) get the next free values when a segmentation b
 Import goes through a labelmap node with a colour table holding the model's names, colours and terminology, and
 ``ImportLabelmapToSegmentationNode`` with an explicit value -> segment ID list, so an existing segmentation is
 updated in place: a structure's segment is found by its tag, else by its name, else created.
+
+A new segmentation joins its volume's study (and patient) in the Subject Hierarchy, as TotalSegmentator's do: it
+refers to that volume's grid, so Slicer's *Export to DICOM* writes a DICOM SEG that references the source series.
 """
 
 from __future__ import annotations
@@ -174,13 +177,31 @@ def importLabelmap(labelmapNode, table: LabelTable, segmentationNode) -> dict[in
 
 
 def newSegmentationFor(volumeNode, name: str | None = None):
-    """An empty segmentation node on ``volumeNode``'s geometry (and parent transform), with display nodes."""
+    """An empty segmentation node on ``volumeNode``'s geometry (and parent transform), with display nodes, beside
+    the volume in the Subject Hierarchy."""
     scene = volumeNode.GetScene()
     segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or f"{volumeNode.GetName()} segmentation")
     segmentationNode.CreateDefaultDisplayNodes()
     segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
     segmentationNode.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+    placeBeside(segmentationNode, volumeNode)
     return segmentationNode
+
+
+def placeBeside(node, referenceNode) -> None:
+    """Put ``node``'s Subject Hierarchy item under the parent of ``referenceNode``'s (its study), when the reference
+    has one. Slicer gives every new data node an item at the scene level (``qSlicerSubjectHierarchyPluginLogic``);
+    without Slicer's GUI there is none, and it is made here."""
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(node.GetScene())
+    referenceItem = hierarchy.GetItemByDataNode(referenceNode)
+    if not referenceItem:
+        return
+    parent = hierarchy.GetItemParent(referenceItem)
+    item = hierarchy.GetItemByDataNode(node)
+    if item:
+        hierarchy.SetItemParent(item, parent)
+    else:
+        hierarchy.CreateItem(parent, node)
 
 
 def writeLabelFiles(segmentationNode, referenceVolumeNode, labelsPath, tablePath, ids: list[str] | None = None) -> LabelTable:

@@ -17,7 +17,9 @@ from slicer.i18n import tr as _
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
-from DistillSegKernelLib import dependencies, jobProtocol
+from DistillSegKernelLib import dependencies, devices, jobProtocol, moduleReload
+
+from . import dependencyDialog
 
 JOB_POLL_INTERVAL_MS = 250
 
@@ -33,6 +35,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._jobTimer = None
         self._jobTitle = ""
+        self._jobDevice = ""  # the device the job was asked for (the parameter node may be gone when it reports)
 
     # ------------------------------------------------------------------------------------------------ hooks
     def createLogic(self):
@@ -92,8 +95,20 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelListWidget.currentTextChanged.connect(self.onModelSelected)
         self.setupModuleWidgets()
 
+        devices.startDeviceCheck(slicer.util.startupEnvironment())
         self.initializeParameterNode()
         self.refreshModels()
+
+    def showDevices(self) -> None:
+        """Show in the device list only what is offered (MPS once the engine's check passed; asked again while the
+        check runs). Rows are hidden, not removed: the parameter node's binding maps rows to its choices, and
+        fills the list anew (every row shown) each time it connects."""
+        offered = devices.offeredDevices()
+        comboBox = self.ui.deviceComboBox
+        for row in range(comboBox.count):
+            comboBox.view().setRowHidden(row, comboBox.itemText(row) not in offered)
+        if devices.checking():
+            qt.QTimer.singleShot(1000, self.showDevices)
 
     def cleanup(self) -> None:
         self.removeObservers()
@@ -103,6 +118,11 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             jobProtocol.waitFor(self.logic.job, self.logic.job.cancelGraceSeconds + 2)
         if self._jobTimer:
             self._jobTimer.stop()
+
+    def onReload(self) -> None:
+        """Developer Reload: the kernel's and this module's Lib packages first (Slicer reloads only the module file)."""
+        moduleReload.reloadPackages(["DistillSegKernelLib", "DistillSegKernelWidgets", f"{self.moduleName}Lib"])
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -115,6 +135,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
 
     def onSceneStartClose(self, caller, event) -> None:
+        self.logic.sceneClosing()  # the job's nodes are going: it is cancelled, and abandoned when it ends
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -134,6 +155,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             # Widgets with a "SlicerParameterName" property in the .ui are bound here.
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.showDevices()
             self.showUnboundChoices()
             self.updateButtons()
 
@@ -216,11 +238,12 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Check the engine's packages (one dialog if some are missing), then ``start()`` the job and follow it;
         ``failure`` heads the error dialog when it cannot start."""
         with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
-            if dependencies.ensureDependencies(self.moduleName):
+            if dependencies.ensureDependencies(self.moduleName, confirm=dependencyDialog.askToInstall):
                 self.startJob(start(), title)
 
     def startJob(self, job, title) -> None:
         self._jobTitle = title
+        self._jobDevice = self._parameterNode.device
         self.ui.logTextEdit.clear()
         self.ui.progressBar.value = 0
         self.ui.deviceLabel.text = _("{title}: starting the engine...").format(title=title)
@@ -255,7 +278,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if kind == "device":
             self.ui.deviceLabel.text = _("{title} running on {device} ({precision}).").format(
                 title=self._jobTitle, device=job.deviceDescription, precision=job.precision)
-            if job.device == "cpu" and self._parameterNode.device == "auto":
+            if job.device == "cpu" and self._jobDevice == "auto":
                 self.ui.deviceWarningLabel.text = _(
                     "No usable GPU was found, so this runs on the CPU: expect it to be much slower.")
                 self.ui.deviceWarningLabel.show()
@@ -266,12 +289,12 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def finishJob(self, job) -> None:
         elapsed = jobProtocol.formatDuration(job.elapsedSeconds())
-        if job.state == jobProtocol.SUCCEEDED:
+        if job.state == jobProtocol.SUCCEEDED and self.logic.finishable:
             self.ui.progressBar.value = 1000
             with slicer.util.tryWithErrorDisplay(_("The result could not be loaded."), waitCursor=True):
                 self.ui.statusLabel.text = self.finishedMessage(self.logic.finishJob(), elapsed)
             self.refreshModels()
-        elif job.state == jobProtocol.CANCELLED:
+        elif job.state in (jobProtocol.SUCCEEDED, jobProtocol.CANCELLED):  # succeeded: but the scene was closed
             self.ui.statusLabel.text = _("Cancelled after {time}.").format(time=elapsed)
             self.logic.abandonJob()
         else:

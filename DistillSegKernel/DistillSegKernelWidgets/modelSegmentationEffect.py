@@ -1,7 +1,12 @@
 """What the extension's two Segment Editor effects share: pick a model of one method, Apply runs the engine's
-``segment`` on the source volume in the background (a QTimer follows it; Cancel stops it), then saves the state for
-Undo and writes the model's structures into the current segmentation: segments of the same structures (same model
-label, or same name) are replaced and keep their IDs, others are added; a failed or cancelled run leaves no files.
+``segment`` on the source volume in the background (a QTimer follows it; Cancel stops it), then writes the model's
+structures into the segmentation Apply was pressed on: segments of the same structures (same model label, or same
+name) are replaced and keep their IDs, others are added; a failed or cancelled run leaves no files.
+
+Undo: the Segment Editor saves the state of the segmentation it has selected *now* (``saveStateForUndo`` goes to
+``vtkSlicerSegmentEditorLogic::SaveStateForUndo``), so the state is saved only when that is still the segmentation
+the job writes into; otherwise the result is written without an Undo step, and the status line says so. When the
+editor (or Slicer) closes, ``cleanup`` stops the timer and the running job and removes its files.
 
 A subclass names the method and its texts and supplies three steps: ``startSegmentation`` (write the source for the
 engine and start it), ``finishSegmentation`` (import the result) and ``discardSegmentation`` (remove the files). The
@@ -22,10 +27,10 @@ from slicer.i18n import tr as _
 
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 
-from DistillSegKernelLib import dependencies, jobProtocol, jobRunner
+from DistillSegKernelLib import dependencies, devices, jobProtocol, jobRunner
 from DistillSegKernelLib.modelStore import ModelStore
 
-DEVICES = ("auto", "cpu", "cuda")
+from . import dependencyDialog
 
 
 class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
@@ -79,10 +84,21 @@ class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
     def helpText(self):
         return "<html>" + self.texts["helpText"] + "<p>" + _(
             "Segments of the model's structures are added to the segmentation, or replaced if a segment of the same "
-            "structure (or name) exists. Other segments are not changed. Undo restores the previous state.") + "</html>"
+            "structure (or name) exists. Other segments are not changed. Undo restores the previous state.") + \
+            "<p>" + _("The masking settings (editable area, editable intensity range, modify other segments) do "
+                      "not apply: the model's structures are written as the model segments them.") + "</html>"
 
-    def createCursor(self, widget):
-        return slicer.util.mainWindow().cursor  # no effect-specific cursor: the effect does not paint
+    def cleanup(self):
+        """The editor or Slicer is closing: stop following the job, stop the job, remove its files."""
+        if self.timer is not None:
+            self.timer.stop()
+            self.timer.timeout.disconnect(self.onTimer)
+            self.timer = None
+        segmentation, self.segmentation = self.segmentation, None
+        if segmentation is not None:
+            segmentation.job.cancel()
+            jobProtocol.waitFor(segmentation.job, segmentation.job.cancelGraceSeconds + 2)
+            self.discardSegmentation(segmentation)
 
     # ------------------------------------------------------------------------------------------------ options
     def setupOptionsFrame(self):
@@ -96,9 +112,8 @@ class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
         self.scriptedEffect.addLabeledOptionsWidget(_("Model:"), modelRow)
 
         self.deviceComboBox = qt.QComboBox()
-        for device in DEVICES:
-            self.deviceComboBox.addItem(device)
-        self.deviceComboBox.toolTip = _("auto: a CUDA GPU if there is one, else the CPU.")
+        self.deviceComboBox.toolTip = _("auto: a CUDA GPU if there is one, else Apple MPS where it passes its check, "
+                                        "else the CPU.")
         self.scriptedEffect.addLabeledOptionsWidget(_("Device:"), self.deviceComboBox)
 
         self.applyButton = qt.QPushButton(_("Apply"))
@@ -138,12 +153,15 @@ class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
         self.scriptedEffect.setParameterDefault(deviceParameter, "auto")
 
     def refreshModels(self):
-        names = [model.name for model in self.store.models()]
-        wasBlocked = self.modelComboBox.blockSignals(True)
-        self.modelComboBox.clear()
-        for name in names:
-            self.modelComboBox.addItem(name)
-        self.modelComboBox.blockSignals(wasBlocked)
+        """Read the model list and the devices offered again (after training, or once MPS passed its check)."""
+        devices.startDeviceCheck(slicer.util.startupEnvironment())
+        for comboBox, items in ((self.modelComboBox, [model.name for model in self.store.models()]),
+                                (self.deviceComboBox, devices.offeredDevices())):
+            wasBlocked = comboBox.blockSignals(True)
+            comboBox.clear()
+            for item in items:
+                comboBox.addItem(item)
+            comboBox.blockSignals(wasBlocked)
         if self.scriptedEffect.parameterSetNode() is not None:  # not yet while the options frame is being built
             self.updateGUIFromMRML()
 
@@ -173,7 +191,7 @@ class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
             slicer.util.errorDisplay(self.texts["selectFirst"])
             return
         with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
-            if not dependencies.ensureDependencies(self.moduleName):
+            if not dependencies.ensureDependencies(self.moduleName, confirm=dependencyDialog.askToInstall):
                 return
             model = self.store.model(self.modelComboBox.currentText)
             folder = tempfile.mkdtemp(prefix=self.tempPrefix, dir=slicer.app.temporaryPath)
@@ -201,11 +219,20 @@ class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
             return
         self.timer.stop()
         segmentation, self.segmentation = self.segmentation, None
-        if job.state == jobProtocol.SUCCEEDED:
+        target, self.targetSegmentationNode = self.targetSegmentationNode, None
+        if job.state == jobProtocol.SUCCEEDED and target.GetScene() is None:  # removed (or the scene closed)
+            self.discardSegmentation(segmentation)
+            self.statusLabel.text = _("The segmentation was removed while the model ran; nothing was written.")
+        elif job.state == jobProtocol.SUCCEEDED:
             with slicer.util.tryWithErrorDisplay(_("The result could not be loaded."), waitCursor=True):
-                self.scriptedEffect.saveStateForUndo()
-                self.finishSegmentation(segmentation, self.targetSegmentationNode)
-                self.statusLabel.text = _("Done in {time}.").format(time=jobProtocol.formatDuration(job.elapsedSeconds()))
+                done = _("Done in {time}.").format(time=jobProtocol.formatDuration(job.elapsedSeconds()))
+                if self.scriptedEffect.parameterSetNode().GetSegmentationNode() is target:
+                    self.scriptedEffect.saveStateForUndo()
+                else:  # Undo would save (and later restore) the segmentation selected now, not this one
+                    done += " " + _("Another segmentation was selected meanwhile: '{name}' was written without an "
+                                    "Undo step.").format(name=target.GetName())
+                self.finishSegmentation(segmentation, target)
+                self.statusLabel.text = done
         else:
             self.discardSegmentation(segmentation)
             if job.state == jobProtocol.CANCELLED:

@@ -3,7 +3,9 @@
 
 An annotated frame is a segmentation node and the RGB frame it was painted on: the segmentation's reference
 geometry volume (what the Segment Editor sets when a source volume is chosen), or the frame at the same index of a
-sequence browser's frame sequence when the annotations were recorded into a segmentation sequence.
+sequence browser's frame sequence when the annotations were recorded into a segmentation sequence. A segmentation
+whose reference is a browser's proxy frame (or that is itself a proxy) is refused: the proxy shows whichever frame
+the browser is on, so the frame it was painted on cannot be told.
 
 Layout written (read by the engine's ``distillseg.lap.dsad``)::
 
@@ -67,13 +69,21 @@ def frameOfSegmentation(segmentationNode):
     return segmentationNode.GetNodeReference(role)
 
 
-def annotatedFramesFromSegmentations(segmentationNodes) -> list[AnnotatedFrame]:
-    """Pair each segmentation with its frame; refuses a segmentation not painted on an RGB frame."""
+def annotatedFramesFromSegmentations(segmentationNodes, sequencesLogic=None) -> list[AnnotatedFrame]:
+    """Pair each segmentation with its frame; refuses a segmentation not painted on an RGB frame, and one that
+    belongs to a sequence browser (found with ``sequencesLogic``)."""
     frames = []
     for segmentationNode in segmentationNodes:
         if segmentationNode is None:
             continue
         frameNode = frameOfSegmentation(segmentationNode)
+        for node in (segmentationNode, frameNode):
+            item = frameSequences.browserItem(node, sequencesLogic)
+            if item is not None:
+                raise AnnotationError(
+                    f"Segmentation '{segmentationNode.GetName()}' belongs to the frame sequence browser "
+                    f"'{item.browserNode.GetName()}', whose frame on screen changes: choose that browser as the "
+                    "annotated sequence instead (its segmentation sequence pairs every frame with its annotation).")
         if frameNode is None or not frameVolumes.isFrame(frameNode):
             raise AnnotationError(
                 f"Segmentation '{segmentationNode.GetName()}' was not painted on an RGB frame: select the frame as "

@@ -2,7 +2,9 @@
 sequence (into a segmentation sequence).
 
 The frames are written as PNGs into a temporary folder, one ``lap segment`` job segments the whole folder, and each
-index PNG comes back onto its frame's exact grid. Segments get the model's names and colours; a structure's
+index PNG comes back onto its frame's exact grid. The frames are written as the job is polled, a slice of time at
+each poll (``jobChain.JobChain``'s preparation): writing every frame of a long video at once would freeze Slicer
+before the job even starts. Segments get the model's names and colours; a structure's
 segment ID follows its class value (``Label_<value>`` in a new segmentation, the tagged segment in an existing one,
 see ``DistillSegKernelLib.segmentLabels``), and class values are never renumbered by the engine, so a later model version
 updates the same segments and only adds segments for the structures it learned.
@@ -11,12 +13,13 @@ updates the same segments and only adds segments for the structures it learned.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from DistillSegKernelLib import segmentLabels
 from DistillSegKernelLib.engine import engineEnvironment
-from DistillSegKernelLib.jobRunner import EngineJob
+from DistillSegKernelLib.jobChain import JobChain
 from DistillSegKernelLib.modelStore import ModelInfo
 
 from . import frameSequences, frameVolumes
@@ -33,12 +36,14 @@ class FrameSegmentationError(Exception):
 @dataclass
 class FrameSegmentationJob:
     """Frames being segmented by one model: ``frames`` are ``(key, frame node)`` pairs (key = the sequence index
-    value, or the position in a selection), written as ``<folder>/frames/frame<NNNN>.png``."""
+    value, or the position in a selection), written as ``<folder>/frames/frame<NNNN>.png``. With a
+    ``browserNode`` the keys are index values of its frame sequence and the result goes into its segmentation
+    sequence (``finishIntoSequence``)."""
 
     model: ModelInfo
     frames: list[tuple[str, object]]
     folder: Path
-    job: EngineJob
+    job: JobChain
     browserNode: object = None
     frameFiles: list[Path] = field(default_factory=list)
 
@@ -46,21 +51,31 @@ class FrameSegmentationJob:
         return self.folder / "labels" / f"{self.frameFiles[position].stem}.png"
 
 
+def _writeFrames(frames: list[tuple[str, object]], files: list[Path]) -> Iterator[tuple[int, int]]:
+    """Write each frame's PNG for the engine; yields ``(written, total)`` after each."""
+    for position, ((_, node), path) in enumerate(zip(frames, files), 1):
+        frameVolumes.writeFrameFile(node, path)
+        yield position, len(files)
+
+
 def startFrameSegmentation(model: ModelInfo, frames: list[tuple[str, object]], folder: str | Path,
                            device: str = "auto", environment: dict | None = None, onEvent=None,
                            browserNode=None) -> FrameSegmentationJob:
-    """Write the frames and start ``distillseg lap segment`` on them; returns at once."""
+    """Start segmenting the frames; returns at once (the frames are written as the job is polled, then
+    ``distillseg lap segment`` runs on them)."""
     if model.method != METHOD:
         raise FrameSegmentationError(f"Model '{model.name}' is not an IncrementalLap model.")
     if not frames:
         raise FrameSegmentationError("Select at least one frame to segment.")
+    for _, node in frames:
+        frameVolumes.checkFrame(node)  # refused now, with a sentence, rather than when its turn comes
     folder = Path(folder)
     framesFolder = folder / "frames"
     framesFolder.mkdir(parents=True, exist_ok=True)
-    files = [frameVolumes.writeFrameFile(node, framesFolder / f"frame{position:05d}.png")
-             for position, (_, node) in enumerate(frames)]
+    files = [framesFolder / f"frame{position:05d}.png" for position in range(len(frames))]
     command = segmentCommand(model.path, framesFolder, folder / "labels", device)
-    job = EngineJob(command, engineEnvironment(environment), onEvent=onEvent).start()
+    job = JobChain([("segmenting", command)], engineEnvironment(environment), onEvent,
+                   preparation=("writing frames", _writeFrames(list(frames), files))).start()
     return FrameSegmentationJob(model, list(frames), folder, job, browserNode, files)
 
 
@@ -128,8 +143,11 @@ def finishIntoSequence(segmentation: FrameSegmentationJob, sequencesLogic=None):
         for position, (indexValue, frameNode) in enumerate(segmentation.frames):
             node = frameSequences.segmentationForFrame(scene, frameNode, f"{frameSequence.GetName()} segmentation")
             earlier = existing.GetDataNodeAtValue(indexValue, True) if existing is not None else None
-            if earlier is not None:
-                node.Copy(earlier)  # the earlier segments (and IDs) first, then the model's structures over them
+            if earlier is not None and segmentLabels.segmentIds(earlier):  # not an empty item made by scrubbing
+                # The earlier segments (and IDs) first, then the model's structures over them. CopyContent, not
+                # Copy: Copy also takes the item's node references (IDs of the sequence's own scene) and drops
+                # the display node this node has here, which Slicer then never removes.
+                node.CopyContent(earlier)
             importFrameLabels(segmentation, position, node, scene)
             byIndex[indexValue] = node
         sequenceNode = frameSequences.recordSegmentationSequence(

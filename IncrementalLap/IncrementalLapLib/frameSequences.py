@@ -5,6 +5,13 @@ A frame sequence is a ``vtkMRMLSequenceNode`` whose data nodes are one-slice RGB
 ``vtkMRMLSequenceBrowserNode`` (its proxy node is the frame on screen). Segmenting "every frame" makes one
 segmentation per frame, all with the same segment IDs for the same structures, stored in a second sequence at the
 same index values and synchronised in the same browser, so scrubbing the video shows each frame's segmentation.
+The browser saves what is painted on that segmentation's proxy node back into the sequence (``SetSaveChanges``;
+off by default in ``vtkMRMLSequenceBrowserNode.cxx``, and then a frame change throws the user's corrections away),
+and a frame shown without a segmentation gets an empty one (``MissingItemCreateFromDefault``; the default mode,
+``vtkSlicerSequencesLogic::UpdateProxyNodesFromSequences``, copies the previous frame's segmentation there).
+
+A proxy node is one node whose content changes with the browser's frame, so it never stands for one frame:
+``browserItem`` resolves it to the sequence item on screen.
 
 Data nodes of a sequence live in the sequence's own scene, not in the main one; helpers here take the main scene
 explicitly where nodes are made. ``sequencesLogic`` (``slicer.modules.sequences.logic()`` in Slicer, a
@@ -15,7 +22,10 @@ browser change.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+
+import vtk
 
 from DistillSegKernelLib import segmentLabels
 
@@ -45,7 +55,7 @@ def addFrameSequence(scene, frameNodes: list, name: str, sequencesLogic=None, re
     sequenceNode.SetIndexName(FRAME_INDEX_NAME)
     sequenceNode.SetIndexUnit("")
     for index, frameNode in enumerate(frameNodes):
-        frameVolumes.frameArray(frameNode)  # refuse non-frames before anything is recorded
+        frameVolumes.checkFrame(frameNode)  # refuse non-frames before anything is recorded
         sequenceNode.SetDataNodeAtValue(frameNode, str(index))
     for attribute in (frameVolumes.PATIENT_ATTRIBUTE, frameVolumes.SYNTHETIC_ATTRIBUTE):
         if frameNodes[0].GetAttribute(attribute):
@@ -109,6 +119,10 @@ def recordSegmentationSequence(scene, browserNode, segmentationsByIndex: dict[st
         scene.RemoveNode(segmentationNode)
     if not browserNode.IsSynchronizedSequenceNodeID(segmentationSequence.GetID()):
         browserNode.AddSynchronizedSequenceNodeID(segmentationSequence.GetID())
+    # Corrections painted on the proxy are kept; a frame without a segmentation gets an empty one when shown (the
+    # default mode copies the previous frame's segmentation there, which would pass for an annotation of it).
+    browserNode.SetMissingItemMode(segmentationSequence, browserNode.MissingItemCreateFromDefault)
+    browserNode.SetSaveChanges(segmentationSequence, True)  # after the mode: setting it updates the proxies
     _updateProxies(browserNode, sequencesLogic)
     return segmentationSequence
 
@@ -144,3 +158,30 @@ def synchronizedSequences(browserNode) -> list:
              for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceNode"))]
     return [node for node in nodes if browserNode.IsSynchronizedSequenceNodeID(node.GetID())
             and node is not browserNode.GetMasterSequenceNode()]
+
+
+@dataclass
+class BrowserItem:
+    """The item a sequence browser shows through a proxy node: the sequence, its index value on screen and the data
+    node stored there (in the sequence's own scene)."""
+
+    browserNode: object
+    sequenceNode: object
+    indexValue: str
+    dataNode: object
+
+
+def browserItem(node, sequencesLogic) -> BrowserItem | None:
+    """The item ``node`` shows when it is the proxy node of a sequence browser (the first such browser, at its
+    selected item); None for a node of its own. Browsers are found with the sequences logic's
+    ``GetBrowserNodesForProxyNode`` (``vtkSlicerSequencesLogic.cxx``)."""
+    if node is None or sequencesLogic is None:
+        return None
+    browsers = vtk.vtkCollection()
+    sequencesLogic.GetBrowserNodesForProxyNode(node, browsers)
+    if browsers.GetNumberOfItems() == 0:
+        return None
+    browserNode = browsers.GetItemAsObject(0)
+    sequenceNode = browserNode.GetSequenceNode(node)
+    indexValue = browserNode.GetMasterSequenceNode().GetNthIndexValue(browserNode.GetSelectedItemNumber())
+    return BrowserItem(browserNode, sequenceNode, indexValue, sequenceNode.GetDataNodeAtValue(indexValue, True))

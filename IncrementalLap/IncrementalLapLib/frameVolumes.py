@@ -96,22 +96,28 @@ def loadFrameFolder(folder: str | os.PathLike, scene, patient: str | None = None
     return [loadFrame(path, scene, patient=patient) for path in frameFilesIn(folder)]
 
 
-def frameArray(volumeNode) -> np.ndarray:
-    """The frame's pixels as an (H, W, 3) ``uint8`` copy (alpha dropped); ``FrameError`` for anything else.
-
-    Reads the node itself, all channels: the Segment Editor gives effects only channel 0 of an RGB source volume.
-    """
+def checkFrame(volumeNode) -> None:
+    """``FrameError`` naming the node unless it is a one-slice volume with 3 or 4 channels (pixels not read)."""
     if volumeNode is None or volumeNode.GetImageData() is None:
         raise FrameError("No frame is selected (or it has no image data).")
     name = volumeNode.GetName()
     components = volumeNode.GetImageData().GetNumberOfScalarComponents()
     if components not in (3, 4):
         raise FrameError(f"Volume '{name}' has {components} channel(s); IncrementalLap needs an RGB colour frame.")
-    array = slicer.util.arrayFromVolume(volumeNode)  # (K, J, I, C)
-    if array.shape[0] != 1:
-        raise FrameError(f"Volume '{name}' has {array.shape[0]} slices; a frame is a single 2D picture "
+    slices = volumeNode.GetImageData().GetDimensions()[2]
+    if slices != 1:
+        raise FrameError(f"Volume '{name}' has {slices} slices; a frame is a single 2D picture "
                          "(load a video as a sequence of frames).")
-    rgb = array[0, :, :, :3]
+
+
+def frameArray(volumeNode) -> np.ndarray:
+    """The frame's pixels as an (H, W, 3) ``uint8`` copy (alpha dropped); ``FrameError`` for anything else.
+
+    Reads the node itself, all channels: the Segment Editor gives effects only channel 0 of an RGB source volume.
+    """
+    checkFrame(volumeNode)
+    name = volumeNode.GetName()
+    rgb = slicer.util.arrayFromVolume(volumeNode)[0, :, :, :3]  # (K, J, I, C), K = 1
     if rgb.dtype != np.uint8:
         if not np.issubdtype(rgb.dtype, np.integer) or rgb.min() < 0 or rgb.max() > 255:
             raise FrameError(f"Volume '{name}' holds {rgb.dtype} values outside 0..255; a frame has 8-bit colours.")
@@ -121,8 +127,11 @@ def frameArray(volumeNode) -> np.ndarray:
 
 def isFrame(volumeNode) -> bool:
     """True for a one-slice volume with 3 or 4 channels (what ``frameArray`` accepts, without reading pixels)."""
-    image = volumeNode.GetImageData() if volumeNode is not None else None
-    return image is not None and image.GetNumberOfScalarComponents() in (3, 4) and image.GetDimensions()[2] == 1
+    try:
+        checkFrame(volumeNode)
+    except FrameError:
+        return False
+    return True
 
 
 def writeFrameFile(volumeNode, path: str | os.PathLike) -> Path:

@@ -23,7 +23,7 @@ from DistillSegKernelLib.jobProtocol import Job
 from DistillSegKernelLib.jobRunner import removedIfStartFails
 from DistillSegKernelLib.modelStore import ModelInfo
 
-from . import annotatedFrames, frameSegmentation, lapJobs
+from . import annotatedFrames, frameSegmentation, frameSequences, lapJobs
 from .lapJobs import METHOD, LearningOptions
 
 CHECK_BEFORE_REPORT = "check_before.json"  # written into the new model's folder (the engine ignores other files)
@@ -110,24 +110,38 @@ class LapJobControl(JobControl):
         """Segment ``what``: ``"current"`` (``inputFrame`` into ``outputSegmentation``, new if None),
         ``"selected"`` (``selectedFrames``, one segmentation each) or ``"sequence"`` (every frame of
         ``sequenceBrowser`` into a segmentation sequence). Temporary files go to ``folder`` (removed when the job is
-        finished or abandoned, or when it cannot start)."""
+        finished or abandoned, or when it cannot start).
+
+        A current frame that a sequence browser shows (its proxy node, found with ``sequencesLogic``) is the item
+        on screen: its segmentation goes to that index of the browser's segmentation sequence, so segmenting
+        frame 2 never overwrites frame 1's. A selection of frames cannot hold such a frame."""
         with removedIfStartFails(folder):
             model = self._selectedModel(parameters)
             device = parameters.device
+            item = frameSequences.browserItem(parameters.inputFrame, sequencesLogic) if what == "current" else None
             if what == "sequence":
                 if parameters.sequenceBrowser is None:
                     raise LapJobError("Select the sequence (its browser) whose frames to segment.")
                 segmentation = frameSegmentation.startSequenceSegmentation(model, parameters.sequenceBrowser, folder,
                                                                            device, environment)
+            elif item is not None:
+                segmentation = frameSegmentation.startFrameSegmentation(
+                    model, [(item.indexValue, item.dataNode)], folder, device, environment,
+                    browserNode=item.browserNode)
             else:
                 nodes = [parameters.inputFrame] if what == "current" else list(parameters.selectedFrames)
                 nodes = [node for node in nodes if node is not None]
                 if not nodes:
                     raise LapJobError("Select the frame(s) to segment.")
+                for node in nodes:
+                    if frameSequences.browserItem(node, sequencesLogic) is not None:
+                        raise LapJobError(f"Frame '{node.GetName()}' is the one a sequence browser shows and changes "
+                                          "with it: segment it with Segment current frame or Segment every frame.")
                 segmentation = frameSegmentation.startFrameSegmentation(
                     model, [(str(i), node) for i, node in enumerate(nodes)], folder, device, environment)
+
         def finish() -> LapJobOutcome:
-            if what == "sequence":
+            if segmentation.browserNode is not None:
                 nodes = [frameSegmentation.finishIntoSequence(segmentation, sequencesLogic)]
             elif what == "current":
                 nodes = frameSegmentation.finishIntoSegmentations(segmentation, [parameters.outputSegmentation])
@@ -139,8 +153,8 @@ class LapJobControl(JobControl):
         return self.follow(segmentation.job, finish, lambda: frameSegmentation.discard(segmentation))
 
     # ------------------------------------------------------------------------------------------------ learn
-    def annotatedFrames(self, segmentations, browserNode=None) -> list:
-        frames = annotatedFrames.annotatedFramesFromSegmentations(segmentations)
+    def annotatedFrames(self, segmentations, browserNode=None, sequencesLogic=None) -> list:
+        frames = annotatedFrames.annotatedFramesFromSegmentations(segmentations, sequencesLogic)
         if browserNode is not None:
             frames += annotatedFrames.annotatedFramesFromSequence(browserNode)
         return frames
@@ -160,15 +174,17 @@ class LapJobControl(JobControl):
                               "for each new structure (named as it should be called) and paint it.")
         return structures
 
-    def startLearning(self, parameters, options: LearningOptions | None = None, environment: dict | None = None
-                      ) -> Job:
+    def startLearning(self, parameters, options: LearningOptions | None = None, environment: dict | None = None,
+                      sequencesLogic=None) -> Job:
         """Collect the annotated frames (new structures only) and start ``lap learn`` (``lap train`` when no
-        model is selected), then ``lap evaluate`` of the previous and the new version on the check frames."""
+        model is selected), then ``lap evaluate`` of the previous and the new version on the check frames.
+        ``sequencesLogic`` finds segmentations painted on a browser's proxy frame, which are refused."""
         options = options or LearningOptions(iterations=parameters.iterations,
                                              diffusionIterations=parameters.diffusionIterations,
                                              device=parameters.device)
         model = self._selectedModel(parameters) if parameters.selectedModel else None
-        frames = self.annotatedFrames(parameters.trainingSegmentations, parameters.trainingSequenceBrowser)
+        frames = self.annotatedFrames(parameters.trainingSegmentations, parameters.trainingSequenceBrowser,
+                                      sequencesLogic)
         structures = self.structuresToLearn(parameters, frames)
         step = int(model.manifest.get("step", 0)) + 1 if model else 0
         defaultName = f"{versionRoot(model.name)}{_STEP_SUFFIX}{step}" if model else "lap model"
@@ -182,7 +198,7 @@ class LapJobControl(JobControl):
                       lapJobs.learnCommand(model.path, training.folder, structures, self.store.modelPath(name),
                                            options) if model else
                       lapJobs.trainCommand(training.folder, structures, self.store.modelPath(name), options))]
-            steps += self._checkSteps(parameters, model, structures, work / "check", name, options)
+            steps += self._checkSteps(parameters, model, structures, work / "check", name, options, sequencesLogic)
         self.store.ensureFolder()
         parameters.newModelName = name
         job = JobChain(steps, engineEnvironment(environment)).start()
@@ -199,13 +215,15 @@ class LapJobControl(JobControl):
 
         return self.follow(job, finish, abandon)
 
-    def _checkSteps(self, parameters, model, structures, folder, name, options: LearningOptions) -> list:
+    def _checkSteps(self, parameters, model, structures, folder, name, options: LearningOptions,
+                    sequencesLogic=None) -> list:
         """``lap evaluate`` of the previous and the new version on the check frames, for the structures each knows
         that the check frames annotate."""
         checks = [node for node in (parameters.checkSegmentations or []) if node is not None]
         if not checks:
             return []
-        collected = annotatedFrames.collectFrames(annotatedFrames.annotatedFramesFromSegmentations(checks), folder)
+        collected = annotatedFrames.collectFrames(
+            annotatedFrames.annotatedFramesFromSegmentations(checks, sequencesLogic), folder)
         annotated = {s.lower(): s for s in collected.structures}
         newFolder = self.store.modelPath(name)
         known = [e.name for e in model.labels.entries] if model else []

@@ -6,6 +6,9 @@ frame segmented again with the new version into the same segmentation.
 
 The frames are generated pictures, not laparoscopic images; the models trained here are far too small to segment
 well: the story checks the plumbing (names, colours, segment IDs, grids, versions, scores), not accuracy.
+
+``standInStory`` runs the module logic against the stand-in engine instead (no PyTorch needed): a first model
+learned and scored, a frame and a sequence segmented, a new structure learned, a learning cancelled.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from DistillSegKernelLib.jobProtocol import requireSuccess
 from DistillSegKernelLib.jobRunner import EngineJob
 from DistillSegKernelLib.modelStore import ModelInfo, ModelStore
 
-from . import frameVolumes, lapJobs
+from . import frameSequences, frameVolumes, lapJobs
 from .lapJobControl import LapJobControl, checkScores
 from .lapJobs import LearningOptions
 
@@ -95,7 +98,7 @@ class StoryResult:
     segmentationNode: object
     idsBefore: dict[str, str] = field(default_factory=dict)  # structure name -> segment ID after the base model
     idsAfter: dict[str, str] = field(default_factory=dict)   # ... after the new version, same segmentation node
-    scores: list = field(default_factory=list)
+    scores: list | None = None  # the check frames' scores (None: the story did not score)
 
 
 def segmentIdsByName(segmentationNode) -> dict[str, str]:
@@ -104,9 +107,11 @@ def segmentIdsByName(segmentationNode) -> dict[str, str]:
 
 
 def runStory(scene, store: ModelStore, workFolder: str | Path, options: LearningOptions | None = None, pump=None,
-             environment: dict | None = None) -> StoryResult:
+             environment: dict | None = None, scored: bool = True) -> StoryResult:
     """The whole story on generated frames (see the module docstring); every engine call goes through the job
-    runner and the module logic's job control, as the module runs them."""
+    runner and the module logic's job control, as the module runs them. Without ``scored`` no frame is marked for
+    checking, which saves the two ``lap evaluate`` runs (the self-test's choice: it checks scoring with the
+    stand-in engine, and must end within a minute)."""
     options = options or LearningOptions(**SELF_TEST_OPTIONS)
     workFolder = Path(workFolder)
     framesFolder = generateFrames(workFolder / "demo frames", pump, environment)
@@ -118,7 +123,7 @@ def runStory(scene, store: ModelStore, workFolder: str | Path, options: Learning
     parameters = SimpleNamespace(
         selectedModel=base.name, inputFrame=checkFrame, outputSegmentation=None, selectedFrames=[],
         sequenceBrowser=None, trainingSegmentations=[s for _, s in training], trainingSequenceBrowser=None,
-        checkSegmentations=[s for _, s in check], newStructures="", newModelName="", iterations=None,
+        checkSegmentations=[s for _, s in check] if scored else [], newStructures="", newModelName="", iterations=None,
         diffusionIterations=None, device=options.device)
     requireSuccess(control.startSegmentation(parameters, "current", workFolder / "segment", environment),
                    JOB_TIMEOUT_S, pump)
@@ -130,13 +135,13 @@ def runStory(scene, store: ModelStore, workFolder: str | Path, options: Learning
                    JOB_TIMEOUT_S, pump)
     control.finishJob()
     return StoryResult(base, newModel, checkFrame, segmentationNode, idsBefore, segmentIdsByName(segmentationNode),
-                       checkScores(newModel))
+                       checkScores(newModel) if scored else None)
 
 
 def storyProblems(result: StoryResult) -> list[str]:
     """What is wrong with a story's result, as sentences (empty when the plumbing works): the new version knows the
     old and the new structures, the segmentation kept its segment IDs and gained one with the model's name and
-    colour, and every structure was scored on the check frames."""
+    colour, and (when the story scored) every structure was scored on the check frames."""
     known = BASE_STRUCTURES + [NEW_STRUCTURE]
     problems = []
     names = [entry.name for entry in result.newModel.labels.entries]
@@ -154,7 +159,74 @@ def storyProblems(result: StoryResult) -> list[str]:
             color = [round(c * 255) for c in segment.GetColor()]
             if color != list(entry.color):
                 problems.append(f"segment {entry.name} has colour {color}, the model says {list(entry.color)}")
-    scored = {row.structure for row in result.scores}
+    scored = {row.structure for row in result.scores} if result.scores is not None else set(known)
     if scored != set(known):
         problems.append(f"the check frames scored {sorted(scored)}, not {sorted(known)}")
     return problems
+
+
+STAND_IN_TIMEOUT_S = 60.0
+
+
+def _annotatedFrame(scene, rng: np.random.Generator, name: str, structures: list[str]):
+    """A random 32x40 frame and a segmentation painted on it: one band of rows per structure."""
+    frameNode = frameVolumes.addFrameNode(scene, rng.integers(0, 256, (32, 40, 3), dtype=np.uint8), name)
+    segmentationNode = segmentLabels.newSegmentationFor(frameNode, f"{name} annotation")
+    for number, structure in enumerate(structures):
+        mask = np.zeros((32, 40), np.uint8)
+        mask[2 + 7 * number:8 + 7 * number, 4:36] = 1
+        segmentId = segmentationNode.GetSegmentation().AddEmptySegment(structure, structure)
+        labelmapNode = frameVolumes.labelmapOnFrame(mask, frameNode)
+        try:
+            _paint(segmentationNode, segmentId, labelmapNode)
+        finally:
+            scene.RemoveNode(labelmapNode)
+    return frameNode, segmentationNode
+
+
+def standInStory(scene, logic, parameters, workFolder, sequencesLogic=None, pump=None) -> list[str]:
+    """The module logic against the stand-in engine (run it inside ``engine.standInEngine()``): a first model
+    learned from two annotated frames and scored on a third (``lap train`` then ``lap evaluate``, one job), that
+    frame segmented, every frame of a sequence segmented into a segmentation sequence, a new structure learned
+    (``lap learn``), and a long learning cancelled and abandoned.
+
+    ``logic``: the module logic (a ``LapJobControl``); ``parameters``: its parameter node, or an object with the same
+    fields; ``sequencesLogic``: Slicer's sequences logic. Returns what went wrong, as sentences (empty when the
+    module logic works).
+    """
+    rng, work = np.random.default_rng(0), Path(workFolder)
+    first = [_annotatedFrame(scene, rng, f"stand-in frame {i}", BASE_STRUCTURES) for i in range(3)]
+    parameters.selectedModel, parameters.newModelName, parameters.newStructures = "", "", ""
+    parameters.trainingSegmentations = [segmentation for _, segmentation in first[:2]]
+    parameters.checkSegmentations = [first[2][1]]
+    parameters.trainingSequenceBrowser, parameters.sequenceBrowser = None, None
+    parameters.iterations, parameters.diffusionIterations, parameters.device = 5, 2, "cpu"
+    parameters.inputFrame, parameters.outputSegmentation, parameters.selectedFrames = first[2][0], None, []
+    problems = []
+    requireSuccess(logic.startLearning(parameters, sequencesLogic=sequencesLogic), STAND_IN_TIMEOUT_S, pump)
+    base = logic.store.model(logic.finishJob().modelName)
+    if [entry.name for entry in base.labels.entries] != BASE_STRUCTURES or parameters.selectedModel != base.name:
+        problems.append(f"the first model {base.name} does not know {BASE_STRUCTURES} or is not selected")
+    if sorted(row.structure for row in checkScores(base)) != sorted(BASE_STRUCTURES):
+        problems.append("the first model was not scored on the check frame")
+    requireSuccess(logic.startSegmentation(parameters, "current", work / "current", None, sequencesLogic),
+                   STAND_IN_TIMEOUT_S, pump)
+    if sorted(segmentIdsByName(logic.finishJob().nodes[0])) != sorted(BASE_STRUCTURES):
+        problems.append("the current frame's segmentation lacks the model's structures")
+    video = [frameVolumes.addFrameNode(scene, rng.integers(0, 256, (32, 40, 3), dtype=np.uint8), f"video {i}")
+             for i in range(3)]
+    _, parameters.sequenceBrowser = frameSequences.addFrameSequence(scene, video, "stand-in video", sequencesLogic)
+    requireSuccess(logic.startSegmentation(parameters, "sequence", work / "sequence", None, sequencesLogic),
+                   STAND_IN_TIMEOUT_S, pump)
+    sequence = logic.finishJob().nodes[0]
+    if sequence.GetNumberOfDataNodes() != 3 or not parameters.sequenceBrowser.GetSaveChanges(sequence):
+        problems.append("every frame of the video was not segmented into a segmentation sequence that keeps edits")
+    parameters.trainingSegmentations = [_annotatedFrame(scene, rng, "new patient", [NEW_STRUCTURE])[1]]
+    requireSuccess(logic.startLearning(parameters, sequencesLogic=sequencesLogic), STAND_IN_TIMEOUT_S, pump)
+    learned = logic.store.model(logic.finishJob().modelName)
+    if [entry.name for entry in learned.labels.entries] != BASE_STRUCTURES + [NEW_STRUCTURE]:
+        problems.append(f"the new version {learned.name} does not know {BASE_STRUCTURES + [NEW_STRUCTURE]}")
+    parameters.iterations, parameters.newModelName = 100000, "cancelled"
+    parameters.trainingSegmentations = [_annotatedFrame(scene, rng, "cancelled", ["ureter"])[1]]
+    logic.startLearning(parameters, sequencesLogic=sequencesLogic)
+    return problems + logic.cancelOnceStarted("cancelled", STAND_IN_TIMEOUT_S, pump)

@@ -29,7 +29,7 @@ class SegmentEditorEffect(ModelSegmentationEffect):
         "title": _("One-shot"),
         "helpText": _("Segment the source volume with a model trained in the OneShotSeg module."),
         "modelToolTip": _("A model trained (or imported) in the OneShotSeg module."),
-        "refreshToolTip": _("Read the model list again (after training or importing a model)."),
+        "refreshToolTip": _("Read the model list (after training or importing a model) and the devices again."),
         "applyToolTip": _("Segment the source volume with the model (runs in the background)."),
         "noModel": _("No model yet: train or import one in the OneShotSeg module."),
         "selectFirst": _("Select a segmentation and a source volume first."),

@@ -15,7 +15,7 @@ import slicer
 from slicer.i18n import tr as _
 
 from DistillSegKernelWidgets.modelSegmentationEffect import ModelSegmentationEffect
-from IncrementalLapLib import frameSegmentation, frameVolumes
+from IncrementalLapLib import frameSegmentation
 from IncrementalLapLib.lapJobs import METHOD
 
 
@@ -34,15 +34,15 @@ class SegmentEditorLapEffect(ModelSegmentationEffect):
         "helpText": _("Segment the source frame (an RGB laparoscopic frame) with a model of the IncrementalLap "
                       "module."),
         "modelToolTip": _("A model of the IncrementalLap module (imported, or learned there)."),
-        "refreshToolTip": _("Read the model list again (after learning or importing a model)."),
+        "refreshToolTip": _("Read the model list (after learning or importing a model) and the devices again."),
         "applyToolTip": _("Segment the source frame with the model (runs in the background)."),
         "noModel": _("No model yet: import or learn one in the IncrementalLap module."),
         "selectFirst": _("Select a segmentation and a source frame first."),
     }
 
     def startSegmentation(self, model, sourceVolumeNode, folder, device):
-        frameVolumes.frameArray(sourceVolumeNode)  # refuse a grey or 3D source volume with a sentence
-        # The source volume NODE, all three channels (not the editor's channel-0 copy), on its own grid.
+        # The source volume NODE, all three channels (not the editor's channel-0 copy), on its own grid; a grey
+        # or 3D source volume is refused with a sentence.
         return frameSegmentation.startFrameSegmentation(model, [("0", sourceVolumeNode)], folder, device,
                                                         slicer.util.startupEnvironment())
 

@@ -10,8 +10,9 @@ import slicer
 
 
 def headlessApplication(withSequences: bool = False) -> SimpleNamespace:
-    """``scene``, ``appLogic`` and ``logics`` (Colors, Volumes, Segmentations, and Sequences if asked: setting its
-    scene registers the sequence browser node class and lets browsers update their proxy nodes)."""
+    """``scene``, ``appLogic`` and ``logics`` (Colors, Volumes, Segmentations, Data, and Sequences if asked: setting
+    its scene registers the sequence browser node class and lets browsers update their proxy nodes). The Data logic
+    removes a removed node's display and storage nodes, as in Slicer (``vtkSlicerDataModuleLogic.cxx``)."""
     scene = slicer.vtkMRMLScene()
     appLogic = slicer.vtkSlicerApplicationLogic()
     appLogic.SetMRMLScene(scene)
@@ -19,7 +20,7 @@ def headlessApplication(withSequences: bool = False) -> SimpleNamespace:
     appLogic.GetColorLogic().AddDefaultColorNodes()
     logics = {}
     classes = [("Colors", slicer.vtkMRMLColorLogic), ("Volumes", slicer.vtkSlicerVolumesLogic),
-               ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic)]
+               ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic), ("Data", slicer.vtkSlicerDataModuleLogic)]
     if withSequences:
         classes.append(("Sequences", slicer.vtkSlicerSequencesLogic))
     for name, logicClass in classes:

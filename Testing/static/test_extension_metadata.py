@@ -45,6 +45,15 @@ def test_top_level_cmake_is_in_template_order():
     assert not _project().startswith("Slicer")  # the Extensions Index refuses names starting with "Slicer"
 
 
+def test_slicer_versions_too_old_for_the_engine_do_not_build_it():
+    """``SlicerConfigVersion.cmake`` refuses a Slicer older than the version asked for: 5.8 (Python 3.9) builds no
+    package, so its Extensions Manager never offers one; the dependency check says the same in one sentence."""
+    found = [args for command, args in cmakeCommands(TOP) if command == "find_package" and args[0] == "Slicer"]
+    assert found == [["Slicer", "5.10", "REQUIRED"]]
+    sentence = (REPO / "DistillSegKernel" / "DistillSegKernelLib" / "dependencies.py").read_text(encoding="utf-8")
+    assert "use Slicer 5.10 or later" in sentence and "MINIMUM_PYTHON = (3, 10)" in sentence
+
+
 def test_every_module_is_added():
     added = {args[0] for command, args in cmakeCommands(TOP) if command == "add_subdirectory"}
     assert added == {m.name for m in modules()}

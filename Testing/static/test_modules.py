@@ -105,3 +105,13 @@ def test_libs_have_no_qt(module):
             imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
             imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
             assert not imported & {"qt", "ctk", "PythonQt"}, f"{path.relative_to(REPO)} imports Qt"
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)
+def test_translated_texts_are_literals(module):
+    """lupdate extracts only string literals inside ``_()``: ``_(variable)`` is never translated."""
+    for path in module.pythonFiles():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_":
+                assert len(node.args) == 1 and isinstance(node.args[0], ast.Constant) and \
+                    isinstance(node.args[0].value, str), f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}"

@@ -1,33 +1,83 @@
 """Device choice (``auto | cpu | cuda[:N] | mps``) and mixed precision that works the same on every device.
 
-``auto`` takes CUDA when present, then MPS only if a small convolution gives the same answer as the CPU (MPS
-kernels for 3D convolutions are incomplete on some macOS versions), else the CPU. Every job reports the device it
-really used through ``describe_device``.
+``auto`` takes CUDA when present, then Apple's MPS only if the operations the models run give the CPU's results
+there (MPS kernels for 3D work are incomplete on some macOS versions), else the CPU. When MPS is present but fails
+that check, the job runs on the CPU and the device it reports says why, in one sentence. Every job reports the
+device it really used through ``describe_device``.
+
+``python -m distillseg.common.device`` prints one ``--progress jsonl`` result event listing the devices this machine
+can use (what Slicer offers in its device lists), without running a job.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
+from collections.abc import Callable
 
 import torch
 
+from distillseg.contract import events
 from distillseg.contract.errors import UserError
 
+PROBE_TOLERANCE = 1e-3  # fp32: the same operation on two devices differs by rounding only
 
-def _mps_works() -> bool:
-    """True if MPS exists and a tiny 3D convolution on it matches the CPU result."""
-    if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        return False
-    try:
-        x = torch.randn(1, 1, 6, 6, 6)
-        w = torch.randn(2, 1, 3, 3, 3)
-        cpu = torch.nn.functional.conv3d(x, w)
-        mps = torch.nn.functional.conv3d(x.to("mps"), w.to("mps")).cpu()
-        return bool(torch.allclose(cpu, mps, atol=1e-3))
-    except Exception:  # any failure means "do not use it"
-        return False
+
+def _probes() -> list[tuple[str, Callable[..., torch.Tensor], list[torch.Tensor]]]:
+    """``(name, operation, inputs)`` of what the networks run on 3D data, in fp32, on small seeded inputs."""
+    generator = torch.Generator().manual_seed(0)
+
+    def random(*shape):
+        return torch.randn(*shape, generator=generator)
+
+    functional = torch.nn.functional
+
+    def gridSampleBackward(volume, grid):
+        volume, grid = volume.clone().requires_grad_(), grid.clone().requires_grad_()
+        out = functional.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        gradients = torch.autograd.grad((out * out).sum(), (volume, grid))
+        return torch.cat([g.flatten() for g in gradients])
+
+    grid = torch.rand(1, 5, 6, 7, 3, generator=generator) * 2 - 1
+    return [
+        ("16->16 3D convolution", lambda x, w: functional.conv3d(x, w, padding=1), [random(1, 16, 8, 8, 8),
+                                                                                    random(16, 16, 3, 3, 3)]),
+        ("stride-2 3D transposed convolution",
+         lambda x, w: functional.conv_transpose3d(x, w, stride=2, padding=1, output_padding=1),
+         [random(1, 16, 4, 4, 4), random(16, 16, 3, 3, 3)]),
+        ("3D grid_sample", lambda v, g: functional.grid_sample(v, g, mode="bilinear", padding_mode="border",
+                                                               align_corners=True), [random(1, 3, 6, 7, 8), grid]),
+        ("3D grid_sample backward", gridSampleBackward, [random(1, 3, 6, 7, 8), grid]),
+    ]
+
+
+def check_against_cpu(device: torch.device) -> str | None:
+    """What goes wrong on ``device`` (a clause naming the first model operation whose result fails or differs from
+    the CPU's), or None when all of them match."""
+    for name, operation, inputs in _probes():
+        expected = operation(*inputs)
+        try:
+            result = operation(*[tensor.to(device) for tensor in inputs]).cpu()
+        except Exception as error:  # an operation MPS does not implement, or a driver failure
+            return f"{device} cannot run the {name} the models use ({error.__class__.__name__})"
+        if result.shape != expected.shape or not torch.allclose(result, expected, rtol=PROBE_TOLERANCE,
+                                                                atol=PROBE_TOLERANCE):
+            return f"{device} computes the {name} the models use differently from the CPU"
+    return None
+
+
+def _mps_present() -> bool:
+    return hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+
+
+@functools.lru_cache(maxsize=1)
+def mps_problem() -> str | None:
+    """Why MPS is not used here (a clause), or None when it is present and passes ``check_against_cpu``."""
+    if not _mps_present():
+        return "Apple MPS is not available on this machine"
+    return check_against_cpu(torch.device("mps"))
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -40,7 +90,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
         if torch.cuda.is_available():
             local_rank = int(os.environ.get("LOCAL_RANK", "0"))
             return torch.device("cuda", local_rank % torch.cuda.device_count())
-        if _mps_works():
+        if mps_problem() is None:
             return torch.device("mps")
         return torch.device("cpu")
     if spec == "cpu":
@@ -59,19 +109,21 @@ def resolve_device(spec: str = "auto") -> torch.device:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
         return device
     if spec == "mps":
-        if not _mps_works():
-            raise UserError("Device 'mps' was requested but Apple MPS is not available or fails its self-check.")
+        if mps_problem() is not None:
+            raise UserError(f"Device 'mps' was requested, but {mps_problem()}; use --device cpu.")
         return torch.device("mps")
     raise UserError(f"Unknown device '{spec}'; use auto, cpu, cuda, cuda:N or mps.")
 
 
 def describe_device(device: torch.device) -> str:
-    """Human-readable name of the device, e.g. ``cuda:0 (NVIDIA H100, 80 GB)`` or ``cpu (2 threads)``."""
+    """Human-readable name of the device, e.g. ``cuda:0 (NVIDIA H100, 80 GB)`` or ``cpu (2 threads)``; on a Mac
+    whose MPS fails its check, the CPU's says why it is not MPS."""
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return f"{device} ({props.name}, {props.total_memory / 2**30:.0f} GB)"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        fallback = f"; {mps_problem()}, so the CPU is used" if _mps_present() and mps_problem() else ""
+        return f"cpu ({torch.get_num_threads()} threads{fallback})"
     return str(device)
 
 
@@ -150,3 +202,20 @@ def run_tiny_in_fp32(module: torch.nn.Module, x: torch.Tensor, min_size: int = 5
         with torch.autocast(device_type=x.device.type, enabled=False):
             return module(x.float())
     return module(x)
+
+
+def usable_devices() -> list[str]:
+    """What ``--device`` can name on this machine, as Slicer's device lists offer it: auto, cpu, cuda if present,
+    mps if it passes its check."""
+    return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (["mps"] if mps_problem() is None
+                                                                                 else [])
+
+
+def main() -> int:
+    """Print the usable devices (and why MPS is not one, if it is not) as one jsonl ``result`` event."""
+    print(events.event_line(events.RESULT, devices=usable_devices(), mps_problem=mps_problem()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
