@@ -9,6 +9,7 @@ checkpoint ``<model folder>.checkpoint/``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,7 +103,8 @@ def prepareTraining(store: ModelStore, modelName: str, atlasVolume, atlasSegment
                     unlabeledVolumes=(), unlabeledFiles=()) -> TrainingInputs:
     """Write the atlas scan, its label map + label table and the unlabelled scans into the job's folder.
 
-    ``unlabeledVolumes``: volume nodes; ``unlabeledFiles``: NIfTI/NRRD paths passed to the engine as they are.
+    ``unlabeledVolumes``: volume nodes; ``unlabeledFiles``: NIfTI/NRRD files, kept in the job folder under neutral
+    names (``keepInJobFolder``), so the job folder, like the model, names none of the user's files.
     """
     volumeFiles.checkScalarVolume(atlasVolume, "atlas")
     if atlasSegmentation is None:
@@ -123,9 +125,31 @@ def prepareTraining(store: ModelStore, modelName: str, atlasVolume, atlasSegment
         segmentLabels.writeLabelFiles(atlasSegmentation, atlasVolume, inputs.atlasLabels, inputs.labelNames)
         for index, volume in enumerate(volumes):
             inputs.unlabeled.append(volumeFiles.writeVolumeFile(volume, folder / f"unlabeled_{index:03d}.nrrd"))
-        inputs.unlabeled.extend(files)
+        for index, path in enumerate(files, start=len(volumes)):
+            inputs.unlabeled.append(keepInJobFolder(path, folder / f"unlabeled_{index:03d}", atlasVolume.GetScene()))
         inputs.save()
     return inputs
+
+
+def keepInJobFolder(path: Path, stem: Path, scene) -> Path:
+    """``path`` kept as ``<stem><suffix>``: a hard link where the file system allows (no extra disk), else a copy.
+    A detached NRRD header (``.nhdr``) names its data file, so it is read and written as one ``.nrrd`` instead.
+    File and folder names in hospitals often hold patient names or IDs: a job that survives in the user's jobs
+    folder (for Resume) keeps none of them."""
+    name = path.name.lower()
+    if name.endswith(".nhdr"):
+        node = volumeFiles.readVolumeFile(path, scene)
+        try:
+            return volumeFiles.writeVolumeFile(node, stem.with_name(stem.name + ".nrrd"))
+        finally:
+            scene.RemoveNode(node)
+    suffix = next(s for s in (".nii.gz", ".nii", ".nrrd") if name.endswith(s))
+    kept = stem.with_name(stem.name + suffix)
+    try:
+        os.link(path, kept)
+    except OSError:  # another file system, or one without hard links
+        shutil.copyfile(path, kept)
+    return kept
 
 
 def trainCommand(inputs: TrainingInputs, modelFolder: Path, options: TrainingOptions, resume: bool = False,

@@ -48,7 +48,8 @@ def test_prepared_files_are_what_the_engine_reads(scene, tmp_path):
     assert labels.shape == atlas.shape and np.allclose(labels.affine, atlas.affine)
     assert set(np.unique(labels.array)) == {0, 1, 3}
     assert read_label_names_json(inputs.labelNames).names() == {1: "blob", 3: "box"}
-    assert [p.name for p in inputs.unlabeled] == ["unlabeled_000.nrrd", "extra.nii.gz"]
+    assert [p.name for p in inputs.unlabeled] == ["unlabeled_000.nrrd", "unlabeled_001.nii.gz"]
+    assert (inputs.folder / "unlabeled_001.nii.gz").read_bytes() == (tmp_path / "extra.nii.gz").read_bytes()
     assert oneshotJobs.TrainingInputs.load(inputs.folder) == inputs
     command = oneshotJobs.trainCommand(inputs, store.modelPath("brain"), oneshotJobs.TrainingOptions(), python="py")
     assert command[:5] == ["py", "-m", "distillseg", "oneshot", "train"]
@@ -70,3 +71,29 @@ def test_missing_choices_and_lost_inputs_are_one_sentence(scene, tmp_path):
     (inputs.folder / oneshotJobs.INPUTS_FILE).write_text(json.dumps({"folder": 1}))
     with pytest.raises(oneshotJobs.OneShotJobError, match="inputs of this unfinished training are gone"):
         oneshotJobs.TrainingInputs.load(inputs.folder)
+
+
+def test_a_resumable_job_keeps_no_path_or_name_of_the_users_files(scene, tmp_path):
+    """Scans chosen from a folder are kept in the job folder under neutral names (a detached NRRD header as one
+    .nrrd), so the job that waits in ~/.oneshotseg/jobs for Resume names none of the user's files."""
+    store = ModelStore(oneshotJobs.METHOD, tmp_path / "home" / "models")
+    case = sampleCase.addSampleCase(scene, unlabeledCount=1)
+    patient = tmp_path / "Doe^John MRN-4471203"
+    patient.mkdir()
+    scan = read_image(oneshotJobs.volumeFiles.writeVolumeFile(case.unlabeledVolumes[0], tmp_path / "scan.nrrd"))
+    write_image(patient / "Roe_Jane.nii.gz", scan.array, scan.affine)
+    import nrrd
+
+    nrrd.write(str(patient / "Roe_Jane_detached.nhdr"), scan.array.astype(np.float32),
+               {"space": "left-posterior-superior", "space directions": (np.diag([-1, -1, 1]) @ scan.affine[:3, :3]).T,
+                "space origin": np.diag([-1, -1, 1]) @ scan.affine[:3, 3]}, detached_header=True)
+    files = oneshotJobs.engineImagesIn(patient)
+    inputs = oneshotJobs.prepareTraining(store, "brain", case.atlasVolume, case.atlasSegmentation, [], files)
+    assert [p.name for p in inputs.unlabeled] == ["unlabeled_000.nii.gz", "unlabeled_001.nrrd"]
+    kept = read_image(inputs.unlabeled[1])
+    np.testing.assert_allclose(kept.array, scan.array, atol=1e-4)
+    np.testing.assert_allclose(kept.affine, scan.affine, atol=1e-4)
+    for path in inputs.folder.rglob("*"):
+        data = path.read_bytes()
+        for text in (str(patient), patient.name, "Roe_Jane", "MRN-4471203"):
+            assert text.encode() not in data, f"{path.name} names {text!r}"
