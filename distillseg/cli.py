@@ -1,4 +1,5 @@
-"""The ``distillseg`` command line: ``distillseg oneshot …``, ``distillseg lap …``, ``distillseg model …``.
+"""The ``distillseg`` command line: ``distillseg oneshot …``, ``distillseg lap …``, ``distillseg model …``,
+``distillseg worker``.
 
 Each method registers its verbs from its own ``cli`` module; heavy imports (torch, MONAI) happen inside the verbs,
 so ``--help`` is instant.
@@ -38,6 +39,7 @@ def _add_model_verbs(subparsers) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from distillseg.common.worker import add_worker_verb
     from distillseg.lap.cli import add_lap_verbs
     from distillseg.oneshot.cli import add_oneshot_verbs
 
@@ -46,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Few-label segmentation engine of the OneShotSeg 3D Slicer extension.",
     )
     parser.add_argument("--version", action="version", version=f"distillseg {__version__}")
-    subparsers = parser.add_subparsers(dest="method", required=True, metavar="{oneshot,lap,model}")
+    subparsers = parser.add_subparsers(dest="method", required=True, metavar="{oneshot,lap,model,worker}")
     add_oneshot_verbs(subparsers)
     add_lap_verbs(subparsers)
     _add_model_verbs(subparsers)
+    add_worker_verb(subparsers)
     return parser
 
 

@@ -1,8 +1,9 @@
 """Segment frames with an IncrementalLap model: the current frame, a selection of frames, or every frame of a
 sequence (into a segmentation sequence).
 
-The frames are written as PNGs into a temporary folder, one ``lap segment`` job segments the whole folder, and each
-index PNG comes back onto its frame's exact grid. Segments get the model's names and colours; a structure's
+The frames are written as PNGs into a temporary folder, one ``lap segment`` request to the engine worker
+(``DistillSegKernelLib.engineWorker``) segments the whole folder, and each index PNG comes back onto its frame's
+exact grid. Segments get the model's names and colours; a structure's
 segment ID follows its class value (``Label_<value>`` in a new segmentation, the tagged segment in an existing one,
 see ``DistillSegKernelLib.segmentLabels``), and class values are never renumbered by the engine, so a later model version
 updates the same segments and only adds segments for the structures it learned.
@@ -14,13 +15,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from DistillSegKernelLib import segmentLabels
-from DistillSegKernelLib.engine import engineEnvironment
-from DistillSegKernelLib.jobRunner import EngineJob
+from DistillSegKernelLib import engineWorker, segmentLabels
+from DistillSegKernelLib.jobProtocol import Job
 from DistillSegKernelLib.modelStore import ModelInfo
 
 from . import frameSequences, frameVolumes
-from .lapJobs import METHOD, segmentCommand
+from .lapJobs import METHOD, segmentArguments
 
 SEGMENTED_FRAME_ATTRIBUTE = "IncrementalLap.SegmentedFrame"  # on segmentations this module made: the frame's ID
 MODEL_ATTRIBUTE = "IncrementalLap.Model"
@@ -38,7 +38,7 @@ class FrameSegmentationJob:
     model: ModelInfo
     frames: list[tuple[str, object]]
     folder: Path
-    job: EngineJob
+    job: Job
     browserNode: object = None
     frameFiles: list[Path] = field(default_factory=list)
 
@@ -49,7 +49,8 @@ class FrameSegmentationJob:
 def startFrameSegmentation(model: ModelInfo, frames: list[tuple[str, object]], folder: str | Path,
                            device: str = "auto", environment: dict | None = None, onEvent=None,
                            browserNode=None) -> FrameSegmentationJob:
-    """Write the frames and start ``distillseg lap segment`` on them; returns at once."""
+    """Write the frames and segment them with ``distillseg lap segment`` in the engine worker (one process for
+    every segmentation of the session: the model stays loaded); returns at once."""
     if model.method != METHOD:
         raise FrameSegmentationError(f"Model '{model.name}' is not an IncrementalLap model.")
     if not frames:
@@ -59,8 +60,8 @@ def startFrameSegmentation(model: ModelInfo, frames: list[tuple[str, object]], f
     framesFolder.mkdir(parents=True, exist_ok=True)
     files = [frameVolumes.writeFrameFile(node, framesFolder / f"frame{position:05d}.png")
              for position, (_, node) in enumerate(frames)]
-    command = segmentCommand(model.path, framesFolder, folder / "labels", device)
-    job = EngineJob(command, engineEnvironment(environment), onEvent=onEvent).start()
+    arguments = segmentArguments(model.path, framesFolder, folder / "labels", device)
+    job = engineWorker.startRequest(arguments, environment, onEvent)
     return FrameSegmentationJob(model, list(frames), folder, job, browserNode, files)
 
 
