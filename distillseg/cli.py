@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
@@ -56,11 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Verbs whose processes share the work under torchrun (DDP training; inputs split between the ranks). Every other
+# verb runs on rank 0 alone and the other processes end at once: they would write the same files (or take the same
+# output lock) and print the same output again.
+SHARED_UNDER_TORCHRUN = {("oneshot", "train"), ("oneshot", "segment"), ("lap", "train"), ("lap", "learn"),
+                         ("lap", "segment")}
+
+
 def main(argv: list[str] | None = None) -> int:
     # MONAI announces its grid_sample backend and indexing deprecations on every run; users cannot act on them.
     warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
     warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
     args = build_parser().parse_args(argv)
+    # torchrun's RANK, read without importing torch (``common.distributed`` would).
+    if int(os.environ.get("RANK", "0")) > 0 and (args.method, getattr(args, "verb", None)) not in SHARED_UNDER_TORCHRUN:
+        return 0
     return run_verb(args.verb_function, args)
 
 

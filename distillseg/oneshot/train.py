@@ -13,7 +13,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from distillseg.common.bundle import save_bundle
 from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from distillseg.common.cli_support import seed_everything
 from distillseg.common.device import amp_dtype, autocast, describe_device, resolve_device
-from distillseg.common.distributed import World, barrier, init_world, shutdown_world, wrap_ddp
+from distillseg.common.distributed import World, barrier, global_batch, init_world, shutdown_world, wrap_ddp
 from distillseg.contract import paths
 from distillseg.contract.errors import OutOfMemoryError, UserError, check_readable_file, file_error
 from distillseg.contract.manifest import ONESHOT
@@ -80,6 +80,15 @@ def _fingerprint(options: TrainOptions) -> str:
     stats = [(str(Path(p).resolve()), Path(p).stat().st_size, int(Path(p).stat().st_mtime)) for p in files]
     settings = {k: v for k, v in asdict(options).items() if k not in ("resume", "device", "out")}
     return hashlib.sha256(json.dumps([stats, settings], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _per_world(options: TrainOptions, world: World) -> TrainOptions:
+    """``options`` with both global batches settled for this number of processes (``global_batch``)."""
+    return replace(options,
+                   augmenter=replace(options.augmenter, batch_pairs=global_batch(
+                       options.augmenter.batch_pairs, world, "--batch-pairs", single=2)),
+                   distill=replace(options.distill, batch_size=global_batch(
+                       options.distill.batch_size, world, "--batch-size")))
 
 
 def _generators(seed: int, stage: int, step: int, batch: int, world: World) -> list[torch.Generator]:
@@ -273,6 +282,7 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
     device = resolve_device(options.device)
     dtype = amp_dtype(device, options.precision)
     world = init_world(device)
+    options = _per_world(options, world)
     progress.device(str(device), describe_device(device), str(dtype).replace("torch.", "") if dtype else "fp32")
     seed_everything(options.seed)
     lock = OutputLock(out) if world.is_main else contextlib.nullcontext()
