@@ -69,9 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
     warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
     args = build_parser().parse_args(argv)
-    # torchrun's RANK, read without importing torch (``common.distributed`` would).
-    if int(os.environ.get("RANK", "0")) > 0 and (args.method, getattr(args, "verb", None)) not in SHARED_UNDER_TORCHRUN:
-        return 0
+    # torchrun's RANK and WORLD_SIZE, read without importing torch (``common.distributed`` would).
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (args.method, getattr(args, "verb", None)) \
+            not in SHARED_UNDER_TORCHRUN:
+        if int(os.environ.get("RANK", "0")) > 0:
+            return 0
+        os.environ["WORLD_SIZE"] = "1"  # rank 0 works alone: joining a process group would wait for the others
     return run_verb(args.verb_function, args)
 
 

@@ -63,8 +63,13 @@ def test_two_nodes_train_one_model_into_a_shared_folder(tmp_path_factory, tmp_pa
 def test_verbs_that_do_not_share_work_run_on_rank_0_alone(tmp_path_factory, tmp_path):
     lap = lap_fixture(tmp_path_factory)
     restore = ["lap", "restore", "--model", lap.model, "--step", 0, "--out", tmp_path / "restored",
-               "--progress", "jsonl"]
-    node0, node1 = _nodes(restore)
-    assert node0.returncode == node1.returncode == 0, node0.stdout + node0.stderr[-2000:] + node1.stderr[-2000:]
-    assert [e["event"] for e in _events(node0.stdout)] == ["result"] and node1.stdout == ""
-    assert (tmp_path / "restored" / "manifest.json").is_file()
+               "--progress", "jsonl"]  # two writers would take the same output lock
+    evaluate = ["lap", "evaluate", "--model", lap.model, "--data", lap.demo, "--report", tmp_path / "report.json",
+                "--device", "cpu", "--progress", "jsonl"]  # a process group would wait for the ranks that left
+    for verb, kinds in ((restore, ["result"]), (evaluate, ["device", "progress", "result"])):
+        node0, node1 = _nodes(verb)
+        assert node0.returncode == node1.returncode == 0, node0.stdout + node0.stderr[-2000:] + node1.stderr[-2000:]
+        assert sorted(set(e["event"] for e in _events(node0.stdout))) == kinds and node1.stdout == ""
+        device = next((e for e in _events(node0.stdout) if e["event"] == "device"), {})
+        assert "rank" not in device.get("description", "")  # rank 0 ran as a world of one
+    assert (tmp_path / "restored" / "manifest.json").is_file() and (tmp_path / "report.json").is_file()

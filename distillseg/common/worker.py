@@ -103,10 +103,7 @@ def _handle(line: str, parser: argparse.ArgumentParser, cache: ModelCache, state
 def serve(args: argparse.Namespace, progress) -> int:
     """Answer requests from stdin until it closes or ``args.idle_minutes`` pass without one."""
     from distillseg.cli import build_parser
-    from distillseg.common.distributed import world_from_env
 
-    if world_from_env().distributed:
-        raise UserError("distillseg worker is one process; start it without torchrun.")
     if not args.idle_minutes > 0:
         raise UserError(f"--idle-minutes must be more than 0, not {args.idle_minutes:g}.")
     parser = build_parser()
@@ -128,12 +125,13 @@ def serve(args: argparse.Namespace, progress) -> int:
 
 def add_worker_verb(subparsers) -> None:
     served = ", ".join(" ".join(verb) for verb in protocol.WORKER_VERBS)
+    example = protocol.request_line("1", ["oneshot", "segment", "--model", "M", "--input", "scan.nii.gz", "--output",
+                                          "labels.nii.gz"])
     worker = subparsers.add_parser(
         "worker", help=f"serve {served} requests (one JSON line each on stdin) from one long-lived process",
-        description=f"Reads one JSON request per line on stdin, e.g. {protocol.request_line('1', ['oneshot', 'segment', '--model', 'M', '--input', 'scan.nii.gz', '--output', 'labels.nii.gz'])}, "
-                    "and answers with the command's --progress jsonl events and a final "
-                    f"{{\"event\": \"{protocol.DONE}\", \"id\": …, \"{protocol.EXIT_CODE}\": …}} line. Loaded models "
-                    "are kept between requests.")
+        description=f"Reads one JSON request per line on stdin, e.g. {example}, and answers with the command's "
+                    f"--progress jsonl events and a final {{\"event\": \"{protocol.DONE}\", \"id\": …, "
+                    f"\"{protocol.EXIT_CODE}\": …}} line. Loaded models are kept between requests.")
     worker.add_argument("--idle-minutes", type=float, default=protocol.DEFAULT_IDLE_MINUTES,
                         help="exit after this many minutes without a request (default: %(default)g)")
     worker.add_argument("--models", type=int, default=2,
