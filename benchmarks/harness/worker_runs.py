@@ -1,0 +1,65 @@
+"""Requests to one ``distillseg worker`` process, each timed from the moment it is sent to its ``done`` line.
+
+This is what a Slicer session pays per segmentation once the worker runs: the first request also pays the worker's
+imports and the model's loading (the cold start inside the worker), later ones only reading, pre-alignment,
+network, resampling and writing. The worker's peak memory is the kernel's maximum resident set of the process
+(``wait4``), its GPU peak the engine's own ``peak_memory_mb`` of each request (CUDA allocator peak).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from distillseg.contract.events import ERROR, EVENT, MESSAGE, RESULT, parse_event_line, result_fields
+from distillseg.contract.worker import EXIT_CODE, is_done, request_line
+
+from .paths import REPO
+
+
+def worker_requests(requests: list[list], env: dict | None = None, timeout_s: float = 1800) -> dict:
+    """Send each request (the command line after ``distillseg``) in turn to one new worker.
+
+    Returns ``{"requests": [{"seconds", "exit_code", "result", "error"}, ...], "peak_rss_mb": …,
+    "seconds": whole worker lifetime}``.
+    """
+    started = time.perf_counter()
+    worker = subprocess.Popen([sys.executable, "-m", "distillseg", "worker"], cwd=REPO, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+                              env={**os.environ, **(env or {})})
+    answers = []
+    try:
+        for number, arguments in enumerate(requests):
+            sent = time.perf_counter()
+            worker.stdin.write(request_line(str(number), [str(a) for a in arguments]) + "\n")
+            worker.stdin.flush()
+            answers.append(_answer(worker, sent, timeout_s))
+    finally:
+        worker.stdin.close()
+    _, status, usage = os.wait4(worker.pid, 0)
+    worker.returncode = os.waitstatus_to_exitcode(status)
+    # ru_maxrss is in kilobytes on Linux.
+    peak = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20
+    return {"requests": answers, "peak_rss_mb": round(peak), "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _answer(worker: subprocess.Popen, sent: float, timeout_s: float) -> dict:
+    """Read the worker's lines up to the request's ``done``: its time, exit code, result and error."""
+    answer = {"result": {}, "error": None}
+    for line in worker.stdout:
+        event = parse_event_line(line.strip())
+        if event is None:
+            continue
+        if event[EVENT] == RESULT:
+            answer["result"] = result_fields(event)
+        elif event[EVENT] == ERROR:
+            answer["error"] = event.get(MESSAGE)
+        elif is_done(event):
+            return {"seconds": round(time.perf_counter() - sent, 3), "exit_code": event[EXIT_CODE], **answer}
+        if time.perf_counter() - sent > timeout_s:
+            break
+    worker.kill()
+    raise RuntimeError(f"the worker ended, or gave no answer within {timeout_s:.0f} s, without finishing a request "
+                       f"({answer['error'] or 'no error event'})")
