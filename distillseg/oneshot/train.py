@@ -23,7 +23,7 @@ from distillseg.contract.atomic import OutputLock, remove_stale_temporaries
 from distillseg.common.bundle import save_bundle
 from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from distillseg.common.cli_support import seed_everything
-from distillseg.common.device import amp_dtype, autocast, describe_device, resolve_device
+from distillseg.common.device import amp_dtype, autocast, describe_device, peak_memory_bytes, resolve_device
 from distillseg.common.distributed import World, barrier, global_batch, init_world, shutdown_world, wrap_ddp
 from distillseg.contract import paths
 from distillseg.contract.errors import OutOfMemoryError, UserError, check_readable_file, file_error
@@ -354,5 +354,5 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
     finally:
         shutdown_world()
     progress.result(model=str(out), structures=len(atlas.values) - 1, seconds=meta.get("seconds", {}),
-                    processes=world.size)
+                    processes=world.size, peak_memory_mb=round(peak_memory_bytes(device) / 2**20))
     return out
