@@ -1,11 +1,12 @@
 """Segment scans with a trained one-shot bundle (DESIGN §4 step 4).
 
 For each scan: normalise as the atlas was, pre-align it to the atlas copy in the bundle, resample it into the
-working grid, run the student once (with the atlas prior as extra input channels when it was trained with one) (MONAI ``SlidingWindowInferer`` with Gaussian blending when the grid does not fit
-the memory budget), and bring the class probabilities back onto the scan's own grid through the inverse world map,
-interpolating probabilities linearly and taking the argmax slab by slab, so the label map lies exactly on the
-scan's grid (same shape, spacing, origin, direction). ``predictor="augmenter"`` instead warps the atlas labels with
-the learned registration (the benchmark's "augmenter alone").
+working grid, run the student once (with the atlas prior as extra input channels when it was trained with one) —
+in Gaussian-blended windows (``windows.GaussianWindows``, MONAI's sliding-window scheme) of its training patch or of
+what the memory budget allows — and bring the class probabilities back onto the scan's own grid through the inverse
+world map, interpolating probabilities linearly and taking the argmax slab by slab, so the label map lies exactly
+on the scan's grid (same shape, spacing, origin, direction). ``predictor="augmenter"`` instead warps the atlas labels
+with the learned registration (the benchmark's "augmenter alone").
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from distillseg.oneshot.instance_optimization import refine_velocity
 from distillseg.oneshot.intensity import IntensityNormalization
 from distillseg.oneshot.prealign import PrealignOptions
 from distillseg.oneshot.unet import FeatureUNet
+from distillseg.oneshot.windows import GaussianWindows
 
 
 @dataclass
@@ -77,10 +79,14 @@ class OneShotPredictor:
             # channels_last_3d lets oneDNN/cuDNN pick their fastest 3D convolution kernels.
             self.network.to(memory_format=torch.channels_last_3d)
         self.run = torch.compile(self.network, dynamic=False) if compile_network else self.network
+        # Windows larger than the grid along an axis cover that whole axis.
+        self.windows = None if window is None else GaussianWindows(
+            self.grid.shape, tuple(min(w, g) for w, g in zip(window, self.grid.shape)), device=device)
 
     @torch.no_grad()
     def scores(self, image: torch.Tensor) -> torch.Tensor:
-        """Class scores (C, I, J, K) on the working grid for an aligned image (I, J, K) in [0, 1]."""
+        """Class scores (C, I, J, K) on the working grid for an aligned image (I, J, K) in [0, 1] (a channels-last
+        view when computed in windows)."""
         batch = image.to(self.device)[None, None]
         if self.predictor == "augmenter":
             atlas = self.atlas_image.to(self.device)[None, None]
@@ -96,14 +102,10 @@ class OneShotPredictor:
             batch = torch.cat([batch, self.prior.to(batch.dtype)], dim=1)
         batch = batch.contiguous(memory_format=torch.channels_last_3d)
         with autocast(self.device, self.dtype):
-            if self.window is None:
-                logits = self.run(batch)[0]
-            else:
-                from monai.inferers import SlidingWindowInferer
-
-                inferer = SlidingWindowInferer(roi_size=self.window, sw_batch_size=1, overlap=0.25, mode="gaussian")
-                logits = inferer(batch, lambda x: self.run(x)[0])
-        return torch.softmax(logits[0].float(), dim=0)
+            if self.windows is None:
+                return torch.softmax(self.run(batch)[0][0].float(), dim=0)
+            logits = self.windows(batch, lambda x: self.run(x)[0])  # (I, J, K, C)
+        return torch.softmax(logits, dim=-1).permute(3, 0, 1, 2)
 
     def segment(self, volume: Volume, prealign_options: PrealignOptions = PrealignOptions()) -> Segmentation:
         """Label map of ``volume`` on its own grid."""
