@@ -50,7 +50,7 @@ class OneShotPredictor:
         default: as in training); ``compile_network``: ``torch.compile`` the student (worth it for many scans: the
         first call compiles for a minute or more)."""
         manifest = bundle.manifest
-        self.device, self.dtype, self.predictor, self.window = device, dtype, predictor, window
+        self.device, self.dtype, self.predictor = device, dtype, predictor
         self.values = torch.tensor(manifest["class_values"], dtype=torch.int64)
         self.table = LabelTable.from_json(manifest["labels"])
         pre = manifest["preprocessing"]
