@@ -34,10 +34,10 @@ def test_gpu_check_smoke_mode_runs_every_step_on_the_cpu(shared_data, tmp_path):
 
 def test_warm_section_states_speedups_and_targets():
     warm = {"input_shape": [160, 192, 224], "labels_identical": True, "worker_peak_rss_mb": 1500,
-            "cold": {"seconds": 10.0, "in_process_seconds": 6.0, "peak_rss_mb": 1400},
+            "cold": {"seconds": 10.0, "in_process_seconds": 6.0, "peak_tree_rss_mb": 1400},
             "worker_first": {"seconds": 9.0}, "worker_second": {"seconds": 4.0},
-            "ants": {SYN_2MM: {"seconds": 30.0, "registration_seconds": 25.0, "peak_rss_mb": 800},
-                     SYN_1MM: {"seconds": 50.0, "registration_seconds": 45.0, "peak_rss_mb": 1600}}}
+            "ants": {SYN_2MM: {"seconds": 30.0, "registration_seconds": 25.0, "peak_tree_rss_mb": 800},
+                     SYN_1MM: {"seconds": 50.0, "registration_seconds": 45.0, "peak_tree_rss_mb": 1600}}}
     text = "\n".join(warm_section(warm))
     assert "identical to the cold command's: **yes**" in text
     assert f"vs {SYN_2MM}: 7.5× faster (target ≥ 5×: met); against its registration alone 6.2×" in text

@@ -2,21 +2,23 @@
 
 This is what a Slicer session pays per segmentation once the worker runs: the first request also pays the worker's
 imports and the model's loading (the cold start inside the worker), later ones only reading, pre-alignment,
-network, resampling and writing. The worker's peak memory is the kernel's maximum resident set of the process
-(``wait4``), its GPU peak the engine's own ``peak_memory_mb`` of each request (CUDA allocator peak).
+network, resampling and writing. The worker's peak memory is its resident set sampled every ``SAMPLE_S`` seconds
+(the kernel's ``ru_maxrss`` would start at the launching benchmark's own peak, see ``run``); its GPU peak is the
+engine's own ``peak_memory_mb`` of each request (CUDA allocator peak).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+import threading
 import time
 
 from distillseg.contract.events import ERROR, EVENT, MESSAGE, RESULT, parse_event_line, result_fields
 from distillseg.contract.worker import EXIT_CODE, is_done, request_line
 
 from .paths import REPO
+from .run import SAMPLE_S
 
 
 def worker_requests(requests: list[list], env: dict | None = None, timeout_s: float = 1800) -> dict:
@@ -25,10 +27,17 @@ def worker_requests(requests: list[list], env: dict | None = None, timeout_s: fl
     Returns ``{"requests": [{"seconds", "exit_code", "result", "error"}, ...], "peak_rss_mb": …,
     "seconds": whole worker lifetime}``.
     """
+    import os
+
+    import psutil
+
     started = time.perf_counter()
     worker = subprocess.Popen([sys.executable, "-m", "distillseg", "worker"], cwd=REPO, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
                               env={**os.environ, **(env or {})})
+    peak = [0]
+    sampler = threading.Thread(target=_sample_rss, args=(psutil.Process(worker.pid), peak), daemon=True)
+    sampler.start()
     answers = []
     try:
         for number, arguments in enumerate(requests):
@@ -38,11 +47,22 @@ def worker_requests(requests: list[list], env: dict | None = None, timeout_s: fl
             answers.append(_answer(worker, sent, timeout_s))
     finally:
         worker.stdin.close()
-    _, status, usage = os.wait4(worker.pid, 0)
-    worker.returncode = os.waitstatus_to_exitcode(status)
-    # ru_maxrss is in kilobytes on Linux.
-    peak = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20
-    return {"requests": answers, "peak_rss_mb": round(peak), "seconds": round(time.perf_counter() - started, 2)}
+        worker.wait()
+        sampler.join()
+    return {"requests": answers, "peak_rss_mb": round(peak[0] / 2**20),
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _sample_rss(process, peak: list[int]) -> None:
+    """Keep the largest resident set of ``process`` in ``peak[0]`` until it ends."""
+    import psutil
+
+    while True:
+        try:
+            peak[0] = max(peak[0], process.memory_info().rss)
+        except psutil.Error:
+            return
+        time.sleep(SAMPLE_S)
 
 
 def _answer(worker: subprocess.Popen, sent: float, timeout_s: float) -> dict:
