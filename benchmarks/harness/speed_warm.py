@@ -4,8 +4,8 @@ and ANTs SyN label propagation on the same brain, all in one run.
 
 The brain is the shared pair at 1 mm (160×192×224): the OASIS atlas and its seg35 labels, the vxm scan given the
 OASIS header (the two share one voxel grid and their headers disagree; ``../shared/data/README.md``), as the brain
-benchmark reads them. Our model is the full method's network on the full method's working grid (``train``'s
-defaults: 2 mm, 64³ training patches, atlas prior) from a minimal training (no augmenter steps, one student step):
+benchmark reads them. Our model is the brain benchmark's full method (``train`` with ``--spacing 2``, the rest
+defaults: 64³ training patches, atlas prior), from a minimal training (no augmenter steps, one student step):
 weights do not change what a segmentation costs, and the labels of the warm worker and the cold command are compared
 voxel by voxel here (and in ``Testing/engine/test_worker.py``), so the accuracy is the full model's, reported by the
 brain benchmark. The worker gets the atlas image as its first scan (loading the model) and the vxm scan as the
@@ -55,7 +55,8 @@ def warm_costs(data: Path, work: Path, threads: int, smoke: bool, cases: list[di
     model = folder / "model"
     if not (model / "manifest.json").is_file():
         distillseg("train", "--atlas", atlas, "--atlas-labels", labels, "--unlabeled", scan, "--out", model,
-                   "--augmenter-iterations", 0, "--refine-iterations", 0, "--iterations", 1, threads=threads)
+                   "--spacing", 2, "--augmenter-iterations", 0, "--refine-iterations", 0, "--iterations", 1,
+                   threads=threads)
     outputs = folder / "labels"
     shutil.rmtree(outputs, ignore_errors=True)
     cold = distillseg("segment", "--model", model, "--input", scan, "--output", outputs / "cold.nii.gz",
