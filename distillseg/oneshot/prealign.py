@@ -2,9 +2,10 @@
 
 A user's scans come from other scanners, positions and fields of view; the networks work in the atlas's frame. We
 find the 4x4 world map ``T`` (atlas world mm -> scan world mm) that makes ``scan(T · p)`` look like ``atlas(p)``:
-initialised by matching intensity centres of mass, then optimised with Adam on MONAI's
-``GlobalMutualInformationLoss`` over a coarse-to-fine pyramid, rigid first (rotation + translation), then affine
-(+ scales and shears). Parameters act about the atlas's centre so rotations and translations do not couple.
+initialised by matching intensity centres of mass, then optimised with Adam on the mutual information of MONAI's
+``GlobalMutualInformationLoss`` (``mutual_information``) over a coarse-to-fine pyramid, rigid first (rotation +
+translation), then affine (+ scales and shears), with a step size that settles along each phase. Parameters act
+about the atlas's centre so rotations and translations do not couple.
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ from distillseg.oneshot.mutual_information import mutual_information, parzen_wei
 
 @dataclass(frozen=True)
 class PrealignOptions:
-    """Pyramid levels (mm) and Adam iterations per level for the rigid and the affine phase."""
+    """Pyramid levels (mm) and, per level, Adam iterations of the rigid and the affine phase and random voxels per
+    iteration for the MI estimate (as ITK's samplers do). Measured on the real brains against the schedule before
+    (10 000 voxels a step at both levels, up to 320 steps with early stopping on the smoothed loss):
+    ``benchmarks/results/prealign/report.md``. The coarse level only has to find the basin, so it samples few voxels;
+    the fine one fixes the result, so it samples more and its steps are smaller."""
 
     levels_mm: tuple[float, ...] = (8.0, 4.0)
-    rigid_iterations: tuple[int, ...] = (120, 60)
-    affine_iterations: tuple[int, ...] = (80, 60)
+    rigid_iterations: tuple[int, ...] = (30, 15)
+    affine_iterations: tuple[int, ...] = (20, 15)
+    samples: tuple[int, ...] = (2000, 6000)
     bins: int = 32
-    samples: int = 10000  # random voxels per iteration for the MI estimate (as ITK's samplers do)
-    patience: int = 20    # stop a phase when the loss has not improved by ``tolerance`` for this many iterations
-    tolerance: float = 1e-4
-    step_decay: float = 1.0  # a phase's step size falls (cosine) to this fraction of its start by its last iteration
-    fine_step: float = 1.0   # step size at the finest level relative to the coarsest (geometric in between)
+    step_decay: float = 0.05  # a phase's step size falls (cosine) to this fraction of its start by its last iteration
+    fine_step: float = 0.5    # step size at the finest level relative to the coarsest (geometric in between)
     seed: int = 0
 
 
@@ -47,6 +50,16 @@ def _pooled(image: torch.Tensor, grid: Grid, target_mm: float) -> tuple[torch.Te
     block = np.diag([*factors, 1.0])
     block[:3, 3] = (np.array(factors) - 1) / 2
     return pooled, Grid(tuple(int(s) for s in pooled.shape), grid.affine @ block)
+
+
+def _moving_pyramid(image: torch.Tensor, grid: Grid, levels_mm: tuple[float, ...]) -> dict[float, tuple]:
+    """``{level_mm: (pooled image, its grid)}``, each level pooled from the next finer one (the full-resolution
+    scan is read once, not once per level)."""
+    pyramid = {}
+    for level_mm in sorted(levels_mm):
+        image, grid = _pooled(image, grid, level_mm)
+        pyramid[level_mm] = (image, grid)
+    return pyramid
 
 
 def _centre_of_mass(image: torch.Tensor, grid: Grid) -> np.ndarray:
@@ -136,17 +149,20 @@ class AtlasAligner:
 
         Initialised by the intensity centres of mass, then Adam on the negative mutual information of
         ``options.samples`` random fixed voxels per iteration (a fresh subset each time: cheap, and it smooths the
-        MI landscape), level by level, rigid then affine. The random stream restarts from ``options.seed`` for
-        every scan, so a scan gets the same map whatever was aligned before it.
+        MI landscape), level by level, rigid then affine, for a fixed number of iterations whose step size settles
+        (``_step_scale``). The random stream restarts from ``options.seed`` for every scan, so a scan gets the same
+        map whatever was aligned before it.
         """
         options, device = self.options, self.device
         generator = torch.Generator(device=device).manual_seed(options.seed)
         params = torch.zeros(12, dtype=torch.float64, device=device)
-        params[3:6] = torch.as_tensor(_centre_of_mass(moving, moving_grid) - self.centre_of_mass, device=device)
+        pyramid = _moving_pyramid(moving, moving_grid, options.levels_mm)
+        # The coarsest level's centre of mass is the scan's (block averages keep it), at a hundredth of the cost.
+        params[3:6] = torch.as_tensor(_centre_of_mass(*pyramid[max(pyramid)]) - self.centre_of_mass, device=device)
         # Per-parameter step sizes: radians, millimetres, log-scale, shear.
         step = torch.tensor([0.02] * 3 + [1.0] * 3 + [0.01] * 3 + [0.01] * 3, dtype=torch.float64, device=device)
         for level, fixed_level in enumerate(self.levels):
-            moving_level, moving_level_grid = _pooled(moving, moving_grid, options.levels_mm[level])
+            moving_level, moving_level_grid = pyramid[options.levels_mm[level]]
             to_moving_index = torch.as_tensor(np.linalg.inv(moving_level_grid.affine), device=device)
             moving_batch = moving_level[None, None].float()
             size = torch.tensor(moving_level_grid.shape, dtype=torch.float32, device=device)
@@ -157,9 +173,8 @@ class AtlasAligner:
                 free[: 6 if phase == "rigid" else 12] = True
                 delta = torch.zeros(12, dtype=torch.float64, device=device, requires_grad=True)
                 moments = [torch.zeros_like(delta), torch.zeros_like(delta), torch.zeros((), dtype=torch.float32)]
-                best, since_best, smoothed = float("inf"), 0, None
                 for iteration in range(iterations):
-                    picked = torch.randint(0, voxels, (min(options.samples, voxels),), generator=generator,
+                    picked = torch.randint(0, voxels, (min(options.samples[level], voxels),), generator=generator,
                                            device=device)
                     ijk = _unravel(picked, fixed_level.shape)
                     current = params + torch.where(free, delta * step, torch.zeros_like(delta))
@@ -172,15 +187,6 @@ class AtlasAligner:
                     delta.grad = None
                     loss.backward()
                     _adam_step(delta, *moments, lr=_step_scale(options, level, iteration, iterations))
-                    # The MI estimate is noisy (random samples): judge progress on its moving average.
-                    value = float(loss.detach())
-                    smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
-                    if smoothed < best - options.tolerance:
-                        best, since_best = smoothed, 0
-                    else:
-                        since_best += 1
-                        if since_best >= options.patience:
-                            break
                 params = (params + torch.where(free, delta.detach() * step, torch.zeros_like(delta))).detach()
         return _world_map(params, self.centre).cpu().numpy()
 

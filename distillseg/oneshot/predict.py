@@ -27,7 +27,7 @@ from distillseg.oneshot.data import align_scan
 from distillseg.oneshot.geometry import Grid, resample_argmax
 from distillseg.oneshot.instance_optimization import refine_velocity
 from distillseg.oneshot.intensity import IntensityNormalization
-from distillseg.oneshot.prealign import PrealignOptions
+from distillseg.oneshot.prealign import AtlasAligner
 from distillseg.oneshot.unet import FeatureUNet
 from distillseg.oneshot.windows import GaussianWindows
 
@@ -56,9 +56,10 @@ class OneShotPredictor:
         pre = manifest["preprocessing"]
         self.grid = Grid.from_json(pre["grid"])
         self.normalization = IntensityNormalization.from_json(pre["intensity"])
-        self.prealign = bool(pre.get("prealign", True))
         atlas = bundle.load_weights("atlas", device)
         self.atlas_image = atlas["image"].float()
+        # Built once: a predictor kept by the worker aligns every later scan without redoing the atlas's side.
+        self.aligner = AtlasAligner(self.atlas_image, self.grid) if pre.get("prealign", True) else None
         self.atlas_classes = atlas["classes"].long()
         if predictor == "student":
             self.network = FeatureUNet(**manifest["networks"]["student"])
@@ -107,10 +108,9 @@ class OneShotPredictor:
             logits = self.windows(batch, lambda x: self.run(x)[0])  # (I, J, K, C)
         return torch.softmax(logits, dim=-1).permute(3, 0, 1, 2)
 
-    def segment(self, volume: Volume, prealign_options: PrealignOptions = PrealignOptions()) -> Segmentation:
+    def segment(self, volume: Volume) -> Segmentation:
         """Label map of ``volume`` on its own grid."""
-        aligned = align_scan(volume, self.atlas_image.to(self.device), self.grid, self.normalization,
-                             prealign_options, self.device, self.prealign)
+        aligned = align_scan(volume, self.grid, self.normalization, self.aligner, self.device)
         scores = self.scores(aligned.image)
         scan_grid = Grid(volume.shape, volume.affine)
         classes = resample_argmax(scores, self.grid, scan_grid, np.linalg.inv(aligned.world_map))

@@ -36,7 +36,7 @@ from distillseg.oneshot.atlas_prior import atlas_prior
 from distillseg.oneshot.distill import DistillationObjective, DistillOptions, build_networks
 from distillseg.oneshot.instance_optimization import refine_velocity
 from distillseg.oneshot.memory_plan import FIXED_OVERHEAD, augmenter_training_bytes, training_bytes
-from distillseg.oneshot.prealign import PrealignOptions
+from distillseg.oneshot.prealign import AtlasAligner, PrealignOptions
 from distillseg.oneshot.synthesis import SynthesisOptions, SyntheticPairSampler
 from distillseg.oneshot.train_augmenter import AugmenterObjective, AugmenterOptions, build_augmenter, pair_batch
 
@@ -218,10 +218,11 @@ def _prepare(options: TrainOptions, device: torch.device, dtype, progress: Progr
     progress.log(f"working grid {atlas.grid.shape} at {atlas.grid.spacing[0]:.2f} mm, "
                  f"{len(atlas.values) - 1} structures")
     targets = []
+    aligner = AtlasAligner(atlas.image.to(device), atlas.grid, PrealignOptions(seed=options.seed)) \
+        if options.prealign else None
     with progress.stage("prealign", total=len(options.unlabeled)) as bar:
         for number, path in enumerate(options.unlabeled, 1):
-            aligned = align_scan(read_image(path), atlas.image.to(device), atlas.grid, atlas.normalization,
-                                 PrealignOptions(seed=options.seed), device, options.prealign)
+            aligned = align_scan(read_image(path), atlas.grid, atlas.normalization, aligner, device)
             targets.append(aligned.image.to(device)[None, None])
             bar.update(number)
     return atlas, targets
