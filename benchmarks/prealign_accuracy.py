@@ -51,6 +51,7 @@ def baseline_module(commit: str):
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(f"prealign_{commit}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while it is being executed
     spec.loader.exec_module(module)
     return module
 
