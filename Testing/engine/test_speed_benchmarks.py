@@ -1,5 +1,6 @@
-"""The GPU check runs end to end in its CPU smoke mode (so it does not rot until a GPU runs it), and the speed
-report's warm-worker section states the speed-ups against ANTs and the targets from the measured times."""
+"""The GPU check runs end to end in its CPU smoke mode (so it does not rot until a GPU runs it); the speed report's
+warm-worker section and the pre-alignment report state speed-ups, accuracy differences and targets from the
+measured figures."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 
 import pytest
 
+from benchmarks import prealign_accuracy
+from benchmarks.harness.report import about, module_command
 from benchmarks.harness.speed_warm import SYN_1MM, SYN_2MM, warm_section
 from conftest import REPO
 
@@ -45,3 +48,17 @@ def test_warm_section_states_speedups_and_targets():
     warm["worker_second"]["seconds"], warm["labels_identical"] = 8.0, False
     text = "\n".join(warm_section(warm))
     assert "**NO**" in text and "3.8× faster (target ≥ 5×: MISSED by 1.2×)" in text
+
+
+def test_prealign_report_compares_the_versions(tmp_path):
+    rows = [{"version": version, "seed": seed, "case": case, "seconds": seconds, "dice": dice,
+             **({"error_mean_mm": error, "error_max_mm": 2 * error} if case.startswith("OASIS") else {})}
+            for version, seconds, dice, error in (("before (abc1234)", 2.0, 0.55, 0.4), ("now", 0.5, 0.56, 0.3))
+            for seed in (0, 1) for case in ("vxm", "OASIS, header moved 10°")]
+    result = {"about": about(module_command("benchmarks.prealign_accuracy")), "threads": 2, "seeds": [0, 1],
+              "rows": rows}
+    prealign_accuracy.write_report(result, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "- cost: 4.0× less time (0.50 s vs 2.00 s)" in report
+    assert "- error against the true map: -0.100 mm" in report and "vxm cases: +0.0100" in report
+    assert "| OASIS, header moved 10° | now | 0.50 s | 0.30 mm | 0.60 mm | 0.5600 ± 0.0000 |" in report
