@@ -153,8 +153,10 @@ class EngineWorker:
             job._finish(returnCode)
         elif job.restarts == 0:
             job.restarts = 1
-            job._warn(f"{job._crashMessage(returnCode).rstrip('.')}; the engine worker was started again and "
-                      "given the request again.")
+            # Reported as the engine's own warnings are, so the widgets show it in their log.
+            job._take(STDOUT, events.event_line(events.WARNING, **{events.MESSAGE: (
+                f"{job._crashMessage(returnCode).rstrip('.')}; the engine worker was started again and given the "
+                "request again.")}))
             self._send(job)
         else:
             job._fail(job._crashMessage(returnCode) if returnCode else

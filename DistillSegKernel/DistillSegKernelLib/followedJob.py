@@ -82,17 +82,14 @@ class FollowedJob:
         elif kind == events.LOG:
             self.logLines.append(message)
         elif kind == events.WARNING:
-            self._warn(message)
+            self.warnings.append(message)
+            self.logLines.append(f"Warning: {message}")
         elif kind == events.RESULT:
             self.result = events.result_fields(event)
         elif kind == events.ERROR:
             self.errorMessage = message.strip() or None
             self.logLines.append(f"Error: {self.errorMessage}")
         return event
-
-    def _warn(self, message: str) -> None:
-        self.warnings.append(message)
-        self.logLines.append(f"Warning: {message}")
 
     def _finish(self, returnCode: int) -> None:
         self.exitCode = returnCode

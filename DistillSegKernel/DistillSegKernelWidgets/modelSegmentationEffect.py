@@ -205,7 +205,8 @@ class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
             with slicer.util.tryWithErrorDisplay(_("The result could not be loaded."), waitCursor=True):
                 self.scriptedEffect.saveStateForUndo()
                 self.finishSegmentation(segmentation, self.targetSegmentationNode)
-                self.statusLabel.text = _("Done in {time}.").format(time=jobProtocol.formatDuration(job.elapsedSeconds()))
+                self.statusLabel.text = " ".join([_("Done in {time}.").format(
+                    time=jobProtocol.formatDuration(job.elapsedSeconds())), *job.warnings])  # e.g. a restarted engine
         else:
             self.discardSegmentation(segmentation)
             if job.state == jobProtocol.CANCELLED:

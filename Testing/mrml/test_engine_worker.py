@@ -80,9 +80,11 @@ def test_cancel_ends_the_worker_tree_and_the_next_request_starts_another(tiny, t
 def test_a_worker_killed_under_a_request_is_started_again_once_and_says_so(tiny, tmp_path):
     worker = EngineWorker(engineEnvironment())
     try:
-        job = worker.submit(_segment(tiny, tmp_path / "a.nii.gz"))
+        events = []
+        job = worker.submit(_segment(tiny, tmp_path / "a.nii.gz"), onEvent=events.append)
         os.kill(worker.pid, signal.SIGKILL)  # what the system's out-of-memory killer does
         assert jobProtocol.waitFor(job, TIMEOUT_S) == jobProtocol.SUCCEEDED, job.errorMessage
+        assert events[0]["event"] == "warning" and events[0]["message"] == job.warnings[0]  # the widgets log it
         assert worker.starts == 2 and job.restarts == 1
         assert job.warnings == ["The engine was stopped by signal 9 (out of memory, or killed by the system); the "
                                 "engine worker was started again and given the request again."]
