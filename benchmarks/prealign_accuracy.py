@@ -41,6 +41,13 @@ MOTIONS = [("OASIS, header moved 10°", 10.0, (1, 0, 0), (10, -5, 8)),
            ("OASIS, header moved 20°", 20.0, (0, 1, 1), (-15, 12, 20)),
            ("OASIS, header moved 25°", 25.0, (1, -1, 0.5), (20, 20, -10))]
 SEEDS = (0, 1, 2)
+CASES_INTRO = ("Fixed image: the OASIS atlas on the working grid `train --spacing 2` makes for it (the brain "
+               "benchmark's). Moving: the vxm scan (under the OASIS header, as the brain benchmark reads it), the same "
+               "with its header rotated by 15° and shifted by 20 mm, and the OASIS scan itself under three known header "
+               "motions, whose true map is known. Time: the alignment alone, in this process. Error: distance between "
+               "the found and the true map over every 50th labelled atlas voxel. Affine-only Dice: the atlas labels "
+               "carried onto the scan by the map alone (nearest neighbour), mean over the 29 evaluation structures "
+               "(vxm: against its FreeSurfer labels; OASIS: against its own).")
 
 
 def baseline_module(commit: str):
@@ -157,7 +164,7 @@ def markdown(result: dict) -> str:
                                fmt(_mean(chosen, "error_mean_mm"), 2, " mm"),
                                fmt(max((r.get("error_max_mm", float("nan")) for r in chosen), default=None), 2, " mm"),
                                f"{statistics.mean(dice):.4f} ± {statistics.pstdev(dice):.4f}"])
-    lines += section("Per case (mean over the seeds)", __doc__.split("\n\n")[2].replace("\n", " "),
+    lines += section("Per case (mean over the seeds)", CASES_INTRO,
                      ["case", "version", "time", "error (mean)", "error (max)", "affine-only Dice ± sd"], table_rows)
     summary = []
     for version in versions:
