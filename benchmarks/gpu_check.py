@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.harness.cli import benchmark_parser, log, read_raw_result, report_folder, save_run
+from benchmarks.harness.cli import benchmark_parser, log, rebuilt_only, report_folder, save_run
 from benchmarks.harness.gpu_report import write_report
 from benchmarks.harness.report import about
 from benchmarks.harness.run import distillseg
@@ -125,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ddp-steps", type=int, default=20, help="steps per stage of the DDP measurement")
     args = parser.parse_args(argv)
     out = report_folder(args, NAME)
-    if args.report_only:
-        write_report(read_raw_result(args), out)
+    if rebuilt_only(args, out, write_report):
         return 0
     import torch
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness.cli import benchmark_parser, log, read_raw_result, report_folder, save_run
+from benchmarks.harness.cli import benchmark_parser, log, rebuilt_only, report_folder, save_run
 from benchmarks.harness.paths import REPO
 from benchmarks.harness.report import about, fmt, header, section, write_json, write_text
 from benchmarks.harness.scale_cases import one_header_brain
@@ -197,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", default="d055239", help="commit whose pre-alignment is 'before'")
     args = parser.parse_args(argv)
     out = report_folder(args, NAME)
-    if args.report_only:
-        write_report(read_raw_result(args), out)
+    if rebuilt_only(args, out, write_report):
         return 0
     if not (args.data / "brain").is_dir():
         print(f"Skipped: the brain data are not in {args.data}.", file=sys.stderr)

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from distillseg.contract.events import DESCRIPTION, DEVICE, PRECISION
 
-from benchmarks.harness.cli import benchmark_parser, log, read_raw_result, report_folder, save_run
+from benchmarks.harness.cli import benchmark_parser, log, rebuilt_only, report_folder, save_run
 from benchmarks.harness.estimates import network_figures
 from benchmarks.harness.paths import REPO
 from benchmarks.harness.report import about, write_json, write_text
@@ -223,8 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default="warm,segment,train,ddp,lap,gpu", help="which parts to run (comma list)")
     args = parser.parse_args(argv)
     out = report_folder(args, NAME)
-    if args.report_only:
-        write_report(read_raw_result(args), out)
+    if rebuilt_only(args, out, write_report):
         return 0
     parts = set(args.parts.split(","))
     started = time.monotonic()
