@@ -20,6 +20,9 @@
 5. **IncrementalLap** (``harness.speed_lap``): ``lap train`` segmenter and diffusion step times, ``lap learn
    --strategy ours`` step time and replay generation, ``lap sample`` throughput (DDIM, 50 steps), ``lap segment``
    per frame, at 128×160 on SYNTHETIC frames; FLOPs of both networks for the GPU plan.
+6. **Warm worker** (``harness.speed_warm``): on the 1 mm brain, the ``segment`` command (cold), ``distillseg worker``'s
+   second scan with the same model (warm: what each later Segment press in Slicer costs) and the worker's peak
+   memory, ANTs SyN (40, 20) at 2 mm and SyN at 1 mm on the same pair; warm labels checked against the cold ones.
 
 One command from the repository root (about 45 min on 2 CPU cores)::
 
@@ -40,13 +43,15 @@ from pathlib import Path
 
 from distillseg.contract.events import DESCRIPTION, DEVICE, PRECISION
 
-from benchmarks.harness.cli import benchmark_parser, log, read_raw_result, report_folder, save_run
+from benchmarks.harness.cli import benchmark_parser, log, rebuilt_only, report_folder, save_run
 from benchmarks.harness.estimates import network_figures
 from benchmarks.harness.paths import REPO
 from benchmarks.harness.report import about, write_json, write_text
 from benchmarks.harness.run import distillseg
+from benchmarks.harness.scale_cases import brain_pair, prepare_cases
 from benchmarks.harness.speed_lap import lap_costs, lap_network_figures
 from benchmarks.harness.speed_report import markdown, plot
+from benchmarks.harness.speed_warm import warm_costs
 
 NAME = "speed_scale"
 # The per-pair instance optimisation between the two training stages is not a step being timed here, and at 1 mm its
@@ -56,87 +61,17 @@ GB = 2**30
 
 
 # ----------------------------------------------------------------------------------------------- data
-def _grid_like(shape, affine, new_shape):
-    """A grid over the same field of view (outer voxel edges) with ``new_shape`` voxels: 160 -> 80 voxels of 1 mm
-    gives exactly 2 mm voxels."""
-    import numpy as np
-
-    from distillseg.oneshot.geometry import Grid
-
-    factors = np.array(shape, dtype=np.float64) / np.array(new_shape, dtype=np.float64)
-    new_affine = affine.copy()
-    new_affine[:3, :3] = affine[:3, :3] * factors
-    # New voxel i sits at old voxel i·f + (f - 1)/2, so both grids cover the same box.
-    new_affine[:3, 3] = affine[:3, :3] @ ((factors - 1) / 2) + affine[:3, 3]
-    return Grid(tuple(int(s) for s in new_shape), new_affine)
-
-
-def _resampled(image_path: Path, labels_path: Path | None, new_shape, out_image: Path, out_labels: Path | None,
-               to_hu: bool = False) -> None:
-    """Resample a scan (linear) and its labels (per-label linear + argmax, the engine's own resampler)."""
-    import nibabel as nib
-    import numpy as np
-    import torch
-
-    from distillseg.oneshot.geometry import Grid, resample, resample_labels
-
-    source = nib.load(image_path)
-    src = Grid(source.shape[:3], source.affine)
-    dst = _grid_like(source.shape[:3], source.affine, new_shape)
-    image = resample(torch.from_numpy(np.asarray(source.dataobj, dtype=np.float32))[None], src, dst)[0].numpy()
-    if to_hu:  # the [0, 1] spine CT back to a Hounsfield-like range, stored as CT usually is
-        image = np.rint(image * 2000.0 - 1000.0).astype(np.int16)
-    nib.save(nib.Nifti1Image(image, dst.affine), out_image)
-    if labels_path is not None:
-        labels = np.rint(np.asarray(nib.load(labels_path).dataobj)).astype(np.int64)
-        values = [int(v) for v in np.unique(labels)]
-        classes = resample_labels(torch.from_numpy(labels), values, src, dst).numpy()
-        nib.save(nib.Nifti1Image(np.asarray(values, dtype=np.int16)[classes], dst.affine), out_labels)
-
-
-def brain_pair(data: Path) -> tuple[Path, Path, Path]:
-    """The OASIS atlas, its seg35 labels and the vxm scan in the shared data folder."""
-    brain = data / "brain"
-    return (brain / "oasis_example_aligned_norm.nii.gz", brain / "oasis_example_aligned_seg35.nii.gz",
-            brain / "vxm_test_scan_norm.nii.gz")
-
-
 def brain_training(data: Path) -> list:
     """``train``'s inputs for the training measurements: the OASIS atlas and labels, the vxm scan unlabelled."""
     oasis, seg35, vxm = brain_pair(data)
     return ["--atlas", oasis, "--atlas-labels", seg35, "--unlabeled", vxm, *NO_REFINE]
 
 
-def prepare_cases(data: Path, work: Path) -> list[dict] | None:
-    """The three segment cases: atlas, labels, unlabelled scan, scan to segment, training spacing, window."""
-    oasis, seg35, vxm = brain_pair(data)
-    spine = data / "spine_ct"
-    if not oasis.is_file() or not spine.is_dir():
-        return None
-    folder = work / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "vxm_2mm.nii.gz").is_file():
-        _resampled(oasis, seg35, (80, 96, 112), folder / "oasis_2mm.nii.gz", folder / "oasis_2mm_seg35.nii.gz")
-        _resampled(vxm, None, (80, 96, 112), folder / "vxm_2mm.nii.gz", None)
-    if not (folder / "ct_512x512x300_labels.nii.gz").is_file():
-        _resampled(spine / "verse_spine_image704.nii.gz", spine / "verse_spine_label704.nii.gz", (512, 512, 300),
-                   folder / "ct_512x512x300.nii.gz", folder / "ct_512x512x300_labels.nii.gz", to_hu=True)
-    return [
-        {"name": "brain 2 mm", "atlas": folder / "oasis_2mm.nii.gz", "labels": folder / "oasis_2mm_seg35.nii.gz",
-         "unlabeled": folder / "vxm_2mm.nii.gz", "input": folder / "vxm_2mm.nii.gz", "spacing": "atlas",
-         "window": (64, 64, 64), "budget": "1.5G"},
-        {"name": "brain 1 mm", "atlas": oasis, "labels": seg35, "unlabeled": vxm, "input": vxm, "spacing": "atlas",
-         "window": (96, 96, 96), "budget": "6G"},
-        {"name": "CT 512×512×300", "atlas": folder / "ct_512x512x300.nii.gz",
-         "labels": folder / "ct_512x512x300_labels.nii.gz", "unlabeled": folder / "ct_512x512x300.nii.gz",
-         "input": folder / "ct_512x512x300.nii.gz", "spacing": "auto", "window": (96, 96, 96), "budget": "6G"},
-    ]
-
-
 def _shape(path: Path) -> list[int]:
     import nibabel as nib
 
     return list(nib.load(path).shape[:3])
+
 
 
 # ----------------------------------------------------------------------------------------- measurements
@@ -271,7 +206,7 @@ def kept_figures(previous: dict) -> dict:
     """The measured parts of an earlier results file, with ``measured_by`` naming the run that measured each, so
     a run with ``--parts`` redoes only those parts and the report still says where every figure came from."""
     kept = {"measured_by": {}}
-    for key in ("segment", "train", "ddp", "lap", "network_figures"):
+    for key in ("warm", "segment", "train", "ddp", "lap", "network_figures"):
         if key in previous:
             kept[key] = previous[key]
             kept["measured_by"][key] = previous.get("measured_by", {}).get(key) or earlier_run(previous, key)
@@ -285,11 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-cap-gb", type=float, default=14.0,
                         help="do not start a training measurement extrapolated to need more than this")
     parser.add_argument("--lap-steps", type=int, default=6, help="iterations per stage in the lap measurements")
-    parser.add_argument("--parts", default="segment,train,ddp,lap,gpu", help="which parts to run (comma list)")
+    parser.add_argument("--parts", default="warm,segment,train,ddp,lap,gpu", help="which parts to run (comma list)")
     args = parser.parse_args(argv)
     out = report_folder(args, NAME)
-    if args.report_only:
-        write_report(read_raw_result(args), out)
+    if rebuilt_only(args, out, write_report):
         return 0
     parts = set(args.parts.split(","))
     started = time.monotonic()
@@ -306,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
               "engine_options": engine_options()}
     result.update(kept_figures(previous))
     # The report is rewritten after every part, so a stopped run keeps what it measured.
-    steps = [("segment", lambda: segment_costs(cases, args.work, args.threads, args.smoke,
+    steps = [("warm", lambda: warm_costs(args.data, args.work, args.threads, args.smoke, cases)),
+             ("segment", lambda: segment_costs(cases, args.work, args.threads, args.smoke,
                                                result["engine_options"])),
              ("ddp", lambda: ddp_throughput(args.data, args.work, args.train_steps, args.smoke)),
              ("train", lambda: training_steps(args.data, args.work, args.threads, args.train_steps,

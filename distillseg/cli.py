@@ -1,4 +1,5 @@
-"""The ``distillseg`` command line: ``distillseg oneshot …``, ``distillseg lap …``, ``distillseg model …``.
+"""The ``distillseg`` command line: ``distillseg oneshot …``, ``distillseg lap …``, ``distillseg model …``,
+``distillseg worker``.
 
 Each method registers its verbs from its own ``cli`` module; heavy imports (torch, MONAI) happen inside the verbs,
 so ``--help`` is instant.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
@@ -38,6 +40,7 @@ def _add_model_verbs(subparsers) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from distillseg.common.worker import add_worker_verb
     from distillseg.lap.cli import add_lap_verbs
     from distillseg.oneshot.cli import add_oneshot_verbs
 
@@ -46,11 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Few-label segmentation engine of the OneShotSeg 3D Slicer extension.",
     )
     parser.add_argument("--version", action="version", version=f"distillseg {__version__}")
-    subparsers = parser.add_subparsers(dest="method", required=True, metavar="{oneshot,lap,model}")
+    subparsers = parser.add_subparsers(dest="method", required=True, metavar="{oneshot,lap,model,worker}")
     add_oneshot_verbs(subparsers)
     add_lap_verbs(subparsers)
     _add_model_verbs(subparsers)
+    add_worker_verb(subparsers)
     return parser
+
+
+# Verbs whose processes share the work under torchrun (DDP training; inputs split between the ranks). Every other
+# verb runs on rank 0 alone and the other processes end at once: they would write the same files (or take the same
+# output lock) and print the same output again.
+SHARED_UNDER_TORCHRUN = {("oneshot", "train"), ("oneshot", "segment"), ("lap", "train"), ("lap", "learn"),
+                         ("lap", "segment")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(monai|torch)(\.|$)")
     args = build_parser().parse_args(argv)
+    # torchrun's RANK and WORLD_SIZE, read without importing torch (``common.distributed`` would).
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (args.method, getattr(args, "verb", None)) \
+            not in SHARED_UNDER_TORCHRUN:
+        if int(os.environ.get("RANK", "0")) > 0:
+            return 0
+        os.environ["WORLD_SIZE"] = "1"  # rank 0 works alone: joining a process group would wait for the others
     return run_verb(args.verb_function, args)
 
 

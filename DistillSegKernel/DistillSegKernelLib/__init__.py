@@ -3,7 +3,11 @@ without Qt.
 
 - ``engine``: where the engine is, and how to start it as a child process (found once, here);
 - ``jobProtocol``: what a job the widgets can drive offers (``Job``), its states and progress, and ``waitFor``;
-- ``jobRunner``: one engine child process followed through its ``--progress jsonl`` events, with cancel;
+- ``jobRunner``: one engine child process followed through its ``--progress jsonl`` events, with cancel
+  (``childProcess``: the process, its output lines and its process tree; ``followedJob``: a job's state from the
+  engine's lines and exit code);
+- ``engineWorker``: segmentations as requests to one long-lived ``distillseg worker`` shared by the modules and
+  effects (the model stays loaded), each a job like an engine job;
 - ``jobChain``: several engine commands run one after another and followed as one job;
 - ``jobControl``: one job at a time for a module, started, then finished or abandoned;
 - ``modelStore``: the user's model bundles under ``~/.oneshotseg/models`` (list, zip import/export, delete);

@@ -5,16 +5,16 @@ IncrementalLap's learning is such a chain: ``lap learn`` (or ``lap train`` for a
 of the previous and the new version on the frames marked for checking. A failed or cancelled step ends the chain.
 Segmenting the frames of a long video is a one-command chain with a preparation: writing the frames for the engine
 would freeze Slicer if done at once, so each ``poll()`` (a QTimer tick in Slicer) writes frames for at most
-``sliceSeconds`` and returns.
+``sliceSeconds`` and returns; its step is a request to the engine worker (``startStep``), not a new process.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from .jobProtocol import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobProgress
+from .jobProtocol import CANCELLED, FAILED, RUNNING, SUCCEEDED, Job, JobProgress
 from .jobRunner import EngineJob
 
 PREPARATION_SLICE_SECONDS = 0.1  # the longest one poll() prepares: Slicer's GUI stays responsive
@@ -26,8 +26,9 @@ def _ofRunningStep(name: str, before=None) -> property:
 
 
 class JobChain:
-    """``steps``: ``(title, command)`` pairs run in order, each an ``EngineJob`` with ``environment`` and
-    ``onEvent``; ``results`` holds each finished step's ``result`` event. What the widget reads (progress, device,
+    """``steps``: ``(title, command)`` pairs run in order, each started as ``startStep(command, environment,
+    onEvent)`` (default: an ``EngineJob``, a child process; ``engineWorker.startRequest`` sends the step's
+    ``distillseg`` arguments to the warm engine worker instead); ``results`` holds each finished step's ``result`` event. What the widget reads (progress, device,
     error, cancel grace) is the running step's; ``logLines`` covers every step so far.
 
     ``preparation`` (optional): ``(title, work)`` where ``work`` yields ``(done, total)`` after each piece of work
@@ -37,7 +38,8 @@ class JobChain:
 
     def __init__(self, steps: list[tuple[str, list[str]]], environment: dict | None = None, onEvent=None,
                  preparation: tuple[str, Iterator[tuple[int, int]]] | None = None,
-                 sliceSeconds: float = PREPARATION_SLICE_SECONDS):
+                 sliceSeconds: float = PREPARATION_SLICE_SECONDS,
+                 startStep: Callable[[list[str], dict | None, Callable | None], Job] | None = None):
         if not steps:
             raise ValueError("a job chain needs at least one step")
         self.steps = steps
@@ -45,14 +47,17 @@ class JobChain:
         self.onEvent = onEvent
         self.preparation = preparation
         self.sliceSeconds = sliceSeconds
+        self.startStep = startStep or (lambda command, environment, onEvent:
+                                       EngineJob(command, environment, onEvent=onEvent).start())
         self.index = -1
-        self.job: EngineJob | None = None
+        self.job: Job | None = None
         self.results: list[dict | None] = []
         self.state = RUNNING
         self.startTime: float | None = None
         self.errorMessage: str | None = None
         self._preparationProgress = JobProgress(preparation[0] if preparation else "")
         self._finishedLines: deque[str] = deque(maxlen=2000)
+        self._finishedWarnings: list[str] = []
 
     def start(self) -> "JobChain":
         self.startTime = time.monotonic()
@@ -63,10 +68,11 @@ class JobChain:
     def _startNext(self) -> None:
         if self.job is not None:
             self._finishedLines.extend(self.job.logLines)
+            self._finishedWarnings.extend(self.job.warnings)
         self.index += 1
         title, command = self.steps[self.index]
         self._finishedLines.append(f"--- {title} ({self.index + 1} of {len(self.steps)})")
-        self.job = EngineJob(command, self.environment, onEvent=self.onEvent).start()
+        self.job = self.startStep(command, self.environment, self.onEvent)
 
     def _prepare(self) -> None:
         """Run the preparation for at most ``sliceSeconds``; start the first step once it is done."""
@@ -105,6 +111,10 @@ class JobChain:
     @property
     def result(self):
         return self.results[-1] if self.results else None
+
+    @property
+    def warnings(self) -> list[str]:
+        return self._finishedWarnings + (list(self.job.warnings) if self.job else [])
 
     @property
     def logLines(self) -> list[str]:

@@ -68,6 +68,10 @@ class Job(Protocol):
     @property
     def cancelGraceSeconds(self) -> float: ...
 
+    @property
+    def warnings(self) -> Sequence[str]:
+        """The engine's ``warning`` messages so far (e.g. a worker that had to be started again)."""
+
     def poll(self) -> list[dict]:
         """Handle what the engine wrote since the last call; returns those events. Never blocks."""
 

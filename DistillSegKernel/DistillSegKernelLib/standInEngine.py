@@ -12,6 +12,8 @@ command do so). It imports numpy, Pillow and the engine's torch-free contract pa
   model's values given to intensity bands of the upper half of the scan;
 - ``lap segment``: an index PNG per frame, the model's values given to column bands of the brighter pixels;
 - ``lap evaluate``: the IoU and Dice of those bands against the collected masks;
+- ``worker``: the engine worker's protocol (``distillseg.contract.worker``): each request line runs one of the
+  verbs above and ends with its ``done`` line, until stdin closes;
 - anything else: the engine's error event and exit code 2.
 
 Every step lasts ``$DISTILLSEG_STAND_IN_STEP_SECONDS`` (default 0.01 s), so a job with many iterations runs long
@@ -37,6 +39,7 @@ from distillseg.contract.errors import EXIT_CANCELLED, EXIT_USER_ERROR, UserErro
 from distillseg.contract.frames import FRAME_SUFFIXES, read_frame, read_mask, write_index_png
 from distillseg.contract.labels import LabelEntry, LabelTable, default_color, read_label_table
 from distillseg.contract.manifest import FORMAT_VERSION, LAP, MANIFEST, ONESHOT, read_manifest, sha256_of
+from distillseg.contract.worker import RequestError, done_line, parse_request, request_id_of
 
 STEP_SECONDS_VARIABLE = "DISTILLSEG_STAND_IN_STEP_SECONDS"
 DESCRIPTION = "stand-in engine (no PyTorch, nothing is learned)"
@@ -218,12 +221,37 @@ def parse(argv: list[str]):
     return parser.parse_known_args(argv)[0]
 
 
+def serveRequests() -> int:
+    """``worker``: run each request line's command as ``main`` would, then its ``done`` line; 0 when stdin closes
+    (a cancelled request ends the whole worker, as the real one does)."""
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            requestId, arguments = parse_request(line)
+        except RequestError as error:
+            emit(events.ERROR, **{events.MESSAGE: str(error)})
+            print(done_line(request_id_of(line), EXIT_USER_ERROR), flush=True)
+            continue
+        code = main(arguments)
+        if code == EXIT_CANCELLED:
+            return code
+        print(done_line(requestId, code), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     def cancel(signalNumber, frame):
         raise Cancelled()
 
     signal.signal(signal.SIGTERM, cancel)
-    args = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        try:
+            return serveRequests()
+        except Cancelled:  # between requests
+            return EXIT_CANCELLED
+    args = parse(argv)
     emit(events.DEVICE, **{events.DEVICE: "cpu", events.DESCRIPTION: DESCRIPTION, events.PRECISION: "fp32"})
     try:
         verb = VERBS.get((args.method, args.verb))

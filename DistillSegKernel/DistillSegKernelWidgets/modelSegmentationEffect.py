@@ -232,7 +232,7 @@ class ModelSegmentationEffect(AbstractScriptedSegmentEditorEffect):
                     done += " " + _("Another segmentation was selected meanwhile: '{name}' was written without an "
                                     "Undo step.").format(name=target.GetName())
                 self.finishSegmentation(segmentation, target)
-                self.statusLabel.text = done
+                self.statusLabel.text = " ".join([done, *job.warnings])  # e.g. a restarted engine
         else:
             self.discardSegmentation(segmentation)
             if job.state == jobProtocol.CANCELLED:

@@ -1,8 +1,9 @@
 """Segment frames with an IncrementalLap model: the current frame, a selection of frames, or every frame of a
 sequence (into a segmentation sequence).
 
-The frames are written as PNGs into a temporary folder, one ``lap segment`` job segments the whole folder, and each
-index PNG comes back onto its frame's exact grid. The frames are written as the job is polled, a slice of time at
+The frames are written as PNGs into a temporary folder, one ``lap segment`` request to the engine worker
+(``DistillSegKernelLib.engineWorker``: the model stays loaded between segmentations) segments the whole folder,
+and each index PNG comes back onto its frame's exact grid. The frames are written as the job is polled, a slice of time at
 each poll (``jobChain.JobChain``'s preparation): writing every frame of a long video at once would freeze Slicer
 before the job even starts. Segments get the model's names and colours; a structure's
 segment ID follows its class value (``Label_<value>`` in a new segmentation, the tagged segment in an existing one,
@@ -17,13 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from DistillSegKernelLib import segmentLabels
-from DistillSegKernelLib.engine import engineEnvironment
+from DistillSegKernelLib import engineWorker, segmentLabels
 from DistillSegKernelLib.jobChain import JobChain
 from DistillSegKernelLib.modelStore import ModelInfo
 
 from . import frameSequences, frameVolumes
-from .lapJobs import METHOD, segmentCommand
+from .lapJobs import METHOD, segmentArguments
 
 SEGMENTED_FRAME_ATTRIBUTE = "IncrementalLap.SegmentedFrame"  # on segmentations this module made: the frame's ID
 MODEL_ATTRIBUTE = "IncrementalLap.Model"
@@ -62,7 +62,7 @@ def startFrameSegmentation(model: ModelInfo, frames: list[tuple[str, object]], f
                            device: str = "auto", environment: dict | None = None, onEvent=None,
                            browserNode=None) -> FrameSegmentationJob:
     """Start segmenting the frames; returns at once (the frames are written as the job is polled, then
-    ``distillseg lap segment`` runs on them)."""
+    ``distillseg lap segment`` runs on them in the engine worker)."""
     if model.method != METHOD:
         raise FrameSegmentationError(f"Model '{model.name}' is not an IncrementalLap model.")
     if not frames:
@@ -73,9 +73,10 @@ def startFrameSegmentation(model: ModelInfo, frames: list[tuple[str, object]], f
     framesFolder = folder / "frames"
     framesFolder.mkdir(parents=True, exist_ok=True)
     files = [framesFolder / f"frame{position:05d}.png" for position in range(len(frames))]
-    command = segmentCommand(model.path, framesFolder, folder / "labels", device)
-    job = JobChain([("segmenting", command)], engineEnvironment(environment), onEvent,
-                   preparation=("writing frames", _writeFrames(list(frames), files))).start()
+    arguments = segmentArguments(model.path, framesFolder, folder / "labels", device)
+    job = JobChain([("segmenting", arguments)], environment, onEvent,
+                   preparation=("writing frames", _writeFrames(list(frames), files)),
+                   startStep=engineWorker.startRequest).start()
     return FrameSegmentationJob(model, list(frames), folder, job, browserNode, files)
 
 

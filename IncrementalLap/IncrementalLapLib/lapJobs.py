@@ -3,7 +3,8 @@ and in model manifests).
 
 Every command is built with ``DistillSegKernelLib.engine.engineCommand`` and run by the kernel's job runner
 (``jobRunner.EngineJob``, or ``jobChain.JobChain`` for learning: ``lap learn`` or ``lap train``, then ``lap evaluate``
-of the previous and the new version on the frames marked for checking).
+of the previous and the new version on the frames marked for checking); ``lap segment`` is a request to the kernel's
+engine worker (``engineWorker.startRequest``), which keeps the model loaded between segmentations.
 """
 
 from __future__ import annotations
@@ -74,11 +75,11 @@ def evaluateCommand(modelFolder: Path, dataFolder: Path, structures: list[str], 
                           "--threads", str(threads or defaultThreads()), "--progress", "jsonl"], python)
 
 
-def segmentCommand(modelFolder: Path, inputPath: Path, outputPath: Path, device: str = "auto",
-                   python: str | None = None) -> list[str]:
-    """``lap segment``: an index PNG per frame (value = the model's class value)."""
-    return engineCommand(["lap", "segment", "--model", modelFolder, "--input", inputPath, "--output", outputPath,
-                          "--device", device, "--threads", str(defaultThreads()), "--progress", "jsonl"], python)
+def segmentArguments(modelFolder: Path, inputPath: Path, outputPath: Path, device: str = "auto") -> list[str]:
+    """``lap segment``: an index PNG per frame (value = the model's class value), as the engine worker runs it
+    (``engineWorker.startRequest``)."""
+    return [str(a) for a in ["lap", "segment", "--model", modelFolder, "--input", inputPath, "--output", outputPath,
+                             "--device", device, "--threads", defaultThreads(), "--progress", "jsonl"]]
 
 
 def restoreCommand(modelFolder: Path, step: int, outFolder: Path, python: str | None = None) -> list[str]:

@@ -14,8 +14,9 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from DistillSegKernelLib import segmentLabels, volumeFiles
+from DistillSegKernelLib import engineWorker, segmentLabels, volumeFiles
 from DistillSegKernelLib.engine import defaultThreads, engineCommand, engineEnvironment
+from DistillSegKernelLib.jobProtocol import Job
 from DistillSegKernelLib.jobRunner import EngineJob, removedIfStartFails
 from DistillSegKernelLib.modelStore import ModelInfo, ModelStore
 
@@ -190,10 +191,10 @@ def finishTraining(store: ModelStore, modelName: str, inputs: TrainingInputs) ->
     return model
 
 
-def segmentCommand(model: ModelInfo, inputFile: Path, outputFile: Path, device: str = "auto",
-                   python: str | None = None) -> list[str]:
-    return engineCommand(["oneshot", "segment", "--model", model.path, "--input", inputFile, "--output", outputFile,
-                          "--device", device, "--progress", "jsonl"], python)
+def segmentArguments(model: ModelInfo, inputFile: Path, outputFile: Path, device: str = "auto") -> list[str]:
+    """``oneshot segment`` of one scan, as the engine worker runs it (``engineWorker.startRequest``)."""
+    return [str(a) for a in ["oneshot", "segment", "--model", model.path, "--input", inputFile, "--output",
+                             outputFile, "--device", device, "--progress", "jsonl"]]
 
 
 @dataclass
@@ -205,12 +206,13 @@ class SegmentationJob:
     folder: Path
     inputFile: Path
     outputFile: Path
-    job: EngineJob
+    job: Job
 
 
 def startSegmentation(model: ModelInfo, volumeNode, folder: str | Path, device: str = "auto",
                       environment: dict | None = None, onEvent=None) -> SegmentationJob:
-    """Write the scan to ``folder`` and start ``distillseg oneshot segment`` on it."""
+    """Write the scan to ``folder`` and segment it with ``distillseg oneshot segment`` in the engine worker (one
+    process for every segmentation of the session: the model stays loaded)."""
     if model.method != METHOD:
         raise OneShotJobError(f"Model '{model.name}' is not a OneShotSeg model.")
     volumeFiles.checkScalarVolume(volumeNode, "scan to segment")
@@ -218,8 +220,7 @@ def startSegmentation(model: ModelInfo, volumeNode, folder: str | Path, device: 
     folder.mkdir(parents=True, exist_ok=True)
     inputFile = volumeFiles.writeVolumeFile(volumeNode, folder / "input.nrrd")
     outputFile = folder / "labels.nrrd"
-    command = segmentCommand(model, inputFile, outputFile, device)
-    job = EngineJob(command, engineEnvironment(environment), onEvent=onEvent).start()
+    job = engineWorker.startRequest(segmentArguments(model, inputFile, outputFile, device), environment, onEvent)
     return SegmentationJob(model, volumeNode, folder, inputFile, outputFile, job)
 
 

@@ -10,6 +10,7 @@ Each case records its group and sentence (``record_property``) for ``benchmarks/
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import zipfile
@@ -22,7 +23,7 @@ import pytest
 
 from mrml_fixtures import oneshotParameters, scene, slicerApp  # noqa: F401  (pytest fixtures)
 from distillseg.common.volume_io import read_image, read_labels, write_labels
-from distillseg.contract.errors import UserError
+from distillseg.contract.errors import EXIT_OUT_OF_MEMORY, UserError
 from DistillSegKernelLib import jobProtocol, jobRunner, segmentLabels, volumeFiles
 from OneShotSegLib import oneshotJobs, sampleCase
 from DistillSegKernelLib.engine import engineCommand, engineEnvironment
@@ -222,7 +223,7 @@ def engine_out_of_memory(w):
 
     def run():
         job = jobRunner.runEngine(command, engineEnvironment(), timeoutSeconds=120)
-        assert job.state == jobProtocol.FAILED and job.exitCode == jobRunner.EXIT_OUT_OF_MEMORY
+        assert job.state == jobProtocol.FAILED and job.exitCode == EXIT_OUT_OF_MEMORY
         raise RuntimeError(job.errorMessage)
 
     return GlueCase(run, RuntimeError, ("--max-memory",), None, [out])
@@ -237,7 +238,7 @@ def engine_killed_by_the_system(w):
         job = control.startTraining(parameters)
         while job.running and not (job.progress.stage == "augmenter" and job.progress.step >= 2):
             jobProtocol.waitFor(job, 0.1)
-        job._process.send_signal(signal.SIGKILL)  # what the kernel's out-of-memory killer does
+        os.kill(job.pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
         assert jobProtocol.waitFor(job, 60) == jobProtocol.FAILED
         control.abandonJob()  # what the module does with a failed job
         raise RuntimeError(job.errorMessage)

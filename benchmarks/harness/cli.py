@@ -55,6 +55,14 @@ def read_raw_result(args: argparse.Namespace) -> dict:
     return json.loads(raw_result(args).read_text())
 
 
+def rebuilt_only(args: argparse.Namespace, out: Path, write_report: Callable[[dict, Path], None]) -> bool:
+    """With ``--report-only``: the report in ``out`` rebuilt from the earlier run's raw result, and True (the script
+    has nothing more to do); else False."""
+    if args.report_only:
+        write_report(read_raw_result(args), out)
+    return args.report_only
+
+
 def save_run(result: dict, started: float, args: argparse.Namespace, write_report: Callable[[dict], None]) -> None:
     """Record the run's wall time since ``started`` (``time.monotonic``), keep its raw result in the scratch folder
     first (so ``--report-only`` can rebuild whatever happens next), then write the report."""

@@ -9,6 +9,7 @@ from .estimates import GPU_ASSUMPTIONS, gpu_inference_seconds, gpu_training_memo
 from .figures import pyplot, save
 from .report import fmt, header, ratio, section, table
 from .speed_lap import lap_section
+from .speed_warm import warm_section
 
 GB = 2**30
 CT_TARGET_GB = 6.0
@@ -178,7 +179,7 @@ def gaps_section(options: dict) -> list[str]:
     return lines + [""]
 
 
-SECTION_OF_PART = {"segment": "§1 segment cost", "train": "§2 training steps", "ddp": "§3 DDP",
+SECTION_OF_PART = {"warm": "§6 warm worker", "segment": "§1 segment cost", "train": "§2 training steps", "ddp": "§3 DDP",
                    "network_figures": "§4 GPU plan and §5's GPU line", "lap": "§5 IncrementalLap"}
 
 
@@ -214,6 +215,8 @@ def markdown(result: dict) -> str:
         lines += gpu_section(result["network_figures"], result.get("segment", []), result.get("train", []))
     if "lap" in result:
         lines += lap_section(result["lap"], result.get("network_figures", {}).get("lap"))
+    if "warm" in result:
+        lines += warm_section(result["warm"])
     lines += gaps_section(result["engine_options"])
     return "\n".join(lines)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from distillseg.contract.errors import UserError
+
 
 @dataclass(frozen=True)
 class World:
@@ -85,3 +87,15 @@ def all_reduce_mean(value: torch.Tensor, world: World) -> torch.Tensor:
 def shard(items: list, world: World) -> list:
     """This rank's share of ``items`` (round robin), e.g. the input files of a ``segment`` run."""
     return items[world.rank::world.size]
+
+
+def global_batch(requested: int | None, world: World, option: str, single: int = 1) -> int:
+    """The samples of one step over all processes: ``requested``, or by default ``single`` for one process and at
+    least one per process under ``torchrun``. A ``requested`` batch smaller than the number of processes would leave
+    a process with no sample (an empty batch reaching ``torch.cat``): refused in one sentence naming ``option``."""
+    if requested is None:
+        return max(single, world.size)
+    if requested < world.size:
+        raise UserError(f"{option} {requested} leaves some of the {world.size} torchrun processes without a sample; "
+                        f"give {option} {world.size} or more, or leave it out (then each process gets at least one).")
+    return requested

@@ -10,7 +10,8 @@ sides must agree on lives here and nowhere else, and this package is the only en
 - ``atomic``: how outputs are staged (hidden temporary names) and locked, so either side can sweep what a killed
   writer left;
 - ``labels``: the label table (value, name, colour, terminology) as manifests and ``--label-names`` files hold it;
-- ``frames``: the frame files the IncrementalLap method exchanges (RGB frames in, index PNGs out).
+- ``frames``: the frame files the IncrementalLap method exchanges (RGB frames in, index PNGs out);
+- ``worker``: the requests ``distillseg worker`` reads on stdin and the ``done`` line that ends each answer.
 
 Plain Python with numpy and Pillow at most (both ship with Slicer): importing it never loads torch or MONAI, which is
 tested with those made unimportable.

@@ -161,7 +161,8 @@ def add_lap_verbs(subparsers) -> None:
 
     sample = verbs.add_parser("sample", help="write frames the diffusion replay generates (SYNTHETIC)")
     sample.add_argument("--model", required=True, metavar="MODEL", help="model bundle")
-    sample.add_argument("--n", type=int, default=8, help="number of frames (default: 8)")
+    # "--count" because torchrun's own parser takes a bare "--n" for an abbreviation of its options and stops.
+    sample.add_argument("--count", "--n", dest="n", type=int, default=8, help="number of frames (default: 8)")
     sample.add_argument("--out", required=True, metavar="DIR", help="folder to write (replaced if it exists)")
     sample.add_argument("--confidence", type=float, default=0.7, help="pseudo-label threshold (default: 0.7)")
     add_runtime_options(sample)

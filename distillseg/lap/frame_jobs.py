@@ -10,6 +10,7 @@ from distillseg.common.distributed import shard
 from distillseg.contract.errors import UserError, file_error
 from distillseg.contract.frames import is_frame_file, read_frame, write_frame, write_index_png
 from distillseg.common.frame_views import write_overlay
+from distillseg.common.model_cache import cached_model
 from distillseg.lap.classes import parse_class_list
 from distillseg.lap.data import find_records, load_frameset
 from distillseg.lap.evaluation import confusion_scores, group_means, named_scores
@@ -46,11 +47,15 @@ def _inputs(path: Path) -> list[Path]:
     raise file_error(path, "input frame or folder does not exist")
 
 
+def _loaded(path, device):
+    model = load_lap_model(path)
+    return model, model.build(device)
+
+
 def run_segment(args, progress) -> int:
     """Write an index PNG per frame (0 = background, value = class), and optionally a colour overlay."""
     device, dtype, world = runtime(args, progress)
-    model = load_lap_model(args.model)
-    net = model.build(device)
+    model, net = cached_model(args, str(device), lambda: _loaded(args.model, device), progress)
     source, target = Path(args.input), Path(args.output)
     inputs = _inputs(source)
     single = source.is_file() and target.suffix.lower() == ".png"

@@ -39,6 +39,16 @@ def _train(args, progress) -> int:
     return 0
 
 
+def _batch(word: str) -> int | None:
+    """``--batch-size`` / ``--batch-pairs``: a positive count, or ``auto`` (None: settled by the number of
+    processes, ``distributed.global_batch``)."""
+    if word == "auto":
+        return None
+    if not word.isdigit() or int(word) < 1:
+        raise argparse.ArgumentTypeError(f"a positive whole number or 'auto', not {word!r}")
+    return int(word)
+
+
 def _patch_size(words: list[str]) -> tuple[int, int, int] | None:
     """``--patch-size``: three positive voxel counts, or ``whole`` (None: the whole working grid)."""
     from distillseg.contract.errors import UserError
@@ -157,10 +167,12 @@ def add_oneshot_verbs(subparsers) -> None:
     advanced = train.add_argument_group("method")
     advanced.add_argument("--lr", type=float, default=2e-3, help="distillation learning rate (Adam)")
     advanced.add_argument("--augmenter-lr", type=float, default=1e-4, help="augmenter learning rate (Adam)")
-    advanced.add_argument("--batch-pairs", type=int, default=2,
-                          help="image pairs per augmenter step (the global batch, shared out under torchrun)")
-    advanced.add_argument("--batch-size", type=int, default=1,
-                          help="synthetic samples per distillation step (the global batch, shared out under torchrun)")
+    advanced.add_argument("--batch-pairs", type=_batch, default="auto",
+                          help="image pairs per augmenter step (the global batch, shared out under torchrun); "
+                               "auto = 2, or one per process when torchrun starts more")
+    advanced.add_argument("--batch-size", type=_batch, default="auto",
+                          help="synthetic samples per distillation step (the global batch, shared out under "
+                               "torchrun); auto = 1, or one per process under torchrun")
     advanced.add_argument("--refine-iterations", type=int, default=100,
                           help="instance-optimisation iterations refining each atlas->scan deformation after the "
                                "augmenter's training (0 = use the network's as it is)")

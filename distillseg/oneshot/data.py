@@ -18,7 +18,7 @@ from distillseg.contract.labels import LabelTable, read_label_table
 from distillseg.common.volume_io import Volume, read_image, read_labels, same_grid
 from distillseg.oneshot.geometry import Grid, resample, resample_labels, working_grid
 from distillseg.oneshot.intensity import IntensityNormalization, choose_normalization
-from distillseg.oneshot.prealign import PrealignOptions, prealign
+from distillseg.oneshot.prealign import AtlasAligner
 
 # Working-grid size that ``--spacing auto`` aims for: a 1 mm brain fits on a GPU; a CPU gets about 2 mm.
 AUTO_MAX_VOXELS = {"cuda": 16_000_000, "cpu": 1_200_000}
@@ -117,15 +117,12 @@ class AlignedScan:
     volume: Volume
 
 
-def align_scan(volume: Volume, atlas_image: torch.Tensor, grid: Grid, normalization: IntensityNormalization,
-               options: PrealignOptions = PrealignOptions(), device: torch.device = torch.device("cpu"),
-               prealign_enabled: bool = True) -> AlignedScan:
-    """Normalise ``volume``, find its affine world map to the atlas and resample it into ``grid``."""
+def align_scan(volume: Volume, grid: Grid, normalization: IntensityNormalization, aligner: AtlasAligner | None,
+               device: torch.device = torch.device("cpu")) -> AlignedScan:
+    """Normalise ``volume``, find its affine world map to the atlas with ``aligner`` (None: the scans are already
+    aligned to the atlas, the identity) and resample it into ``grid``."""
     source = Grid(volume.shape, volume.affine)
     normalised = torch.from_numpy(normalization.apply(volume.array)).to(device)
-    if prealign_enabled:
-        world_map = prealign(atlas_image.to(device), grid, normalised, source, options)
-    else:
-        world_map = np.eye(4)
+    world_map = aligner.align(normalised, source) if aligner is not None else np.eye(4)
     image = resample(normalised[None], source, grid, world_map)[0]
     return AlignedScan(image=image, world_map=world_map, volume=volume)

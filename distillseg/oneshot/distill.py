@@ -25,7 +25,7 @@ class DistillOptions:
     iterations: int = 500
     lr: float = 2e-3
     warmup: int = 20
-    batch_size: int = 1
+    batch_size: int | None = None  # global batch; None: 1, or one per process under torchrun
     seg_weight: float = 1.0
     hint_weight: float = 1.0
     recon_weight: float = 1.0

@@ -2,13 +2,15 @@
 
 A user's scans come from other scanners, positions and fields of view; the networks work in the atlas's frame. We
 find the 4x4 world map ``T`` (atlas world mm -> scan world mm) that makes ``scan(T · p)`` look like ``atlas(p)``:
-initialised by matching intensity centres of mass, then optimised with Adam on MONAI's
-``GlobalMutualInformationLoss`` over a coarse-to-fine pyramid, rigid first (rotation + translation), then affine
-(+ scales and shears). Parameters act about the atlas's centre so rotations and translations do not couple.
+initialised by matching intensity centres of mass, then optimised with Adam on the mutual information of MONAI's
+``GlobalMutualInformationLoss`` (``mutual_information``) over a coarse-to-fine pyramid, rigid first (rotation +
+translation), then affine (+ scales and shears), with a step size that settles along each phase. Parameters act
+about the atlas's centre so rotations and translations do not couple.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,19 +18,24 @@ import torch
 import torch.nn.functional as F
 
 from distillseg.oneshot.geometry import Grid
+from distillseg.oneshot.mutual_information import mutual_information, parzen_weights
 
 
 @dataclass(frozen=True)
 class PrealignOptions:
-    """Pyramid levels (mm) and Adam iterations per level for the rigid and the affine phase."""
+    """Pyramid levels (mm) and, per level, Adam iterations of the rigid and the affine phase and random voxels per
+    iteration for the MI estimate (as ITK's samplers do). Measured on the real brains against the schedule before
+    (10 000 voxels a step at both levels, up to 320 steps with early stopping on the smoothed loss):
+    ``benchmarks/results/prealign/report.md``. The coarse level only has to find the basin, so it samples few voxels;
+    the fine one fixes the result, so it samples more and its steps are smaller."""
 
     levels_mm: tuple[float, ...] = (8.0, 4.0)
-    rigid_iterations: tuple[int, ...] = (120, 60)
-    affine_iterations: tuple[int, ...] = (80, 60)
+    rigid_iterations: tuple[int, ...] = (30, 15)
+    affine_iterations: tuple[int, ...] = (20, 15)
+    samples: tuple[int, ...] = (2000, 6000)
     bins: int = 32
-    samples: int = 10000  # random voxels per iteration for the MI estimate (as ITK's samplers do)
-    patience: int = 20    # stop a phase when the loss has not improved by ``tolerance`` for this many iterations
-    tolerance: float = 1e-4
+    step_decay: float = 0.05  # a phase's step size falls (cosine) to this fraction of its start by its last iteration
+    fine_step: float = 0.5    # step size at the finest level relative to the coarsest (geometric in between)
     seed: int = 0
 
 
@@ -43,6 +50,16 @@ def _pooled(image: torch.Tensor, grid: Grid, target_mm: float) -> tuple[torch.Te
     block = np.diag([*factors, 1.0])
     block[:3, 3] = (np.array(factors) - 1) / 2
     return pooled, Grid(tuple(int(s) for s in pooled.shape), grid.affine @ block)
+
+
+def _moving_pyramid(image: torch.Tensor, grid: Grid, levels_mm: tuple[float, ...]) -> dict[float, tuple]:
+    """``{level_mm: (pooled image, its grid)}``, each level pooled from the next finer one (the full-resolution
+    scan is read once, not once per level)."""
+    pyramid = {}
+    for level_mm in sorted(levels_mm):
+        image, grid = _pooled(image, grid, level_mm)
+        pyramid[level_mm] = (image, grid)
+    return pyramid
 
 
 def _centre_of_mass(image: torch.Tensor, grid: Grid) -> np.ndarray:
@@ -77,71 +94,107 @@ def _world_map(params: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
     return torch.cat([top, torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=params.dtype, device=params.device)])
 
 
-def _adam_step(parameter: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tensor) -> None:
-    """One step of ``torch.optim.Adam(lr=1)`` through torch's functional Adam: the same arithmetic, but building a
+def _adam_step(parameter: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, step: torch.Tensor,
+               lr: float = 1.0) -> None:
+    """One step of ``torch.optim.Adam(lr=lr)`` through torch's functional Adam: the same arithmetic, but building a
     ``torch.optim`` optimizer imports ``torch._dynamo``, 1-2 s of a whole ``segment`` command on a CPU."""
     from torch.optim.adam import adam
 
     with torch.no_grad():
         adam([parameter], [parameter.grad], [exp_avg], [exp_avg_sq], [], [step], foreach=False, amsgrad=False,
-             beta1=0.9, beta2=0.999, lr=1.0, weight_decay=0.0, eps=1e-8, maximize=False)
+             beta1=0.9, beta2=0.999, lr=lr, weight_decay=0.0, eps=1e-8, maximize=False)
+
+
+def _step_scale(options: PrealignOptions, level: int, iteration: int, iterations: int) -> float:
+    """The Adam learning rate (a multiple of the per-parameter step sizes) of ``iteration`` of a phase at ``level``:
+    smaller at finer levels (``fine_step``), and falling along the phase (``step_decay``), so the last iterations
+    settle instead of jittering by a whole step around the optimum of a noisy, sampled loss."""
+    levels = len(options.levels_mm)
+    level_scale = options.fine_step ** (level / (levels - 1)) if levels > 1 else 1.0
+    cosine = 0.5 * (1 + math.cos(math.pi * iteration / max(iterations - 1, 1)))
+    return level_scale * (options.step_decay + (1 - options.step_decay) * cosine)
+
+
+@dataclass
+class _Level:
+    """One pyramid level of the fixed image: its block-averaged grid and every voxel's Parzen window weights."""
+
+    shape: tuple[int, int, int]
+    from_index: torch.Tensor  # (4, 4) float64: level voxel -> fixed world
+    weights: torch.Tensor     # (V, bins) float32, V = the level's voxels in flat (i, j, k) order
+
+
+class AtlasAligner:
+    """Finds the world maps that align scans to one fixed image (the atlas on its working grid).
+
+    What depends on the fixed image alone — its pyramid levels, its voxels' Parzen window weights, its centre and
+    centre of mass — is computed once here, so a predictor that keeps its aligner (as ``distillseg worker`` keeps
+    its models) pays only for the scan's side of each new alignment.
+    ``fixed``: (I, J, K) intensities normalised to [0, 1] on ``fixed_grid`` (any device).
+    """
+
+    def __init__(self, fixed: torch.Tensor, fixed_grid: Grid, options: PrealignOptions = PrealignOptions()):
+        self.options, self.device = options, fixed.device
+        self.centre = torch.as_tensor(fixed_grid.affine @ np.array([*(np.array(fixed_grid.shape) - 1) / 2, 1.0]),
+                                      dtype=torch.float64, device=self.device)[:3]
+        self.centre_of_mass = _centre_of_mass(fixed, fixed_grid)
+        self.levels = []
+        for level_mm in options.levels_mm:
+            pooled, grid = _pooled(fixed, fixed_grid, level_mm)
+            self.levels.append(_Level(tuple(pooled.shape), torch.as_tensor(grid.affine, device=self.device),
+                                      parzen_weights(pooled.reshape(-1).float(), options.bins)))
+
+    def align(self, moving: torch.Tensor, moving_grid: Grid) -> np.ndarray:
+        """World map (4x4, fixed world -> moving world) aligning ``moving`` (I, J, K) in [0, 1] to the fixed image.
+
+        Initialised by the intensity centres of mass, then Adam on the negative mutual information of
+        ``options.samples`` random fixed voxels per iteration (a fresh subset each time: cheap, and it smooths the
+        MI landscape), level by level, rigid then affine, for a fixed number of iterations whose step size settles
+        (``_step_scale``). The random stream restarts from ``options.seed`` for every scan, so a scan gets the same
+        map whatever was aligned before it.
+        """
+        options, device = self.options, self.device
+        generator = torch.Generator(device=device).manual_seed(options.seed)
+        params = torch.zeros(12, dtype=torch.float64, device=device)
+        pyramid = _moving_pyramid(moving, moving_grid, options.levels_mm)
+        # The coarsest level's centre of mass is the scan's (block averages keep it), at a hundredth of the cost.
+        params[3:6] = torch.as_tensor(_centre_of_mass(*pyramid[max(pyramid)]) - self.centre_of_mass, device=device)
+        # Per-parameter step sizes: radians, millimetres, log-scale, shear.
+        step = torch.tensor([0.02] * 3 + [1.0] * 3 + [0.01] * 3 + [0.01] * 3, dtype=torch.float64, device=device)
+        for level, fixed_level in enumerate(self.levels):
+            moving_level, moving_level_grid = pyramid[options.levels_mm[level]]
+            to_moving_index = torch.as_tensor(np.linalg.inv(moving_level_grid.affine), device=device)
+            moving_batch = moving_level[None, None].float()
+            size = torch.tensor(moving_level_grid.shape, dtype=torch.float32, device=device)
+            voxels = fixed_level.weights.shape[0]
+            for phase, iterations in (("rigid", options.rigid_iterations[level]),
+                                      ("affine", options.affine_iterations[level])):
+                free = torch.zeros(12, dtype=torch.bool, device=device)
+                free[: 6 if phase == "rigid" else 12] = True
+                delta = torch.zeros(12, dtype=torch.float64, device=device, requires_grad=True)
+                moments = [torch.zeros_like(delta), torch.zeros_like(delta), torch.zeros((), dtype=torch.float32)]
+                for iteration in range(iterations):
+                    picked = torch.randint(0, voxels, (min(options.samples[level], voxels),), generator=generator,
+                                           device=device)
+                    ijk = _unravel(picked, fixed_level.shape)
+                    current = params + torch.where(free, delta * step, torch.zeros_like(delta))
+                    index_map = (to_moving_index @ _world_map(current, self.centre) @ fixed_level.from_index).float()
+                    moving_ijk = ijk @ index_map[:3, :3].T + index_map[:3, 3]
+                    normalised = (moving_ijk * (2.0 / (size - 1).clamp_min(1)) - 1.0).flip(-1)  # (k, j, i) order
+                    warped = F.grid_sample(moving_batch, normalised[None, :, None, None], align_corners=True)
+                    loss = -mutual_information(parzen_weights(warped.reshape(-1), options.bins),
+                                               fixed_level.weights[picked])
+                    delta.grad = None
+                    loss.backward()
+                    _adam_step(delta, *moments, lr=_step_scale(options, level, iteration, iterations))
+                params = (params + torch.where(free, delta.detach() * step, torch.zeros_like(delta))).detach()
+        return _world_map(params, self.centre).cpu().numpy()
 
 
 def prealign(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving_grid: Grid,
              options: PrealignOptions = PrealignOptions()) -> np.ndarray:
-    """World map (4x4, fixed world -> moving world) aligning ``moving`` to ``fixed``.
+    """World map (4x4, fixed world -> moving world) aligning ``moving`` to ``fixed`` (one-off ``AtlasAligner``).
 
     ``fixed``, ``moving``: (I, J, K) intensities normalised to [0, 1] on their own grids (any device).
     """
-    from monai.losses import GlobalMutualInformationLoss
-
-    mutual_information = GlobalMutualInformationLoss(num_bins=options.bins)
-    device = fixed.device
-    centre = torch.as_tensor(fixed_grid.affine @ np.array([*(np.array(fixed_grid.shape) - 1) / 2, 1.0]),
-                             dtype=torch.float64, device=device)[:3]
-    generator = torch.Generator(device=device).manual_seed(options.seed)
-    params = torch.zeros(12, dtype=torch.float64, device=device)
-    params[3:6] = torch.as_tensor(_centre_of_mass(moving, moving_grid) - _centre_of_mass(fixed, fixed_grid),
-                                  device=device)
-    # Per-parameter step sizes: radians, millimetres, log-scale, shear.
-    step = torch.tensor([0.02] * 3 + [1.0] * 3 + [0.01] * 3 + [0.01] * 3, dtype=torch.float64, device=device)
-    for level, level_mm in enumerate(options.levels_mm):
-        fixed_level, fixed_level_grid = _pooled(fixed, fixed_grid, level_mm)
-        moving_level, moving_level_grid = _pooled(moving, moving_grid, level_mm)
-        to_moving_index = torch.as_tensor(np.linalg.inv(moving_level_grid.affine), device=device)
-        from_fixed_index = torch.as_tensor(fixed_level_grid.affine, device=device)
-        fixed_values = fixed_level.reshape(-1).float()
-        moving_batch = moving_level[None, None].float()
-        size = torch.tensor(moving_level_grid.shape, dtype=torch.float32, device=device)
-        for phase, iterations in (("rigid", options.rigid_iterations[level]),
-                                  ("affine", options.affine_iterations[level])):
-            free = torch.zeros(12, dtype=torch.bool, device=device)
-            free[: 6 if phase == "rigid" else 12] = True
-            delta = torch.zeros(12, dtype=torch.float64, device=device, requires_grad=True)
-            moments = [torch.zeros_like(delta), torch.zeros_like(delta), torch.zeros((), dtype=torch.float32)]
-            best, since_best, smoothed = float("inf"), 0, None
-            for _ in range(iterations):
-                # A fresh random subset of fixed voxels each iteration: cheap and it smooths the MI landscape.
-                picked = torch.randint(0, fixed_values.numel(), (min(options.samples, fixed_values.numel()),),
-                                       generator=generator, device=device)
-                ijk = _unravel(picked, fixed_level.shape)
-                current = params + torch.where(free, delta * step, torch.zeros_like(delta))
-                index_map = (to_moving_index @ _world_map(current, centre) @ from_fixed_index).float()
-                moving_ijk = ijk @ index_map[:3, :3].T + index_map[:3, 3]
-                normalised = (moving_ijk * (2.0 / (size - 1).clamp_min(1)) - 1.0).flip(-1)  # (k, j, i) order
-                warped = F.grid_sample(moving_batch, normalised[None, :, None, None], align_corners=True)
-                loss = mutual_information(warped.reshape(1, 1, -1), fixed_values[picked].reshape(1, 1, -1))
-                delta.grad = None
-                loss.backward()
-                _adam_step(delta, *moments)
-                # The MI estimate is noisy (random samples): judge progress on its moving average.
-                value = float(loss.detach())
-                smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
-                if smoothed < best - options.tolerance:
-                    best, since_best = smoothed, 0
-                else:
-                    since_best += 1
-                    if since_best >= options.patience:
-                        break
-            params = (params + torch.where(free, delta.detach() * step, torch.zeros_like(delta))).detach()
-    return _world_map(params, centre).cpu().numpy()
+    return AtlasAligner(fixed, fixed_grid, options).align(moving, moving_grid)

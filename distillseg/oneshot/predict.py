@@ -1,13 +1,14 @@
 """Segment scans with a trained one-shot bundle (DESIGN §4 step 4).
 
 For each scan: normalise as the atlas was, pre-align it to the atlas copy in the bundle, resample it into the
-working grid, run the student once (with the atlas prior as extra input channels when it was trained with one) (MONAI ``SlidingWindowInferer`` with Gaussian blending when the grid does not fit
-the memory budget), and bring the class probabilities back onto the scan's own grid through the inverse world map,
-interpolating probabilities linearly and taking the argmax slab by slab, so the label map lies exactly on the
-scan's grid (same shape, spacing, origin, direction). ``predictor="augmenter"`` instead warps the atlas labels with
-the learned registration (the benchmark's "augmenter alone"). Two floors need no network, so a user can see what
-the model adds: ``"affine"`` places the atlas labels with the affine pre-alignment only, ``"identity"`` where the
-scans' headers put them (no registration at all).
+working grid, run the student once (with the atlas prior as extra input channels when it was trained with one) —
+in Gaussian-blended windows (``windows.GaussianWindows``, MONAI's sliding-window scheme) of its training patch or of
+what the memory budget allows — and bring the class probabilities back onto the scan's own grid through the inverse
+world map, interpolating probabilities linearly and taking the argmax slab by slab, so the label map lies exactly
+on the scan's grid (same shape, spacing, origin, direction). ``predictor="augmenter"`` instead warps the atlas labels
+with the learned registration (the benchmark's "augmenter alone"). Two floors need no network, so a user can see
+what the model adds: ``"affine"`` places the atlas labels with the affine pre-alignment only, ``"identity"`` where
+the scans' headers put them (no registration at all).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from distillseg.oneshot.data import align_scan
 from distillseg.oneshot.geometry import Grid, resample_argmax
 from distillseg.oneshot.instance_optimization import refine_velocity
 from distillseg.oneshot.intensity import IntensityNormalization
-from distillseg.oneshot.prealign import PrealignOptions
+from distillseg.oneshot.prealign import AtlasAligner
 from distillseg.oneshot.unet import FeatureUNet
+from distillseg.oneshot.windows import GaussianWindows
 
 
 @dataclass
@@ -54,15 +56,18 @@ class OneShotPredictor:
         default: as in training); ``compile_network``: ``torch.compile`` the student (worth it for many scans: the
         first call compiles for a minute or more)."""
         manifest = bundle.manifest
-        self.device, self.dtype, self.predictor, self.window = device, dtype, predictor, window
+        self.device, self.dtype, self.predictor = device, dtype, predictor
         self.values = torch.tensor(manifest["class_values"], dtype=torch.int64)
         self.table = LabelTable.from_json(manifest["labels"])
         pre = manifest["preprocessing"]
         self.grid = Grid.from_json(pre["grid"])
         self.normalization = IntensityNormalization.from_json(pre["intensity"])
-        self.prealign = bool(pre.get("prealign", True))
         atlas = bundle.load_weights("atlas", device)
         self.atlas_image = atlas["image"].float()
+        # Built once: a predictor kept by the worker aligns every later scan without redoing the atlas's side.
+        # "identity" is the floor without any registration: no aligner.
+        self.aligner = AtlasAligner(self.atlas_image, self.grid) \
+            if pre.get("prealign", True) and predictor != "identity" else None
         self.atlas_classes = atlas["classes"].long()
         if predictor == "student":
             self.network = FeatureUNet(**manifest["networks"]["student"])
@@ -86,10 +91,14 @@ class OneShotPredictor:
                 # channels_last_3d lets oneDNN/cuDNN pick their fastest 3D convolution kernels.
                 self.network.to(memory_format=torch.channels_last_3d)
         self.run = torch.compile(self.network, dynamic=False) if compile_network and self.network else self.network
+        # Windows larger than the grid along an axis cover that whole axis.
+        self.windows = None if window is None else GaussianWindows(
+            self.grid.shape, tuple(min(w, g) for w, g in zip(window, self.grid.shape)), device=device)
 
     @torch.no_grad()
     def scores(self, image: torch.Tensor) -> torch.Tensor:
-        """Class scores (C, I, J, K) on the working grid for an aligned image (I, J, K) in [0, 1]."""
+        """Class scores (C, I, J, K) on the working grid for an aligned image (I, J, K) in [0, 1] (a channels-last
+        view when computed in windows)."""
         if self.predictor in BASELINES:
             return F.one_hot(self.atlas_classes.to(self.device), len(self.values)).permute(3, 0, 1, 2).float()
         batch = image.to(self.device)[None, None]
@@ -107,19 +116,14 @@ class OneShotPredictor:
             batch = torch.cat([batch, self.prior.to(batch.dtype)], dim=1)
         batch = batch.contiguous(memory_format=torch.channels_last_3d)
         with autocast(self.device, self.dtype):
-            if self.window is None:
-                logits = self.run(batch)[0]
-            else:
-                from monai.inferers import SlidingWindowInferer
+            if self.windows is None:
+                return torch.softmax(self.run(batch)[0][0].float(), dim=0)
+            logits = self.windows(batch, lambda x: self.run(x)[0])  # (I, J, K, C)
+        return torch.softmax(logits, dim=-1).permute(3, 0, 1, 2)
 
-                inferer = SlidingWindowInferer(roi_size=self.window, sw_batch_size=1, overlap=0.25, mode="gaussian")
-                logits = inferer(batch, lambda x: self.run(x)[0])
-        return torch.softmax(logits[0].float(), dim=0)
-
-    def segment(self, volume: Volume, prealign_options: PrealignOptions = PrealignOptions()) -> Segmentation:
+    def segment(self, volume: Volume) -> Segmentation:
         """Label map of ``volume`` on its own grid."""
-        aligned = align_scan(volume, self.atlas_image.to(self.device), self.grid, self.normalization,
-                             prealign_options, self.device, self.prealign and self.predictor != "identity")
+        aligned = align_scan(volume, self.grid, self.normalization, self.aligner, self.device)
         scores = self.scores(aligned.image)
         scan_grid = Grid(volume.shape, volume.affine)
         classes = resample_argmax(scores, self.grid, scan_grid, np.linalg.inv(aligned.world_map))

@@ -18,6 +18,7 @@ from distillseg.contract.errors import check_readable_file
 from distillseg.contract.manifest import ONESHOT
 from distillseg.common.volume_io import read_image, volume_format, write_labels
 from distillseg.common.memory import budget_bytes
+from distillseg.common.model_cache import cached_model
 from distillseg.oneshot.memory_plan import sliding_window
 from distillseg.oneshot.predict import OneShotPredictor
 
@@ -66,7 +67,10 @@ def segment_files(args, outputs: list[Path], progress) -> None:
     check_inputs(args.input)
     for output in outputs:
         volume_format(output)
-    predictor = load_predictor(args)
+    set_threads(args.threads)  # also for a predictor from the worker's cache
+    loaded_as = (args.device, args.precision, args.predictor, tuple(args.sliding_window or ()), args.max_memory,
+                 args.refine_iterations, args.compile)
+    predictor = cached_model(args, loaded_as, lambda: load_predictor(args), progress)
     progress.device(str(predictor.device), describe_device(predictor.device),
                     str(predictor.dtype).replace("torch.", "") if predictor.dtype else "fp32")
     jobs = shard(list(zip(args.input, outputs)), world_from_env())

@@ -13,7 +13,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,8 @@ from distillseg.contract.atomic import OutputLock, remove_stale_temporaries
 from distillseg.common.bundle import save_bundle
 from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from distillseg.common.cli_support import seed_everything
-from distillseg.common.device import amp_dtype, autocast, describe_device, resolve_device
-from distillseg.common.distributed import World, barrier, init_world, shutdown_world, wrap_ddp
+from distillseg.common.device import amp_dtype, autocast, describe_device, peak_memory_bytes, resolve_device
+from distillseg.common.distributed import World, barrier, global_batch, init_world, shutdown_world, wrap_ddp
 from distillseg.contract import paths
 from distillseg.contract.errors import OutOfMemoryError, UserError, check_readable_file, file_error
 from distillseg.contract.manifest import ONESHOT, sha256_of
@@ -36,7 +36,7 @@ from distillseg.oneshot.atlas_prior import atlas_prior
 from distillseg.oneshot.distill import DistillationObjective, DistillOptions, build_networks
 from distillseg.oneshot.instance_optimization import refine_velocity
 from distillseg.oneshot.memory_plan import FIXED_OVERHEAD, augmenter_training_bytes, training_bytes
-from distillseg.oneshot.prealign import PrealignOptions
+from distillseg.oneshot.prealign import AtlasAligner, PrealignOptions
 from distillseg.oneshot.synthesis import SynthesisOptions, SyntheticPairSampler
 from distillseg.oneshot.train_augmenter import AugmenterObjective, AugmenterOptions, build_augmenter, pair_batch
 
@@ -99,6 +99,15 @@ def _input_records(options: TrainOptions) -> list[dict]:
     if options.label_names:
         roles.append(("label names", options.label_names))
     return [{"role": role, "sha256": sha256_of(path)} for role, path in roles]
+
+
+def _per_world(options: TrainOptions, world: World) -> TrainOptions:
+    """``options`` with both global batches settled for this number of processes (``global_batch``)."""
+    return replace(options,
+                   augmenter=replace(options.augmenter, batch_pairs=global_batch(
+                       options.augmenter.batch_pairs, world, "--batch-pairs", single=2)),
+                   distill=replace(options.distill, batch_size=global_batch(
+                       options.distill.batch_size, world, "--batch-size")))
 
 
 def _generators(seed: int, stage: int, step: int, batch: int, world: World) -> list[torch.Generator]:
@@ -229,11 +238,12 @@ def _prepare(options: TrainOptions, device: torch.device, dtype, progress: Progr
     progress.log(f"working grid {atlas.grid.shape} at {atlas.grid.spacing[0]:.2f} mm, "
                  f"{len(atlas.values) - 1} structures")
     targets, grids = [], []
+    aligner = AtlasAligner(atlas.image.to(device), atlas.grid, PrealignOptions(seed=options.seed)) \
+        if options.prealign else None
     with progress.stage("prealign", total=len(options.unlabeled)) as bar:
         for number, path in enumerate(options.unlabeled, 1):
             volume = read_image(path)
-            aligned = align_scan(volume, atlas.image.to(device), atlas.grid, atlas.normalization,
-                                 PrealignOptions(seed=options.seed), device, options.prealign)
+            aligned = align_scan(volume, atlas.grid, atlas.normalization, aligner, device)
             targets.append(aligned.image.to(device)[None, None])
             grids.append(([int(s) for s in volume.shape], [float(s) for s in volume.spacing]))
             bar.update(number)
@@ -296,6 +306,7 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
     device = resolve_device(options.device)
     dtype = amp_dtype(device, options.precision)
     world = init_world(device)
+    options = _per_world(options, world)
     progress.device(str(device), describe_device(device), str(dtype).replace("torch.", "") if dtype else "fp32")
     seed_everything(options.seed)
     lock = OutputLock(out) if world.is_main else contextlib.nullcontext()
@@ -371,5 +382,5 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
     finally:
         shutdown_world()
     progress.result(model=str(out), structures=len(atlas.values) - 1, seconds=meta.get("seconds", {}),
-                    processes=world.size)
+                    processes=world.size, peak_memory_mb=round(peak_memory_bytes(device) / 2**20))
     return out

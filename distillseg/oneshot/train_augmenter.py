@@ -22,7 +22,7 @@ from distillseg.oneshot.losses import RegistrationLoss
 class AugmenterOptions:
     iterations: int = 100
     lr: float = 1e-4
-    batch_pairs: int = 2
+    batch_pairs: int | None = None  # global batch; None: 2, or one per process under torchrun when more
     similarity: str = "lncc"
     window: int = 9
     smooth_weight: float = 1.0
