@@ -18,24 +18,26 @@ from distillseg.common.cli_support import run_verb
 
 
 def _model_info(args: argparse.Namespace, progress) -> int:
-    from distillseg.common.bundle import load_bundle
+    from distillseg.contract.manifest import read_manifest, verify_weights
+    from distillseg.contract.model_summary import summary_lines
 
-    bundle = load_bundle(args.model)
-    manifest = dict(bundle.manifest)
-    if not args.full:
-        # The full manifest holds per-step histories; the summary answers "what is this model".
-        manifest = {k: v for k, v in manifest.items() if k not in ("history",)}
-    json.dump(manifest, sys.stdout, indent=1)
-    sys.stdout.write("\n")
+    manifest = read_manifest(args.model)  # torch-free: the files are checked, no network is built
+    verify_weights(args.model, manifest)
+    if args.json:
+        json.dump(manifest, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(f"Model {args.model}\n" + "".join(f"  {line}\n" for line in summary_lines(manifest, args.model)))
     return 0
 
 
 def _add_model_verbs(subparsers) -> None:
     model = subparsers.add_parser("model", help="inspect model bundles")
     verbs = model.add_subparsers(dest="verb", required=True, metavar="VERB")
-    info = verbs.add_parser("info", help="print a model bundle's manifest (method, labels, training summary)")
-    info.add_argument("model", metavar="MODEL_DIR", help="model bundle folder")
-    info.add_argument("--full", action="store_true", help="include the full step history")
+    info = verbs.add_parser("info", help="summarise a model bundle: method, structures, training data, size, "
+                                         "versions")
+    info.add_argument("model", metavar="MODEL_DIR", help="model bundle folder (the one holding manifest.json)")
+    info.add_argument("--json", action="store_true", help="print the whole manifest as JSON instead")
     info.set_defaults(verb_function=_model_info, progress="none")
 
 

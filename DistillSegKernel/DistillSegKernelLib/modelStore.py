@@ -29,6 +29,7 @@ from distillseg.contract.atomic import OutputLock, remove_stale_temporaries
 from distillseg.contract.errors import UserError
 from distillseg.contract.labels import LabelTable
 from distillseg.contract.manifest import MANIFEST, read_manifest, verify_weights
+from distillseg.contract.model_summary import summary_lines
 
 MAX_UNCOMPRESSED_BYTES = 20 * 2**30  # refuse zip bombs: no real bundle comes near 20 GiB
 _SAFE_NAME = re.compile(r"[^\w. -]+")  # letters of any script, digits, "_", ".", " ", "-"
@@ -52,18 +53,8 @@ class ModelInfo:
         return LabelTable.from_json(self.manifest.get("labels", []))
 
     def summary(self) -> str:
-        """A few lines for the model list: structures, creation time, training summary if present."""
-        names = [entry.name for entry in self.labels.entries]
-        shown = ", ".join(names[:8]) + (f", … ({len(names)} in all)" if len(names) > 8 else "")
-        lines = [f"Structures: {shown or 'none'}"]
-        if self.manifest.get("created"):
-            lines.append(f"Created: {self.manifest['created']}")
-        training = self.manifest.get("training")
-        if isinstance(training, dict):
-            details = [f"{key} {value}" for key, value in training.items() if isinstance(value, (int, float, str))]
-            if details:
-                lines.append("Training: " + ", ".join(details[:6]))
-        return "\n".join(lines)
+        """A few lines for the model list, the same ``distillseg model info`` prints (``model_summary``)."""
+        return "\n".join(summary_lines(self.manifest, self.path))
 
 
 def _isLinkOrSpecial(member: zipfile.ZipInfo) -> bool:

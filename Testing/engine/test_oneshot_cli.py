@@ -52,8 +52,13 @@ def test_bundle_describes_the_atlas_labels(model):
     assert [e["value"] for e in bundle.manifest["labels"]] == [1, 2, 5]
     assert set(bundle.weight_names()) == {"student", "augmenter", "atlas"}
     assert not Path(str(model) + ".checkpoint").exists()
-    info = json.loads(run("model", "info", model).stdout)
-    assert info["method"] == "oneshot" and info["software"]["torch"]
+    info = json.loads(run("model", "info", model, "--json").stdout)
+    assert info["method"] == "oneshot" and info["software"]["torch"] and info["training"]["inputs"]
+    summary = run("model", "info", model).stdout
+    for line in ("Method: OneShotSeg", "Structures: ", "Trained from: 1 atlas, 1 atlas labels, 2 unlabelled",
+                 "Made with: distillseg ", "Size: "):
+        assert line in summary, summary
+    assert "{" not in summary and str(model.parent) not in summary.splitlines()[1:]
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".seg.nrrd"])
