@@ -12,7 +12,8 @@ import sys
 import warnings
 
 from distillseg import __version__
-from distillseg.common.cli_support import run_verb
+from distillseg.common.cli_options import EngineArgumentParser
+from distillseg.common.cli_support import run_cli
 
 
 def _model_info(args: argparse.Namespace, progress) -> int:
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     from distillseg.lap.cli import add_lap_verbs
     from distillseg.oneshot.cli import add_oneshot_verbs
 
-    parser = argparse.ArgumentParser(
+    parser = EngineArgumentParser(
         prog="distillseg",
         description="Few-label segmentation engine of the OneShotSeg 3D Slicer extension.",
     )
@@ -57,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     # MONAI announces its grid_sample backend and indexing deprecations on every run; users cannot act on them.
     warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
     warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
-    args = build_parser().parse_args(argv)
-    return run_verb(args.verb_function, args)
+    return run_cli(lambda: build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
