@@ -1,9 +1,12 @@
 """The bad-input report: how many bad-input cases were tried and how many were handled cleanly, from a real run.
 
-Runs the two bad-input matrices with pytest in this process — the engine CLI's
-(``Testing/engine/test_bad_input_matrix.py``: the real ``distillseg`` in a child process per case) and the Slicer
-glue's (``Testing/mrml/test_bad_input_glue.py``: the module Libs on a headless slicer-core scene) — and writes
-``benchmarks/results/bad_input/report.md`` and ``results.json``.
+Runs the bad-input tests with pytest in this process — the engine CLI's (the matrices
+``Testing/engine/test_bad_*_matrix.py`` of input files, options, outputs, model folders and image headers, the
+cancelled jobs of ``test_signals.py`` and the full disks of ``test_full_disk.py``: the real ``distillseg`` in a
+child process per case) and the Slicer glue's (``Testing/mrml/test_bad_input_glue.py``: the module Libs on a
+headless slicer-core scene) — and writes ``benchmarks/results/bad_input/report.md`` and ``results.json``. The
+fuzzing tests (``Testing/engine/test_fuzz_cli.py``) hold generated cases to the same contract; they are counted
+by the test suite, not here.
 
 A case is *handled cleanly* when its test passes: the refusal is one sentence that names the file (or node) and the
 problem, with the right exit code (engine: 2, or 3 for out of memory) or error type (glue), no traceback, and
@@ -26,8 +29,11 @@ import time
 from benchmarks.harness.paths import REPO, RESULTS
 from benchmarks.harness.report import about, header, table, write_json, write_text
 
-MATRICES = {"engine CLI": "Testing/engine/test_bad_input_matrix.py",
-            "Slicer glue": "Testing/mrml/test_bad_input_glue.py"}
+MATRICES = {"engine CLI": ["Testing/engine/test_bad_input_matrix.py", "Testing/engine/test_bad_option_matrix.py",
+                           "Testing/engine/test_bad_output_matrix.py", "Testing/engine/test_bad_model_matrix.py",
+                           "Testing/engine/test_bad_image_matrix.py", "Testing/engine/test_signals.py",
+                           "Testing/engine/test_full_disk.py"],
+            "Slicer glue": ["Testing/mrml/test_bad_input_glue.py"]}
 OUT = RESULTS / "bad_input"
 _TEMPORARY = re.compile(r"/tmp/pytest-of-[^/]+/pytest-\d+/[^/\s']+")
 
@@ -59,11 +65,15 @@ def run_matrices(files: list[str]) -> tuple[list[dict], int, float]:
     return list(collector.cases.values()), int(code), time.perf_counter() - started
 
 
+def suite_of(case: dict) -> str:
+    return next((suite for suite, files in MATRICES.items() if case["nodeid"].startswith(tuple(files))), "other")
+
+
 def summarise(cases: list[dict]) -> list[dict]:
     """Per suite and group: cases tried (run, not skipped), handled cleanly (passed), failed, skipped."""
     rows: dict[tuple[str, str], dict] = {}
     for case in cases:
-        suite = next((s for s, f in MATRICES.items() if case["nodeid"].startswith(f)), "other")
+        suite = suite_of(case)
         row = rows.setdefault((suite, case.get("group", "?")), {"suite": suite, "group": case.get("group", "?"),
                                                                  "tried": 0, "clean": 0, "failed": 0, "skipped": 0})
         if case["outcome"] == "skipped":
@@ -100,7 +110,7 @@ def markdown(cases: list[dict], rows: list[dict], info: dict) -> str:
               "exception); `(works)` for inputs that must be accepted.", ""]
     body = []
     for case in cases:
-        suite = next((s for s, f in MATRICES.items() if case["nodeid"].startswith(f)), "other")
+        suite = suite_of(case)
         message = case.get("message") or ("(works)" if case.get("exit_code") == 0 else "")
         result = {"passed": "clean", "skipped": f"skipped: {case.get('reason', '')}"}.get(case["outcome"],
                                                                                            f"**{case['outcome']}**")
@@ -115,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(prog="python -m benchmarks.reliability_report", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     info = about()
-    cases, code, seconds = run_matrices(list(MATRICES.values()))
+    cases, code, seconds = run_matrices([file for files in MATRICES.values() for file in files])
     if not cases:
         print("no test case ran; nothing written", file=sys.stderr)
         return code or 1

@@ -14,7 +14,8 @@ import sys
 import warnings
 
 from distillseg import __version__
-from distillseg.common.cli_support import run_verb
+from distillseg.common.cli_options import EngineArgumentParser
+from distillseg.common.cli_support import run_cli
 
 
 def _model_info(args: argparse.Namespace, progress) -> int:
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     from distillseg.lap.cli import add_lap_verbs
     from distillseg.oneshot.cli import add_oneshot_verbs
 
-    parser = argparse.ArgumentParser(
+    parser = EngineArgumentParser(
         prog="distillseg",
         description="Few-label segmentation engine of the OneShotSeg 3D Slicer extension.",
     )
@@ -73,14 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
     warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(monai|torch)(\.|$)")
+    return run_cli(lambda: _parsed(argv))
+
+
+def _parsed(argv: list[str] | None) -> argparse.Namespace:
+    """The command line's options; under torchrun, a verb that does not share its work runs on rank 0 alone."""
     args = build_parser().parse_args(argv)
     # torchrun's RANK and WORLD_SIZE, read without importing torch (``common.distributed`` would).
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (args.method, getattr(args, "verb", None)) \
             not in SHARED_UNDER_TORCHRUN:
         if int(os.environ.get("RANK", "0")) > 0:
-            return 0
-        os.environ["WORLD_SIZE"] = "1"  # rank 0 works alone: joining a process group would wait for the others
-    return run_verb(args.verb_function, args)
+            args.verb_function = lambda args, progress: 0
+        else:
+            os.environ["WORLD_SIZE"] = "1"  # rank 0 works alone: joining a process group would wait for the others
+    return args
 
 
 if __name__ == "__main__":

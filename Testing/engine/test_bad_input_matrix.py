@@ -11,117 +11,21 @@ can list the real messages in the report and in the README's troubleshooting sec
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import stat
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import nibabel as nib
 import numpy as np
 import nrrd
-import pytest
 from PIL import Image
 
-from distillseg.contract.atomic import OutputLock
+from bad_input_env import env  # noqa: F401  (the matrix's fixture)
+from bad_input_env import copy_model, lap_copy, matrix_test, nifti, read_frame_mask, without_root_privileges
+from cli_contract import Invocation
 from distillseg.contract.frames import read_frame, write_frame, write_index_png
-from distillseg.common.volume_io import read_image, read_labels, write_image, write_labels
-from tiny_models import LAP_TINY, ONESHOT_TINY, distillseg, lap_fixture, oneshot_fixture
+from distillseg.common.volume_io import read_labels, write_image, write_labels
 
 INPUT_FILES, MODELS, MEMORY, INTERRUPTED, DEVICES = "input files", "models", "memory", "interrupted jobs", "devices"
-
-
-@dataclass
-class Invocation:
-    """One CLI run and what it must do. ``names``: the file the sentence must name (None for option errors);
-    ``outputs``: paths that must not exist afterwards; ``check``: extra assertions for cases that must work."""
-
-    argv: list
-    exit_code: int = 2
-    fragments: tuple[str, ...] = ()
-    names: Path | None = None
-    outputs: list[Path] = field(default_factory=list)
-    prefix: tuple[str, ...] = ()
-    check: Callable[[], None] | None = None
-
-
-@dataclass
-class Env:
-    oneshot: object
-    lap: object
-    atlas: object   # the atlas as read (array, affine)
-    labels: object
-
-    def train(self, out, atlas=None, labels=None, unlabeled=None, *extra):
-        case = self.oneshot.case
-        return ["oneshot", "train", "--atlas", atlas or case["atlas"], "--atlas-labels", labels or case["atlas_labels"],
-                "--unlabeled", *(unlabeled or case["scans"]), "--out", out, *ONESHOT_TINY, "--progress", "none",
-                *extra]
-
-    def segment(self, image, out, *extra, model=None):
-        return ["oneshot", "segment", "--model", model or self.oneshot.model, "--input", image, "--output", out,
-                "--device", "cpu", "--progress", "none", *extra]
-
-    def lap_train(self, data, out, classes="stomach", *extra):
-        return ["lap", "train", "--data", data, "--classes", classes, "--out", out, *LAP_TINY, "--progress", "none",
-                *extra]
-
-    def lap_segment(self, frame, out, model=None):
-        return ["lap", "segment", "--model", model or self.lap.model, "--input", frame, "--output", out,
-                "--device", "cpu", "--progress", "none"]
-
-    def frame(self) -> Path:
-        return sorted((self.lap.demo / "multilabel" / "01").glob("image*.png"))[0]
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    oneshot = oneshot_fixture(tmp_path_factory)
-    return Env(oneshot, lap_fixture(tmp_path_factory), read_image(oneshot.case["atlas"]),
-               read_labels(oneshot.case["atlas_labels"]))
-
-
-# ------------------------------------------------------------------------------------------------ file makers
-def _nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
-    nib.save(nib.Nifti1Image(data, affine), str(path))
-    return path
-
-
-def _copy_model(source: Path, target: Path, change: Callable[[dict], None]) -> Path:
-    shutil.copytree(source, target)
-    manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
-    change(manifest)
-    (target / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return target
-
-
-def _lap_copy(env: Env, tmp: Path, edit: Callable[[Path], None], source: str = "structures") -> Path:
-    """A copy of the demo frames (one structure folder, or a generic images/ masks/ labels.json folder)."""
-    data = tmp / "data"
-    if source == "structures":
-        shutil.copytree(env.lap.demo / "stomach", data / "stomach")
-        (data / "SYNTHETIC_DATA.txt").write_text("synthetic", encoding="utf-8")
-    else:
-        (data / "images").mkdir(parents=True)
-        (data / "masks").mkdir()
-        mask = np.zeros(read_frame(env.frame()).shape[:2], np.uint8)
-        mask[20:40, 20:50] = 1
-        shutil.copy(env.frame(), data / "images" / "a.png")
-        write_index_png(data / "masks" / "a.png", mask)
-        (data / "labels.json").write_text(json.dumps({"1": "stomach"}), encoding="utf-8")
-    edit(data)
-    return data
-
-
-def _unreadable_prefix() -> tuple[str, ...]:
-    """Root reads any file; without the DAC capabilities it obeys the permission bits like everyone else."""
-    if os.geteuid() != 0:
-        return ()
-    if not shutil.which("setpriv"):
-        pytest.skip("running as root without setpriv: cannot make a file unreadable")
-    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
 
 
 # ------------------------------------------------------------------------------------------------ the cases
@@ -130,7 +34,7 @@ def atlas_unreadable(env, tmp):
     shutil.copy(env.oneshot.case["atlas"], atlas)
     atlas.chmod(0)
     return Invocation(env.train(tmp / "m", atlas), fragments=("cannot be read", "permission"), names=atlas,
-                      outputs=[tmp / "m"], prefix=_unreadable_prefix())
+                      outputs=[tmp / "m"], prefix=without_root_privileges())
 
 
 def atlas_is_a_folder(env, tmp):
@@ -160,13 +64,13 @@ def labels_not_an_image(env, tmp):
 
 
 def segment_2d_scan(env, tmp):
-    scan = _nifti(tmp / "slice.nii.gz", env.atlas.array[:, :, 12], env.atlas.affine)
+    scan = nifti(tmp / "slice.nii.gz", env.atlas.array[:, :, 12], env.atlas.affine)
     return Invocation(env.segment(scan, tmp / "out.nii.gz"), fragments=("2-D", "3D scan"), names=scan,
                       outputs=[tmp / "out.nii.gz"])
 
 
 def segment_4d_scan(env, tmp):
-    scan = _nifti(tmp / "series.nii.gz", np.stack([env.atlas.array] * 2, axis=-1), env.atlas.affine)
+    scan = nifti(tmp / "series.nii.gz", np.stack([env.atlas.array] * 2, axis=-1), env.atlas.affine)
     return Invocation(env.segment(scan, tmp / "out.nii.gz"), fragments=("4-D", "3D scan"), names=scan,
                       outputs=[tmp / "out.nii.gz"])
 
@@ -174,7 +78,7 @@ def segment_4d_scan(env, tmp):
 def atlas_rgb_nifti(env, tmp):
     rgb = np.zeros(env.atlas.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
     rgb["R"] = np.clip(env.atlas.array * 255, 0, 255).astype(np.uint8)
-    atlas = _nifti(tmp / "colour atlas.nii.gz", rgb, env.atlas.affine)
+    atlas = nifti(tmp / "colour atlas.nii.gz", rgb, env.atlas.affine)
     return Invocation(env.train(tmp / "m", atlas), fragments=("RGB", "grayscale"), names=atlas, outputs=[tmp / "m"])
 
 
@@ -190,7 +94,7 @@ def atlas_rgb_nrrd(env, tmp):
 def segment_infinite_intensity(env, tmp):
     data = env.atlas.array.copy()
     data[3, 4, 5] = np.inf
-    scan = _nifti(tmp / "scan.nii.gz", data, env.atlas.affine)
+    scan = nifti(tmp / "scan.nii.gz", data, env.atlas.affine)
     return Invocation(env.segment(scan, tmp / "out.seg.nrrd"), fragments=("NaN or infinite",), names=scan,
                       outputs=[tmp / "out.seg.nrrd"])
 
@@ -198,14 +102,14 @@ def segment_infinite_intensity(env, tmp):
 def atlas_nan_intensity(env, tmp):
     data = env.atlas.array.copy()
     data[10:12, 10:12, 10:12] = np.nan
-    atlas = _nifti(tmp / "atlas.nii.gz", data, env.atlas.affine)
+    atlas = nifti(tmp / "atlas.nii.gz", data, env.atlas.affine)
     return Invocation(env.train(tmp / "m", atlas), fragments=("NaN",), names=atlas, outputs=[tmp / "m"])
 
 
 def labels_overflow(env, tmp):
     data = env.labels.array.astype(np.int32)
     data[data == 5] = 70000
-    labels = _nifti(tmp / "labels.nii.gz", data, env.atlas.affine)
+    labels = nifti(tmp / "labels.nii.gz", data, env.atlas.affine)
     return Invocation(env.train(tmp / "m", labels=labels), fragments=("0..65535", "70000"), names=labels,
                       outputs=[tmp / "m"])
 
@@ -213,13 +117,13 @@ def labels_overflow(env, tmp):
 def labels_wrapped_negative(env, tmp):
     data = env.labels.array.astype(np.int16)
     data[data == 5] = np.int16(-1)  # 65535 stored in a signed 16-bit file wraps to -1
-    labels = _nifti(tmp / "labels.nii.gz", data, env.atlas.affine)
+    labels = nifti(tmp / "labels.nii.gz", data, env.atlas.affine)
     return Invocation(env.train(tmp / "m", labels=labels), fragments=("0..65535", "-1"), names=labels,
                       outputs=[tmp / "m"])
 
 
 def labels_non_integer(env, tmp):
-    labels = _nifti(tmp / "labels.nii.gz", env.labels.array * np.float32(0.5), env.atlas.affine)
+    labels = nifti(tmp / "labels.nii.gz", env.labels.array * np.float32(0.5), env.atlas.affine)
     return Invocation(env.train(tmp / "m", labels=labels), fragments=("non-integer",), names=labels,
                       outputs=[tmp / "m"])
 
@@ -302,14 +206,14 @@ def evaluate_lap_model(env, tmp):
 
 
 def newer_format_model(env, tmp):
-    model = _copy_model(env.oneshot.model, tmp / "future model", lambda m: m.update(format_version=99))
+    model = copy_model(env.oneshot.model, tmp / "future model", lambda m: m.update(format_version=99))
     return Invocation(env.segment(env.oneshot.case["scans"][0], tmp / "o.nii.gz", model=model),
                       fragments=("format version 99", "newer"), names=model / "manifest.json",
                       outputs=[tmp / "o.nii.gz"])
 
 
 def tampered_weights(env, tmp):
-    model = _copy_model(env.oneshot.model, tmp / "altered model", lambda m: None)
+    model = copy_model(env.oneshot.model, tmp / "altered model", lambda m: None)
     weights = model / "student.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
@@ -319,7 +223,7 @@ def tampered_weights(env, tmp):
 
 
 def manifest_not_json(env, tmp):
-    model = _copy_model(env.oneshot.model, tmp / "broken model", lambda m: None)
+    model = copy_model(env.oneshot.model, tmp / "broken model", lambda m: None)
     (model / "manifest.json").write_text('{"method": "oneshot", ', encoding="utf-8")
     return Invocation(env.segment(env.oneshot.case["scans"][0], tmp / "o.nii.gz", model=model),
                       fragments=("not valid JSON",), names=model / "manifest.json", outputs=[tmp / "o.nii.gz"])
@@ -332,7 +236,7 @@ def lap_segment_oneshot_model(env, tmp):
 
 
 def lap_newer_format(env, tmp):
-    model = _copy_model(env.lap.model, tmp / "future lap", lambda m: m.update(format_version=2))
+    model = copy_model(env.lap.model, tmp / "future lap", lambda m: m.update(format_version=2))
     return Invocation(env.lap_segment(env.frame(), tmp / "o.png", model=model), fragments=("newer",),
                       names=model / "manifest.json", outputs=[tmp / "o.png"])
 
@@ -341,7 +245,7 @@ def lap_weights_escape(env, tmp):
     def escape(manifest):
         manifest["weights"]["segmenter"]["file"] = "../segmenter.safetensors"
 
-    model = _copy_model(env.lap.model, tmp / "escaping lap", escape)
+    model = copy_model(env.lap.model, tmp / "escaping lap", escape)
     shutil.copy(model / "segmenter.safetensors", tmp / "segmenter.safetensors")
     return Invocation(env.lap_segment(env.frame(), tmp / "o.png", model=model),
                       fragments=("'../segmenter.safetensors' is not a plain file name",), names=model / "manifest.json",
@@ -406,16 +310,10 @@ def lap_mask_not_binary(env, tmp):
         mask = sorted((data / "stomach").glob("*/mask*.png"))[0]
         write_index_png(mask, (read_frame_mask(mask) > 0).astype(np.uint8) * 128)
 
-    data = _lap_copy(env, tmp, halve)
+    data = lap_copy(env, tmp, halve)
     mask = sorted((data / "stomach").glob("*/mask*.png"))[0]
     return Invocation(env.lap_train(data, tmp / "m"), fragments=("binary mask", "0/255"), names=mask,
                       outputs=[tmp / "m"])
-
-
-def read_frame_mask(path: Path) -> np.ndarray:
-    from distillseg.contract.frames import read_mask
-
-    return read_mask(path)
 
 
 def lap_structure_never_shown(env, tmp):
@@ -423,7 +321,7 @@ def lap_structure_never_shown(env, tmp):
         for mask in (data / "stomach").glob("*/mask*.png"):
             write_index_png(mask, np.zeros_like(read_frame_mask(mask), dtype=np.uint8))
 
-    data = _lap_copy(env, tmp, empty)
+    data = lap_copy(env, tmp, empty)
     return Invocation(env.lap_train(data, tmp / "m"), fragments=("no chosen frame shows the structure 'stomach'",),
                       names=data, outputs=[tmp / "m"])
 
@@ -433,7 +331,7 @@ def lap_colour_mask(env, tmp):
         mask = read_frame_mask(data / "masks" / "a.png")
         Image.fromarray(np.stack([mask * 200, mask * 10, mask * 90], -1).astype(np.uint8)).save(data / "masks" / "a.png")
 
-    data = _lap_copy(env, tmp, colour, source="folder")
+    data = lap_copy(env, tmp, colour, source="folder")
     return Invocation(env.lap_train(data, tmp / "m"), fragments=("colour image",), names=data / "masks" / "a.png",
                       outputs=[tmp / "m"])
 
@@ -444,13 +342,13 @@ def lap_mask_non_integer(env, tmp):
         (data / "masks" / "a.png").unlink()
         Image.fromarray(mask, mode="F").save(data / "masks" / "a.tif")
 
-    data = _lap_copy(env, tmp, fractional, source="folder")
+    data = lap_copy(env, tmp, fractional, source="folder")
     return Invocation(env.lap_train(data, tmp / "m"), fragments=("non-integer",), names=data / "masks" / "a.tif",
                       outputs=[tmp / "m"])
 
 
 def lap_unknown_class_in_folder(env, tmp):
-    data = _lap_copy(env, tmp, lambda data: None, source="folder")
+    data = lap_copy(env, tmp, lambda data: None, source="folder")
     return Invocation(env.lap_train(data, tmp / "m", "stomach,tumour"), fragments=("unknown structure name 'tumour'",),
                       names=data / "labels.json", outputs=[tmp / "m"])
 
@@ -465,7 +363,7 @@ def lap_evaluate_unknown_class(env, tmp):
 def lap_size_not_multiple_of_32(env, tmp):
     argv = env.lap_train(env.lap.demo, tmp / "m")
     argv[argv.index("--size") + 1: argv.index("--size") + 3] = ["50", "70"]
-    return Invocation(argv, fragments=("multiples of 32",), outputs=[tmp / "m"])
+    return Invocation(argv, fragments=("multiple of 32",), outputs=[tmp / "m"])
 
 
 def lap_evaluate_odd_paths(env, tmp):
@@ -492,12 +390,13 @@ def damaged_checkpoint(env, tmp):
 
 
 def oneshot_another_job(env, tmp):
-    return Invocation(env.train(tmp / "m"), fragments=("another job",), names=tmp / "m", outputs=[tmp / "m"])
+    return Invocation(env.train(tmp / "m"), fragments=("another job",), names=tmp / "m", outputs=[tmp / "m"],
+                      lock=tmp / "m")
 
 
 def lap_another_job(env, tmp):
     return Invocation(env.lap_train(env.lap.demo, tmp / "m"), fragments=("another job",), names=tmp / "m",
-                      outputs=[tmp / "m"])
+                      outputs=[tmp / "m"], lock=tmp / "m")
 
 
 def segment_unknown_device(env, tmp):
@@ -527,45 +426,4 @@ CASES = {
     INTERRUPTED: [resume_without_checkpoint, damaged_checkpoint, oneshot_another_job, lap_another_job],
     DEVICES: [segment_unknown_device, lap_missing_cuda_device],
 }
-PARAMS = [pytest.param(group, build, id=build.__name__.replace("_", "-")) for group, builds in CASES.items()
-          for build in builds]
-LOCKED = {oneshot_another_job, lap_another_job}
-
-
-def _leftovers(path: Path) -> list[str]:
-    """Temporary or half-written siblings of an output (``atomic_file``/``atomic_directory`` names them
-    ``.<name>.tmp-*`` and ``.<name>.old-*``; the ``.lock`` file of ``OutputLock`` stays by design)."""
-    if not path.parent.is_dir():
-        return []
-    return [p.name for p in path.parent.iterdir() if p.name.startswith((f".{path.name}.tmp-", f".{path.name}.old-"))]
-
-
-@pytest.mark.parametrize("group, build", PARAMS)
-def test_bad_input(group, build, env, tmp_path, record_property):
-    invocation = build(env, tmp_path)
-    if build in LOCKED:
-        with OutputLock(invocation.outputs[0]):  # a job is writing this model (the lock is an OS lock)
-            result = distillseg(*invocation.argv, prefix=invocation.prefix)
-    else:
-        result = distillseg(*invocation.argv, prefix=invocation.prefix)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    message = lines[-1] if lines else ""
-    record_property("group", group)
-    record_property("exit_code", result.returncode)
-    record_property("message", message.replace(str(tmp_path), "<tmp>"))
-    if invocation.exit_code == 0:
-        assert result.returncode == 0, result.stderr[-3000:]
-        invocation.check()
-        return
-    assert result.returncode == invocation.exit_code, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert message.startswith("error: ") and [l for l in lines if l.startswith("error: ")] == [message], lines
-    sentence = message[len("error: "):]
-    assert sentence.endswith(".") and not re.search(r"\. [A-Z]", sentence), sentence  # no second sentence
-    if invocation.names is not None:
-        assert str(invocation.names) in sentence, sentence
-    for fragment in invocation.fragments:
-        assert fragment in sentence, sentence
-    for output in invocation.outputs:
-        assert not output.exists(), output
-        assert not _leftovers(output), _leftovers(output)
+test_bad_input = matrix_test(CASES)

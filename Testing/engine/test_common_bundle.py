@@ -12,15 +12,17 @@ import pytest
 import torch
 
 from distillseg.contract.atomic import OutputLock, atomic_directory, remove_stale_temporaries
-from distillseg.common.bundle import load_bundle, save_bundle
+from distillseg.common.bundle import load_bundle
+from distillseg.contract.outputs import bundle_kind
 from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from distillseg.contract.errors import UserError
 from distillseg.common.progress import Progress
+from manifests import hand_made_bundle
 
 
 def test_bundle_round_trip_and_versions(tmp_path):
     net = torch.nn.Conv3d(1, 2, 3)
-    save_bundle(tmp_path / "m", {"method": "oneshot", "labels": []}, {"student": net.state_dict()})
+    hand_made_bundle(tmp_path / "m", "oneshot", {"student": net.state_dict()})
     bundle = load_bundle(tmp_path / "m", method="oneshot")
     state = bundle.load_weights("student")
     for key, value in net.state_dict().items():
@@ -43,7 +45,7 @@ def test_every_file_of_a_bundle_and_a_checkpoint_has_the_umasks_mode(tmp_path, u
 
 
 def test_loading_never_unpickles(tmp_path, monkeypatch):
-    save_bundle(tmp_path / "m", {"method": "oneshot"}, {"student": {"w": torch.ones(2)}})
+    hand_made_bundle(tmp_path / "m", "oneshot", {"student": {"w": torch.ones(2)}})
 
     def refuse(*args, **kwargs):
         raise AssertionError("pickle was used")
@@ -55,7 +57,7 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
 
 
 def test_tampered_weights_and_wrong_method_are_refused(tmp_path):
-    save_bundle(tmp_path / "m", {"method": "lap"}, {"segmenter": {"w": torch.ones(4)}})
+    hand_made_bundle(tmp_path / "m", "lap", {"segmenter": {"w": torch.ones(4)}})
     with pytest.raises(UserError, match="IncrementalLap"):
         load_bundle(tmp_path / "m", method="oneshot")
     weights = tmp_path / "m" / "segmenter.safetensors"
@@ -68,7 +70,7 @@ def test_newer_format_and_missing_manifest(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no manifest.json"):
         load_bundle(tmp_path / "empty")
-    save_bundle(tmp_path / "m", {"method": "oneshot"}, {})
+    hand_made_bundle(tmp_path / "m", "oneshot")
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     manifest["format_version"] = 99
     (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
@@ -77,9 +79,9 @@ def test_newer_format_and_missing_manifest(tmp_path):
 
 
 def test_atomic_directory_keeps_old_version_on_failure(tmp_path):
-    save_bundle(tmp_path / "m", {"method": "oneshot", "tag": "old"}, {})
+    hand_made_bundle(tmp_path / "m", "oneshot", tag="old")
     with pytest.raises(RuntimeError):
-        with atomic_directory(tmp_path / "m") as tmp:
+        with atomic_directory(tmp_path / "m", bundle_kind("oneshot")) as tmp:
             (tmp / "manifest.json").write_text("{}")
             raise RuntimeError("killed")
     assert load_bundle(tmp_path / "m").manifest["tag"] == "old"
@@ -87,7 +89,7 @@ def test_atomic_directory_keeps_old_version_on_failure(tmp_path):
 
 
 def test_stale_old_folder_is_restored(tmp_path):
-    save_bundle(tmp_path / "m", {"method": "oneshot", "tag": "old"}, {})
+    hand_made_bundle(tmp_path / "m", "oneshot", tag="old")
     (tmp_path / "m").rename(tmp_path / ".m.old-123-abc")  # killed between the two renames
     remove_stale_temporaries(tmp_path / "m")
     assert load_bundle(tmp_path / "m").manifest["tag"] == "old"

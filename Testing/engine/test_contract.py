@@ -13,12 +13,13 @@ import pytest
 from distillseg.contract import events, paths
 from distillseg.contract.errors import UserError
 from distillseg.contract.manifest import FORMAT_VERSION, MANIFEST, read_manifest, sha256_of, verify_weights
+from manifests import manifest_fields
 
 _BLOCKED_IMPORT = textwrap.dedent("""
     import importlib, pkgutil, sys
     class Blocker:
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "monai", "safetensors", "nibabel", "nrrd", "scipy"):
+            if name.split(".")[0] in ("torch", "monai", "safetensors", "nibabel", "nrrd", "scipy", "jsonschema"):
                 raise ImportError(f"{name} is unimportable in this test")
     sys.meta_path.insert(0, Blocker())
     import distillseg.contract
@@ -32,7 +33,7 @@ _BLOCKED_IMPORT = textwrap.dedent("""
 def test_the_contract_imports_with_torch_and_monai_unimportable():
     done = subprocess.run([sys.executable, "-c", _BLOCKED_IMPORT], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    loaded = done.stdout.strip().split(";")
+    loaded = done.stdout.splitlines()[-1].strip().split(";")
     assert {"distillseg.contract.manifest", "distillseg.contract.frames", "distillseg.contract.events"} <= set(loaded)
     assert [name for name in loaded if not name.startswith("distillseg.contract")] == ["distillseg"]
 
@@ -59,12 +60,15 @@ def test_paths_keep_checkpoints_beside_outputs_and_jobs_per_method(tmp_path, mon
     assert paths.jobs_folder(models, "lap") == tmp_path / "home" / "jobs" / "lap"
 
 
-def _bundle(folder, manifest: dict, weights: bytes = b"weights") -> None:
+def _bundle(folder, change: dict, weights: bytes = b"weights") -> None:
+    """A oneshot bundle (three weight entries on one file, valid against the engine's schema too) with ``change``
+    applied (its ``weights`` entries replace those of the same name)."""
     folder.mkdir()
     (folder / "w.safetensors").write_bytes(weights)
-    manifest = {"format_version": FORMAT_VERSION, "method": "oneshot",
-                "weights": {"student": {"file": "w.safetensors", "sha256": sha256_of(folder / "w.safetensors")}},
-                **manifest}
+    listed = {name: {"file": "w.safetensors", "sha256": sha256_of(folder / "w.safetensors")}
+              for name in ("student", "augmenter", "atlas")}
+    manifest = {**manifest_fields("oneshot"), "format_version": FORMAT_VERSION, **change,
+                "weights": {**listed, **change.get("weights", {})} if change.get("weights") != {} else {}}
     (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
 
 
@@ -93,3 +97,26 @@ def test_a_model_file_or_missing_folder_is_named_as_such(tmp_path):
         read_manifest(tmp_path / "missing")
     _bundle(tmp_path / "good", {})
     assert read_manifest(tmp_path / "good", "oneshot")["method"] == "oneshot"
+
+
+
+@pytest.mark.parametrize("name", ["overlay.png", "overlay.JPG", "overlay.tif"])
+def test_a_picture_is_replaced_only_when_its_kind_recognises_it(tmp_path, name):
+    """``write_frame`` over an existing file: ``ANY_FILE`` (the library default) replaces it; ``PICTURE`` (what
+    ``lap segment --overlay`` passes) replaces only a PNG the engine wrote, and refuses anything else in one
+    sentence (the picture's format once shadowed its kind, so a second run over its own result was a traceback)."""
+    import numpy as np
+
+    from distillseg.contract.frames import PICTURE, write_frame
+
+    frame = np.zeros((8, 8, 3), np.uint8)
+    path = write_frame(tmp_path / name, frame)
+    write_frame(path, frame + 1)  # ANY_FILE
+    if path.suffix == ".png":
+        before = path.read_bytes()
+        write_frame(path, frame, kind=PICTURE)
+        assert path.read_bytes() != before
+    else:  # only a PNG carries the engine's mark
+        with pytest.raises(UserError, match="already exists and is not a picture written by distillseg"):
+            write_frame(path, frame, kind=PICTURE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]

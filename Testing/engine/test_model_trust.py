@@ -29,8 +29,11 @@ from conftest import REPO
 from distillseg.cli import main
 from distillseg.common.bundle import load_bundle, save_bundle
 from distillseg.contract.errors import UserError
+from distillseg.lap.contrastive import ProjectionHead
+from distillseg.lap.diffusion import build_diffusion_net
 from distillseg.lap.model_bundle import LapModel, load_lap_model, save_lap_model
 from distillseg.oneshot.predict import OneShotPredictor
+from manifests import manifest_fields
 from tiny_models import LAP_TINY, ONESHOT_TINY, checked, distillseg as run_cli, lap_fixture, oneshot_fixture
 
 
@@ -46,12 +49,14 @@ def lap(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lap_with_history(lap, tmp_path_factory):
-    """The tiny lap model saved again as step 1 with an earlier version and a replay model, so every kind of weight
-    file a lap bundle holds is present (written by the engine's own writer)."""
+    """The tiny lap model saved again as step 1 with an earlier version, a projection head and a replay model, so
+    every kind of weight file a lap bundle holds is present (written by the engine's own writer, each with the
+    tensors its network has: the loaders check them tensor by tensor)."""
     model = load_lap_model(lap.model)
     later = LapModel(config=model.config, registry=model.registry, size=model.size, step=1,
                      segmenter=model.segmenter, diffusion_config=model.diffusion_config, history=model.history,
-                     projection={"head.weight": torch.ones(4, 4)}, diffusion={0: {"conv.weight": torch.ones(3, 2)}},
+                     projection=ProjectionHead(model.config.embedding_channels).state_dict(),
+                     diffusion={0: build_diffusion_net(model.diffusion_config).state_dict()},
                      earlier={0: model.segmenter})
     return save_lap_model(tmp_path_factory.mktemp("lap history") / "model", later)
 
@@ -155,6 +160,7 @@ def test_same_seed_same_weights_and_versions_recorded(method, oneshot, lap, tmp_
 
 
 def test_save_bundle_records_versions_whatever_the_caller_says(tmp_path):
-    save_bundle(tmp_path / "m", {"method": "lap", "software": {"torch": "0.0"}, "format_version": 99}, {})
+    save_bundle(tmp_path / "m", {**manifest_fields("lap"), "software": {"torch": "0.0"}, "format_version": 99},
+                {"segmenter": {"w": torch.ones(1)}})
     manifest = load_bundle(tmp_path / "m").manifest
     assert manifest["software"]["torch"] == torch.__version__ and manifest["format_version"] == 1

@@ -14,7 +14,8 @@ import torch
 
 import mrml_fixtures  # noqa: F401  (puts the module folders on sys.path)
 from distillseg.contract.atomic import OutputLock
-from distillseg.common.bundle import load_bundle, save_bundle
+from distillseg.common.bundle import load_bundle
+from manifests import hand_made_bundle
 from distillseg.contract.errors import UserError
 from DistillSegKernelLib.modelStore import ModelStore
 
@@ -22,9 +23,9 @@ LABELS = [{"value": 1, "name": "liver", "color": [200, 100, 50]}, {"value": 7, "
 
 
 def _bundle(path, method="oneshot"):
-    """A real bundle written by the engine (safetensors + manifest with SHA-256 sums)."""
+    """A real bundle written by the engine (safetensors + a schema-valid manifest with SHA-256 sums)."""
     weights = {"student": {"conv.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4)}}
-    return save_bundle(path, {"method": method, "labels": LABELS, "training": {"iterations": 2}}, weights)
+    return hand_made_bundle(path, method, weights, LABELS, training={"iterations": 2})
 
 
 @pytest.fixture
@@ -56,7 +57,8 @@ def test_lists_only_complete_bundles_of_its_method(store):
 def test_export_then_import_gives_the_same_bundle(store, tmp_path):
     _bundle(store.folder / "brain")
     archive = store.exportZip("brain", tmp_path / "out" / "brain.zip")
-    assert sorted(zipfile.ZipFile(archive).namelist()) == ["brain/manifest.json", "brain/student.safetensors"]
+    assert sorted(zipfile.ZipFile(archive).namelist()) == ["brain/atlas.safetensors", "brain/augmenter.safetensors",
+                                                           "brain/manifest.json", "brain/student.safetensors"]
     other = ModelStore("oneshot", tmp_path / "elsewhere")
     imported = other.importZip(archive)
     assert imported.name == "brain" and imported.labels.names() == {1: "liver", 7: "spleen"}
@@ -145,8 +147,10 @@ KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
 from distillseg.contract.atomic import OutputLock, atomic_directory
+from distillseg.contract.outputs import CHECKPOINT, bundle_folder
 out = Path(sys.argv[1])
-with OutputLock(out), atomic_directory(out) as bundle, atomic_directory(Path(sys.argv[2])) as checkpoint:
+with OutputLock(out), atomic_directory(out, bundle_folder("oneshot", "a model")) as bundle, \\
+        atomic_directory(Path(sys.argv[2]), CHECKPOINT) as checkpoint:
     (bundle / "student.safetensors").write_bytes(b"half")
     (checkpoint / "state.safetensors").write_bytes(b"half")
     os.kill(os.getpid(), signal.SIGKILL)  # what the out-of-memory killer does: no cleanup runs

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from distillseg.contract.atomic import StagedFiles
+from distillseg.contract.outputs import ANY_FILE, OutputKind
 from distillseg.contract.frames import write_frame
 
 _BLACK_BORDER_LEVEL = 10  # a row/column whose brightest pixel is at most this is part of the endoscope's black frame
@@ -57,6 +59,8 @@ def overlay(frame: np.ndarray, labels: np.ndarray, colors: dict[int, Sequence[in
 
 
 def write_overlay(path: str | os.PathLike, frame: np.ndarray, labels: np.ndarray,
-                  colors: dict[int, Sequence[int]], alpha: float = 0.5, caption: str | None = None) -> Path:
-    """Write ``overlay(...)`` as a colour picture (PNG/JPEG by suffix), atomically."""
-    return write_frame(path, overlay(frame, labels, colors, alpha, caption))
+                  colors: dict[int, Sequence[int]], alpha: float = 0.5, caption: str | None = None,
+                  staged: StagedFiles | None = None, kind: OutputKind = ANY_FILE) -> Path:
+    """Write ``overlay(...)`` as a colour picture (PNG/JPEG by suffix), atomically (in the batch ``staged``),
+    replacing what ``kind`` recognises."""
+    return write_frame(path, overlay(frame, labels, colors, alpha, caption), staged, kind)

@@ -7,6 +7,7 @@ warnings and errors only. Under ``torchrun`` only rank 0 reports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -14,7 +15,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from distillseg.contract import events
+from distillseg.contract import cancel, events
 from distillseg.contract.events import event_line
 
 MODES = ("auto", "tty", "jsonl", "none")
@@ -44,7 +45,9 @@ class Stage:
         return rate * max(self.total - self.step, 0)
 
     def update(self, step: int, loss: float | None = None, **metrics: float) -> None:
-        """Report that ``step`` of ``total`` steps are done, with the current loss and any named metrics."""
+        """Report that ``step`` of ``total`` steps are done, with the current loss and any named metrics; a step
+        boundary is also where a cancellation whose exception was swallowed on the way is honoured."""
+        cancel.raise_if_requested()
         previous, self.step = self.step, int(step)
         if self._bar is not None:
             self._bar.update(self.step - previous)
@@ -89,15 +92,39 @@ class Progress:
             mode = "tty" if getattr(self.stderr, "isatty", lambda: False)() else "none"
         self.mode = mode
         self.min_interval_s = min_interval_s
+        self._stdout_gone = False
         # Under torchrun every rank runs the same code; only rank 0 speaks.
         self.enabled = int(os.environ.get("RANK", "0")) == 0
 
     def emit(self, event: str, **fields: Any) -> None:
-        """Write one JSON event line (jsonl mode only)."""
-        if not self.enabled or self.mode != "jsonl":
+        """Write one JSON event line (jsonl mode only). When the reader of stdout has gone (a closed pipe), the job
+        has no one to report to: it is cancelled (``BrokenPipeError``, which the CLI ends in "Cancelled.")."""
+        if not self.enabled or self.mode != "jsonl" or self._stdout_gone:
             return
-        self.stdout.write(event_line(event, **fields) + "\n")
-        self.stdout.flush()
+        try:
+            self.stdout.write(event_line(event, **fields) + "\n")
+            self.stdout.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed
+            self._stdout_gone = True
+            raise BrokenPipeError(f"the reader of {getattr(self.stdout, 'name', 'stdout')} has gone") from None
+
+    def close(self) -> None:
+        """Flush stdout at the end of a job; if its reader has gone, point it at the null device so Python's own
+        flush at exit does not print a broken-pipe message."""
+        try:
+            self.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            self._stdout_gone = True
+        if self._stdout_gone and self.stdout is sys.stdout:
+            with contextlib.suppress(OSError, ValueError):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, sys.stdout.fileno())
+                os.close(null)
+
+    def _write_stderr(self, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # a closed stderr cannot be told anything either
+            self.stderr.write(text)
+            self.stderr.flush()
 
     def _say(self, prefix: str, message: str, always: bool) -> None:
         if not self.enabled:
@@ -105,8 +132,7 @@ class Progress:
         if self.mode == "jsonl":
             self.emit(prefix, **{events.MESSAGE: message})
         elif self.mode == "tty" or always:
-            self.stderr.write((f"{prefix}: " if prefix != events.LOG else "") + message + "\n")
-            self.stderr.flush()
+            self._write_stderr((f"{prefix}: " if prefix != events.LOG else "") + message + "\n")
 
     def log(self, message: str) -> None:
         self._say(events.LOG, message, always=False)
@@ -117,9 +143,9 @@ class Progress:
     def error(self, message: str) -> None:
         """The one-sentence error; in jsonl mode also on stderr so a person reading the log sees it."""
         if self.mode == "jsonl" and self.enabled:
-            self.emit(events.ERROR, **{events.MESSAGE: message})
-        sys.stderr.write(f"error: {message}\n")
-        sys.stderr.flush()
+            with contextlib.suppress(BrokenPipeError):
+                self.emit(events.ERROR, **{events.MESSAGE: message})
+        self._write_stderr(f"error: {message}\n")
 
     def device(self, device: str, description: str, precision: str) -> None:
         """Which device the job really runs on (shown in Slicer as "running on ...")."""

@@ -5,33 +5,34 @@ first) and ``affine`` is the 4x4 matrix from voxel index ``(i, j, k, 1)`` to **R
 convention). NRRD files in LPS space are converted on read and written back in LPS, as Slicer does. Label maps are
 always written on the exact grid they are given (shape, spacing, origin, direction), atomically.
 
-A NIfTI header can hold two voxel-to-world matrices, the qform and the sform, and readers differ in which one they
-believe when both are set (3D Slicer/ITK takes the qform unless the sform's code is 1 "scanner"; nibabel and FSL take
-the sform). So the engine places a NIfTI image where every reader agrees: with the one matrix that is set; with
-either when both are set and agree to ``QFORM_SFORM_TOLERANCE_MM`` at every corner of the volume; and when neither
-is set, as ITK does (the header's voxel sizes along the LPS axes, origin 0). A file whose qform and sform disagree
-is refused: a segmentation placed by the wrong one would land millimetres off. Written files set both to the same
-matrix.
+How a NIfTI or NRRD header is trusted (its size, its space, the NIfTI qform and sform) is
+``distillseg.common.volume_readers``. Written NIfTI files set qform and sform to the same matrix; written files of
+every format carry the engine's mark (``distillseg.contract.outputs``), so a later run may replace them but never a
+file of the user's. Two grids are the same when every corner lies within ``GRID_TOLERANCE_VOXELS`` of a voxel:
+exports round positions by micrometres (a label map 5 µm off its image used to be refused).
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from distillseg.contract.atomic import atomic_file
+from distillseg.common.volume_readers import LPS_TO_RAS, nifti_header, nrrd_header, read_nifti, read_nrrd
+from distillseg.contract.atomic import StagedFiles, staging
 from distillseg.contract.errors import check_readable_file, file_error
-from distillseg.contract.labels import LabelEntry, LabelTable
+from distillseg.contract.labels import LabelTable
+from distillseg.contract.outputs import ANY_FILE, OutputKind, carries_mark, mark, marked_file
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 NRRD_SUFFIXES = (".nrrd", ".nhdr", ".seg.nrrd")
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 MAX_LABEL_VALUE = 65535
-QFORM_SFORM_TOLERANCE_MM = 0.01  # far above float32 rounding of either matrix, far below any voxel size
+GRID_TOLERANCE_VOXELS = 0.05  # far below what moves a label by a voxel, far above the rounding of any export
+LABEL_MAP = marked_file("a label map", "label-map")
 
 
 @dataclass
@@ -67,123 +68,25 @@ def volume_format(path: str | os.PathLike) -> str:
     raise file_error(path, "unsupported file type; use NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .seg.nrrd)")
 
 
-def same_grid(a: Volume, b: Volume, tolerance_mm: float = 1e-3) -> bool:
-    """True when both volumes have the same shape and the same voxel-to-world matrix (to ``tolerance_mm``)."""
-    return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=tolerance_mm)
+def same_grid(a: Volume, b: Volume, tolerance_voxels: float = GRID_TOLERANCE_VOXELS) -> bool:
+    """True when both volumes have the same shape and every corner of the grid lies at the same world position, to
+    ``tolerance_voxels`` of the smallest voxel size."""
+    if a.shape != b.shape:
+        return False
+    last = [s - 1 for s in a.shape]
+    corners = np.array([[i, j, k, 1.0] for i in (0, last[0]) for j in (0, last[1]) for k in (0, last[2])]).T
+    gap = np.linalg.norm(((a.affine - b.affine) @ corners)[:3], axis=0).max()
+    return bool(gap <= tolerance_voxels * min(a.spacing.min(), b.spacing.min()))
 
 
 # ----------------------------------------------------------------------------------------------------- reading
-def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, LabelTable | None]:
-    import nibabel as nib
-
-    try:
-        image = nib.load(str(path))
-        data = np.asanyarray(image.dataobj)
-    except (nib.filebasedimages.ImageFileError, EOFError, zlib.error, OSError, ValueError) as exc:
-        raise file_error(path, f"cannot be read as NIfTI (truncated or not an image: {exc.__class__.__name__})") \
-            from None
-    if data.dtype.names:  # NIfTI RGB(A) voxel types are structured arrays
-        raise file_error(path, "is an RGB volume; a single-channel (grayscale) 3D scan is needed")
-    return data, _nifti_affine(path, image.header, data.shape[:3]), None
-
-
-def _nifti_affine(path: Path, header, shape: tuple[int, ...]) -> np.ndarray:
-    """The voxel -> RAS matrix every reader agrees on (see the module docstring), else a ``UserError``."""
-    qform, _ = header.get_qform(coded=True)
-    sform, _ = header.get_sform(coded=True)
-    if qform is not None and sform is not None:
-        last = [s - 1 for s in shape] + [0] * (3 - len(shape))
-        corners = np.array([[i, j, k, 1.0] for i in (0, last[0]) for j in (0, last[1]) for k in (0, last[2])]).T
-        gap = float(np.linalg.norm(((sform - qform) @ corners)[:3], axis=0).max())
-        if gap > QFORM_SFORM_TOLERANCE_MM:
-            raise file_error(path, f"its NIfTI qform and sform disagree by up to {gap:.3g} mm, so programs place "
-                                   "this image differently; make them equal (for example with fslorient "
-                                   "-copysform2qform) and try again")
-    chosen = sform if sform is not None else qform
-    if chosen is None:
-        zooms = [float(z) for z in header.get_zooms()[:3]] + [1.0] * 3
-        chosen = LPS_TO_RAS @ np.diag([*zooms[:3], 1.0])
-    return np.asarray(chosen, dtype=np.float64)
-
-
-def _nrrd_affine(path: Path, header: dict, spatial_axes: list[int]) -> np.ndarray:
-    directions = header.get("space directions")
-    affine = np.eye(4)
-    if directions is not None:
-        directions = np.asarray(directions, dtype=np.float64)
-        affine[:3, :3] = directions[spatial_axes].T
-    else:  # no orientation in the file: spacings along the axes
-        spacings = np.asarray(header.get("spacings", [1.0] * len(spatial_axes)), dtype=np.float64)
-        affine[:3, :3] = np.diag(np.nan_to_num(spacings[spatial_axes], nan=1.0))
-    origin = header.get("space origin")
-    if origin is not None:
-        affine[:3, 3] = np.asarray(origin, dtype=np.float64)
-    space = str(header.get("space", "left-posterior-superior")).lower()
-    if space in ("left-posterior-superior", "lps", "scanner-xyz"):
-        affine = LPS_TO_RAS @ affine
-    elif space not in ("right-anterior-superior", "ras"):
-        raise file_error(path, f"NRRD space '{space}' is not supported (use RAS or LPS)")
-    return affine
-
-
-def _segments_from_header(header: dict) -> tuple[LabelTable | None, dict[int, tuple[int, int]]]:
-    """Segment table of a ``.seg.nrrd`` header and, per output value, the (layer, value) it is stored at.
-
-    A single-layer file keeps its label values; segments spread over several layers (overlapping segments) get
-    values 1..N in segment order, since one label map cannot hold their overlap.
-    """
-    segments = []
-    index = 0
-    while f"Segment{index}_Name" in header:
-        key = f"Segment{index}_"
-        color = tuple(int(round(float(c) * 255)) for c in str(header.get(key + "Color", "0.5 0.5 0.5")).split()[:3])
-        terminology = None
-        for tag in str(header.get(key + "Tags", "")).split("|"):
-            if tag.startswith("TerminologyEntry:"):
-                terminology = tag[len("TerminologyEntry:"):]
-        segments.append((str(header[key + "Name"]), color, terminology,
-                         int(header.get(key + "Layer", 0)), int(header.get(key + "LabelValue", index + 1))))
-        index += 1
-    if not segments:
-        return None, {}
-    stored = [(layer, value) for *_, layer, value in segments]
-    keep_values = len({layer for layer, _ in stored}) == 1 and len({v for _, v in stored}) == len(stored)
-    entries, where = [], {}
-    for number, (name, color, terminology, layer, value) in enumerate(segments, 1):
-        out_value = value if keep_values else number
-        entries.append(LabelEntry(out_value, name, color, terminology))
-        where[out_value] = (layer, value)
-    return LabelTable(entries), where
-
-
-def _read_nrrd(path: Path) -> tuple[np.ndarray, np.ndarray, LabelTable | None]:
-    import nrrd
-
-    try:
-        data, header = nrrd.read(str(path))
-    except (nrrd.NRRDError, EOFError, zlib.error, OSError, ValueError, KeyError) as exc:
-        raise file_error(path, f"cannot be read as NRRD (truncated or not an image: {exc.__class__.__name__})") \
-            from None
-    directions = header.get("space directions")
-    if directions is not None:
-        spatial_axes = [a for a, row in enumerate(np.asarray(directions, dtype=np.float64))
-                        if np.all(np.isfinite(row))]
-    else:
-        spatial_axes = list(range(data.ndim))
-    non_spatial = [a for a in range(data.ndim) if a not in spatial_axes]
-    affine = _nrrd_affine(path, header, spatial_axes)
-    table, where = _segments_from_header(header)
-    if table is not None:
-        # Slicer segmentation: possibly several layers along a non-spatial axis; each segment is (layer, value).
-        layers = np.moveaxis(data, non_spatial, -1).reshape(*[data.shape[a] for a in spatial_axes], -1) \
-            if non_spatial else data[..., None]
-        labels = np.zeros(layers.shape[:3], dtype=np.int32)
-        for segment_value, (layer, value) in where.items():
-            labels[layers[..., layer] == value] = segment_value
-        return labels, affine, table
-    if non_spatial:
-        data = np.moveaxis(data, non_spatial, -1)
-    return data, affine, None
+def check_volume_files(paths) -> None:
+    """Refuse, before any work, an input of an unsupported type, missing, empty or unreadable, or whose header
+    fails the checks of ``volume_readers`` (its voxels are not read)."""
+    for path in map(Path, paths):
+        kind = volume_format(path)
+        check_readable_file(path)
+        nifti_header(path) if kind == "nifti" else nrrd_header(path)
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
@@ -191,7 +94,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     path = Path(path)
     kind = volume_format(path)
     check_readable_file(path)
-    data, affine, table = _read_nifti(path) if kind == "nifti" else _read_nrrd(path)
+    data, affine, table = read_nifti(path) if kind == "nifti" else read_nrrd(path)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise file_error(path, "has an invalid (singular or non-finite) voxel-to-world matrix")
     return Volume(array=data, affine=affine, path=path, labels=table)
@@ -282,55 +185,103 @@ def _seg_nrrd_fields(labels: np.ndarray, table: LabelTable) -> dict:
     return fields
 
 
+def _nifti(data: np.ndarray, affine: np.ndarray, token: str):
+    import nibabel as nib
+
+    image = nib.Nifti1Image(data, affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header["descrip"] = mark(token).encode("ascii")
+    return image
+
+
+def _write_nifti(handle, image, compressed: bool) -> None:
+    import nibabel as nib
+
+    # nibabel picks compression and even the file name's case from the name (it saved "x.Nii" as "x.nii"), so it
+    # writes into a file object and the suffix only chooses gzip.
+    stream = gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=6, mtime=0) if compressed else handle
+    image.to_file_map({"image": nib.FileHolder(fileobj=stream)})
+    if compressed:
+        stream.close()
+
+
+def _nrrd_bytes(data: np.ndarray, header: dict, token: str) -> tuple[bytes, bytes]:
+    """(header text ending in its blank line, data) of a NRRD file written by pynrrd into memory."""
+    import nrrd
+
+    buffer = io.BytesIO()
+    nrrd.write(buffer, data, {**header, "written_by": mark(token)}, index_order="F")
+    text, _, payload = buffer.getvalue().partition(b"\n\n")
+    return text + b"\n\n", payload
+
+
+def _write_volume(path: Path, data: np.ndarray, affine: np.ndarray, header: dict, kind: OutputKind,
+                  token: str, staged: StagedFiles | None) -> Path:
+    """Write ``data`` on the grid ``affine`` at ``path`` (format from the suffix, any letter case): NIfTI,
+    attached NRRD, or a ``.nhdr`` header with its data beside it in ``<stem>.raw.gz``; atomically (in the batch
+    ``staged`` when given)."""
+    name = path.name.lower()
+    with staging(staged) as staged:
+        if volume_format(path) == "nifti":
+            with open(staged.stage(path, kind), "wb") as handle:
+                _write_nifti(handle, _nifti(data, affine, token), name.endswith(".gz"))
+            return path
+        text, payload = _nrrd_bytes(data, header, token)
+        if name.endswith(".nhdr"):
+            data_path = path.with_name(path.name[: -len(".nhdr")] + ".raw.gz")
+            # The data file is staged first, so it is in place before a header points at it.
+            with open(staged.stage(data_path, kind if kind is ANY_FILE else _nhdr_data(path)), "wb") as handle:
+                handle.write(payload)
+            text = text[:-1] + f"data file: {data_path.name}\n\n".encode("utf-8")
+            payload = b""
+        with open(staged.stage(path, kind), "wb") as handle:
+            handle.write(text + payload)
+    return path
+
+
+def _nhdr_data(header_path: Path) -> OutputKind:
+    """The data file beside a ``.nhdr``: replaced only when the existing header there is the engine's and names it."""
+
+    def recognise(data_path: Path) -> bool:
+        if not carries_mark(header_path, "label-map") and not carries_mark(header_path, "image"):
+            return False
+        with open(header_path, "rb") as handle:
+            return f"data file: {data_path.name}".encode("utf-8") in handle.read(1 << 16)
+
+    return OutputKind("the data file of a .nhdr written by distillseg", recognise)
+
+
 def write_labels(path: str | os.PathLike, labels: np.ndarray, affine: np.ndarray,
-                 table: LabelTable | None = None) -> Path:
+                 table: LabelTable | None = None, staged: StagedFiles | None = None,
+                 kind: OutputKind = ANY_FILE) -> Path:
     """Write an (I, J, K) label map on the grid ``affine`` (voxel -> RAS); format from the suffix; atomic.
 
-    ``.seg.nrrd`` files carry the segment names, colours and terminology of ``table`` (defaults if None).
+    ``.seg.nrrd`` files carry the segment names, colours and terminology of ``table`` (defaults if None). Every
+    file carries the engine's mark; an existing file is replaced when ``kind`` recognises it (the segment verb
+    passes ``LABEL_MAP``: only a label map the engine wrote). With ``staged``, the file joins that batch and
+    appears when it is committed.
     """
     path = Path(path)
-    kind = volume_format(path)
+    volume_format(path)
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise ValueError(f"labels must be 3D, got shape {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL_VALUE):
         raise ValueError("label values must lie in 0..65535")
     data = labels.astype(_label_dtype(labels))
-    with atomic_file(path) as tmp:
-        if kind == "nifti":
-            import nibabel as nib
-
-            image = nib.Nifti1Image(data, affine)
-            image.set_qform(affine, code=1)
-            image.set_sform(affine, code=1)
-            nib.save(image, str(tmp))
-        else:
-            import nrrd
-
-            header = _nrrd_header(affine, data.shape)
-            if path.name.lower().endswith(".seg.nrrd"):
-                present = [int(v) for v in np.unique(data) if v != 0]
-                header.update(_seg_nrrd_fields(data, (table or LabelTable()).restricted_to(
-                    sorted(set(present) | set((table or LabelTable()).values)))))
-            nrrd.write(str(tmp), data, header, index_order="F")
-    return path
+    header = _nrrd_header(affine, data.shape)
+    if path.name.lower().endswith(".seg.nrrd"):
+        present = [int(v) for v in np.unique(data) if v != 0]
+        header.update(_seg_nrrd_fields(data, (table or LabelTable()).restricted_to(
+            sorted(set(present) | set((table or LabelTable()).values)))))
+    return _write_volume(path, data, affine, header, kind, "label-map", staged)
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray, affine: np.ndarray) -> Path:
-    """Write an (I, J, K) float image on the grid ``affine``; format from the suffix; atomic."""
+def write_image(path: str | os.PathLike, image: np.ndarray, affine: np.ndarray, kind: OutputKind = ANY_FILE) -> Path:
+    """Write an (I, J, K) float image on the grid ``affine``; format from the suffix; atomic; it may replace what
+    ``kind`` recognises."""
     path = Path(path)
-    kind = volume_format(path)
+    volume_format(path)
     data = np.asarray(image, dtype=np.float32)
-    with atomic_file(path) as tmp:
-        if kind == "nifti":
-            import nibabel as nib
-
-            nifti = nib.Nifti1Image(data, affine)
-            nifti.set_qform(affine, code=1)
-            nifti.set_sform(affine, code=1)
-            nib.save(nifti, str(tmp))
-        else:
-            import nrrd
-
-            nrrd.write(str(tmp), data, _nrrd_header(affine, data.shape), index_order="F")
-    return path
+    return _write_volume(path, data, affine, _nrrd_header(affine, data.shape), kind, "image", None)

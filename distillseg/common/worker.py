@@ -55,9 +55,9 @@ def _parse(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Na
         if exc.code == 0:  # --help or --version printed its text and would have ended the command
             raise UserError(f"distillseg {' '.join(arguments[:2])}: ask for --help from the command itself, not "
                             "the worker.") from None
-        # argparse ends with "distillseg oneshot segment: error: argument --model: expected one argument".
+        # The engine's parser ends with "error: <sentence>." (``cli_options.EngineArgumentParser``).
         lines = [line for line in complaint.getvalue().splitlines() if line.strip()]
-        message = lines[-1].replace(": error: ", ": ", 1) if lines else \
+        message = lines[-1].removeprefix("error: ") if lines else \
             f"distillseg {' '.join(arguments[:2])}: the request's options cannot be parsed"
         raise UserError(message.rstrip(".") + ".") from None
 
@@ -90,7 +90,7 @@ def _handle(line: str, parser: argparse.ArgumentParser, cache: ModelCache, state
     args.model_cache = cache
     state.restore()
     try:
-        code = run_verb(args.verb_function, args)
+        code = run_verb(args)
     except Exception as exc:  # a bug: the command would have crashed with this traceback
         traceback.print_exc(file=sys.stderr)
         # Whatever the failed request built may be half-done: later requests load their models anew.

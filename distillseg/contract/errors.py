@@ -7,6 +7,7 @@ with ``EXIT_USER_ERROR`` and leaves no output behind. Every other exception is a
 
 from __future__ import annotations
 
+import errno
 import os
 
 EXIT_USER_ERROR = 2
@@ -26,10 +27,45 @@ class OutOfMemoryError(UserError):
     exit_code = EXIT_OUT_OF_MEMORY
 
 
+class CancelledError(UserError):
+    """The job was cancelled (a signal, or the reader of its progress went away): "Cancelled.", exit 130."""
+
+    exit_code = EXIT_CANCELLED
+
+
 def file_error(path: str | os.PathLike, problem: str) -> UserError:
     """``UserError("<path>: <problem>.")`` so every message names its file the same way."""
     problem = problem.rstrip(".")
     return UserError(f"{os.fspath(path)}: {problem}.")
+
+
+# What went wrong and what to do, per errno, for a file or folder the engine could not write.
+_WRITE_PROBLEMS = {
+    errno.ENOSPC: "cannot be written: the disk is full; free some space or choose a folder on another disk",
+    errno.EROFS: "cannot be written: the file system is read-only; choose a folder on a writable disk",
+    errno.EACCES: "cannot be written (permission denied); choose a folder you may write to",
+    errno.EPERM: "cannot be written (operation not permitted); choose a folder you may write to",
+    errno.EFBIG: "cannot be written: the file would be larger than this disk or your file-size limit allows; "
+                 "choose another disk",
+    errno.EISDIR: "is a folder; give the name of a file to write",
+    errno.ENOTDIR: "cannot be written: part of its path is a file, not a folder; choose another path",
+    errno.EEXIST: "already exists and could not be replaced; choose another name",
+    errno.ENAMETOOLONG: "cannot be written: the name is too long for this file system; choose a shorter name",
+    errno.EIO: "cannot be written: the disk reported an input/output error; check the disk or choose another one",
+    errno.ELOOP: "cannot be written: its path is a loop of symbolic links; choose another path",
+}
+if hasattr(errno, "EDQUOT"):
+    _WRITE_PROBLEMS[errno.EDQUOT] = ("cannot be written: your disk quota is used up; free some space or choose "
+                                     "another disk")
+
+
+def write_error(path: str | os.PathLike, exc: OSError) -> UserError:
+    """The one sentence for an ``OSError`` met while writing ``path`` (the output the user named, not a temporary
+    file): what happened and what to do."""
+    problem = _WRITE_PROBLEMS.get(exc.errno)
+    if problem is None:
+        problem = f"cannot be written ({exc.strerror or exc.__class__.__name__}); choose another folder"
+    return file_error(path, problem)
 
 
 def check_readable_file(path: str | os.PathLike) -> None:

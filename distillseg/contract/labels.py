@@ -30,6 +30,18 @@ def default_color(value: int) -> tuple[int, int, int]:
     return _PALETTE[(int(value) - 1) % len(_PALETTE)]
 
 
+def checked_color(color: Any) -> tuple[int, int, int]:
+    """``color`` as an (r, g, b) of whole numbers in 0..255 (``255.0`` counts as 255); ``ValueError`` naming it
+    otherwise, so a colour that Slicer would clip or reject never reaches a manifest."""
+    try:
+        channels = [float(c) for c in color] if not isinstance(color, (str, bytes)) else []
+    except (TypeError, ValueError):
+        channels = []
+    if len(channels) != 3 or any(not c.is_integer() or not 0 <= c <= 255 for c in channels):
+        raise ValueError(f"colour {color!r} is not three whole numbers in 0..255 (r g b)")
+    return tuple(int(c) for c in channels)
+
+
 @dataclass
 class LabelEntry:
     """One structure: its integer value in label maps, display name, RGB colour (0-255), terminology string."""
@@ -95,9 +107,13 @@ def read_color_table(path: str | os.PathLike) -> LabelTable:
             continue
         parts = line.split()
         try:
-            value, name, rgb = int(parts[0]), parts[1], tuple(int(float(c)) for c in parts[2:5])
+            value, name = int(parts[0]), parts[1]
         except (ValueError, IndexError):
             raise file_error(path, f"line {number} is not 'value name r g b [a]'") from None
+        try:
+            rgb = checked_color(parts[2:5])
+        except ValueError as exc:
+            raise file_error(path, f"line {number}: {exc}") from None
         if value != 0:
             entries.append(LabelEntry(value, name, rgb))
     if not entries:
@@ -112,23 +128,24 @@ def read_label_names_json(path: str | os.PathLike) -> LabelTable:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise file_error(path, f"cannot read the label names as JSON ({exc.__class__.__name__})") from None
     try:
-        if isinstance(data, list):
-            return LabelTable.from_json(
-                {"color": default_color(item["value"]), **item} for item in data)
-        entries = []
-        for key, item in data.items():
-            value = int(key)
-            if value == 0:
-                continue
-            if isinstance(item, str):
-                entries.append(LabelEntry(value, item, default_color(value)))
-            else:
-                entries.append(LabelEntry(value, str(item["name"]),
-                                          tuple(int(c) for c in item.get("color", default_color(value))),
-                                          item.get("terminology")))
-        return LabelTable(entries)
+        items = ({**item} for item in data) if isinstance(data, list) else \
+            ({"value": key, **({"name": item} if isinstance(item, str) else item)} for key, item in data.items())
+        entries = [(int(item["value"]), item) for item in items]
     except (KeyError, TypeError, ValueError, AttributeError):
         raise file_error(path, "label names must map label values to names (see --help)") from None
+    table = []
+    for value, item in entries:
+        if value == 0:
+            continue
+        try:
+            color = checked_color(item.get("color", default_color(value)))
+        except ValueError as exc:
+            raise file_error(path, f"label {value}: {exc}") from None
+        terminology = item.get("terminology")
+        if not 0 < value <= 65535 or not isinstance(terminology, (str, type(None))):
+            raise file_error(path, f"label {value}: values lie in 1..65535 and a terminology is a text")
+        table.append(LabelEntry(value, str(item.get("name", f"Label {value}")), color, terminology))
+    return LabelTable(table)
 
 
 def read_label_table(path: str | os.PathLike) -> LabelTable:

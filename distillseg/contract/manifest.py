@@ -12,6 +12,15 @@ engine before it loads a network, the Slicer model store when it lists, imports 
 ``FORMAT_VERSION`` goes up when a bundle written by a newer engine could be misread by an older one; readers refuse
 versions newer than their own.
 
+What a manifest must hold is one JSON Schema, ``manifest_schema.SCHEMA``: data, here, so both sides share it. The
+contract needs only the standard library (Slicer's Python has no ``jsonschema``), so its own checks are what the
+Slicer side relies on to list, import and export models, which never build a network from a manifest:
+``read_manifest`` (readable JSON, a ``method``, a ``format_version`` it understands, of the right method) and
+``verify_weights`` (every listed weight file present, a plain name inside the folder, matching its SHA-256). The
+engine, which depends on ``jsonschema``, validates the whole manifest against the schema
+(``distillseg.common.manifest_validation``) before any weight file is opened, so a damaged model is refused in one
+sentence by the first job that uses it.
+
 The methods have one name each in code, manifests and on the command line (``oneshot``, ``lap``); ``METHOD_TITLES``
 gives what a person reads (the Slicer module's name).
 """
@@ -46,11 +55,18 @@ def method_title(method: Any) -> str:
     return METHOD_TITLES.get(method, str(method)) if isinstance(method, str) else str(method)
 
 
+def damaged_manifest(shown: str | os.PathLike, problem: str) -> UserError:
+    """The sentence for a manifest that is wrong in itself: ``problem``, and what to do about it."""
+    return file_error(shown, f"{problem} (the manifest was edited or damaged; export the model again from where it "
+                             "was made)")
+
+
 def read_manifest(folder: str | os.PathLike, method: str | None = None,
                   shown: str | os.PathLike | None = None) -> dict[str, Any]:
     """The bundle's manifest, checked: readable JSON with a ``method`` and a ``format_version`` this code reads,
     and (when ``method`` is given) of that method. ``UserError`` otherwise, naming ``shown`` (e.g. the zip a bundle
-    is being imported from) when given, else the folder or its manifest."""
+    is being imported from) when given, else the folder or its manifest. The engine then validates it against
+    ``SCHEMA`` (see the module docstring)."""
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.is_dir():

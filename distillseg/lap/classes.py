@@ -102,14 +102,3 @@ class ClassRegistry:
     def from_json(cls, items: Iterable[dict[str, Any]]) -> "ClassRegistry":
         return cls(ClassEntry(int(i["value"]), str(i["name"]), tuple(int(c) for c in i["color"]), int(i["step"]),
                               i.get("terminology")) for i in items)
-
-
-def parse_class_list(text: str, option: str) -> list[str]:
-    """``"liver,colon"`` -> ``["liver", "colon"]``; refuses an empty list and repeated names."""
-    names = [n.strip() for n in (text or "").split(",") if n.strip()]
-    if not names:
-        raise UserError(f"{option} needs at least one structure name (comma-separated).")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise UserError(f"{option} names '{repeated[0]}' more than once.")
-    return names

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from distillseg.contract.atomic import atomic_file
+from distillseg.contract.outputs import NEW_FILE
 from distillseg.contract.errors import UserError, file_error
 
 _IMAGENET_URLS = {
@@ -36,7 +37,8 @@ def imagenet_weights_file(backbone: str) -> Path:
     target = cache_folder() / f"{backbone}_imagenet.safetensors"
     if not target.is_file():
         try:
-            with atomic_file(target) as tmp, urllib.request.urlopen(_IMAGENET_URLS[backbone], timeout=60) as reply:
+            with atomic_file(target, NEW_FILE) as tmp, \
+                    urllib.request.urlopen(_IMAGENET_URLS[backbone], timeout=60) as reply:
                 tmp.write_bytes(reply.read())
         except OSError as exc:
             raise UserError(f"Could not download the ImageNet encoder weights ({exc}); download "

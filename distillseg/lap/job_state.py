@@ -2,8 +2,9 @@
 
 A job runs named stages in order (e.g. replay -> segmenter -> diffusion). The checkpoint holds, for every stage
 started so far, its tensors (network weights, optimizer moments, replayed synthetic frames — never a patient frame)
-and how far it got. Only rank 0 writes; a checkpoint made with other options is not resumed. It is deleted once the
-model bundle is complete.
+and how far it got. Only rank 0 writes. ``--resume`` follows the engine-wide rule (``common.checkpoint
+.open_checkpoint``): refused when there is no checkpoint or another job made it. It is deleted once the model
+bundle is complete.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
+from distillseg.common.checkpoint import open_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from distillseg.common.distributed import World
 from distillseg.contract.paths import checkpoint_path
 
@@ -26,15 +27,11 @@ class JobState:
         self.world = world
         self.tensors: dict[str, dict[str, torch.Tensor]] = {}
         self.meta: dict[str, Any] = {"job": job, "stages": {}, "optimizers": {}}
-        loaded = load_checkpoint(self.path) if resume else None
+        loaded = open_checkpoint(self.path, resume, job, world.is_main)
         if loaded is not None:
-            tensors, meta = loaded
-            if meta.get("job") == job:
-                self.tensors, self.meta = tensors, meta
-                if progress is not None:
-                    progress.log(f"resuming from {self.path}")
-            elif progress is not None:
-                progress.warning(f"{self.path} was made with other options; starting over")
+            self.tensors, self.meta = loaded
+            if progress is not None:
+                progress.log(f"resuming from {self.path}")
 
     def iteration(self, stage: str) -> int:
         """Iterations of ``stage`` already done (0 when it has not started)."""

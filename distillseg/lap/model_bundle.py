@@ -21,11 +21,12 @@ from typing import Any
 
 import torch
 
-from distillseg.common.bundle import Bundle, load_bundle, save_bundle
+from distillseg.common.bundle import Bundle, load_bundle, save_bundle, state_shapes
 from distillseg.contract.errors import file_error
-from distillseg.contract.manifest import LAP
+from distillseg.contract.manifest import LAP, damaged_manifest
 from distillseg.lap.classes import ClassRegistry
-from distillseg.lap.diffusion import DiffusionConfig
+from distillseg.lap.contrastive import ProjectionHead
+from distillseg.lap.diffusion import DiffusionConfig, build_diffusion_net
 from distillseg.lap.segmenter import Segmenter, SegmenterConfig
 
 PREPROCESSING = {"crop_black_border": True, "resize": "bilinear (antialiased) to the working size",
@@ -60,13 +61,20 @@ class LapModel:
 
     def diffusion_weights(self, step: int) -> dict[str, torch.Tensor]:
         if self.diffusion.get(step) is None:
-            self.diffusion[step] = self.source.load_weights(f"diffusion_step{step}")
+            shapes = state_shapes(lambda: build_diffusion_net(self.diffusion_config))
+            self.diffusion[step] = self.source.load_weights(f"diffusion_step{step}", shapes=shapes)
         return self.diffusion[step]
 
     def earlier_weights(self, step: int) -> dict[str, torch.Tensor]:
         if self.earlier.get(step) is None:
-            self.earlier[step] = self.source.load_weights(f"segmenter_step{step}")
+            shapes = segmenter_shapes(self.config, 1 + sum(1 for e in self.registry.entries if e.step <= step))
+            self.earlier[step] = self.source.load_weights(f"segmenter_step{step}", shapes=shapes)
         return self.earlier[step]
+
+
+def segmenter_shapes(config: SegmenterConfig, outputs: int) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of a segmenter with ``outputs`` head outputs (what its weight file must hold)."""
+    return state_shapes(lambda: Segmenter(config, outputs))
 
 
 def manifest_of(model: LapModel) -> dict[str, Any]:
@@ -104,28 +112,36 @@ def save_lap_model(path: str | Path, model: LapModel) -> Path:
 
 def load_lap_model(path: str | Path) -> LapModel:
     """Read a ``lap`` bundle (refusing one of the other method) and its current segmenter weights."""
-    bundle = load_bundle(path, method=LAP)
+    bundle = load_bundle(path, method=LAP)  # the manifest schema has checked every key and type used below
     manifest = bundle.manifest
+    config = SegmenterConfig.from_json(manifest["network"]["segmenter"])
     try:
-        config = SegmenterConfig.from_json(manifest["network"]["segmenter"])
         registry = ClassRegistry.from_json(manifest["classes"])
-        size = tuple(int(s) for s in manifest["preprocessing"]["size"])
-        diffusion_config = DiffusionConfig.from_json(manifest["diffusion"]["config"])
-        diffusion_steps = [int(s) for s in manifest["diffusion"]["steps"]]
-        earlier_steps = [int(v["step"]) for v in manifest["versions"] if v["weights"] != "segmenter"]
-        step = int(manifest["step"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise file_error(bundle.path / "manifest.json", f"IncrementalLap manifest is incomplete ({exc})") from None
-    segmenter = bundle.load_weights("segmenter")
-    if int(segmenter["head.weight"].shape[0]) != registry.num_outputs:
-        raise file_error(bundle.path, f"segmenter has {segmenter['head.weight'].shape[0]} outputs but the manifest "
-                                      f"names {len(registry)} structures")
-    projection = bundle.load_weights("projection") if "projection" in bundle.weight_names() else None
-    return LapModel(config=config, registry=registry, size=size, step=step, segmenter=segmenter,
-                    diffusion_config=diffusion_config, history=list(manifest.get("history", [])),
+    except ValueError as exc:
+        raise _inconsistent(bundle, str(exc)) from None
+    step = manifest["step"]
+    earlier_steps = [v["step"] for v in manifest["versions"] if v["weights"] != "segmenter"]
+    if manifest["network"]["outputs"] != registry.num_outputs:
+        raise _inconsistent(bundle, f"the segmenter has {manifest['network']['outputs']} outputs but the manifest "
+                                    f"names {len(registry)} structures")
+    missing = [name for name in [f"segmenter_step{s}" for s in earlier_steps]
+               + [f"diffusion_step{s}" for s in manifest["diffusion"]["steps"]] if name not in manifest["weights"]]
+    if missing or any(s >= step for s in earlier_steps):
+        raise _inconsistent(bundle, f"its versions and weight files disagree ({', '.join(missing) or 'a version'} "
+                                    "not listed)")
+    segmenter = bundle.load_weights("segmenter", shapes=segmenter_shapes(config, registry.num_outputs))
+    projection = bundle.load_weights("projection", shapes=state_shapes(
+        lambda: ProjectionHead(config.embedding_channels))) if "projection" in bundle.weight_names() else None
+    return LapModel(config=config, registry=registry, size=tuple(manifest["preprocessing"]["size"]), step=step,
+                    segmenter=segmenter, diffusion_config=DiffusionConfig.from_json(manifest["diffusion"]["config"]),
+                    history=list(manifest.get("history", [])),
                     synthetic_training_data=bool(manifest.get("synthetic_training_data", False)),
-                    projection=projection, diffusion={s: None for s in diffusion_steps},
+                    projection=projection, diffusion={s: None for s in manifest["diffusion"]["steps"]},
                     earlier={s: None for s in earlier_steps}, source=bundle)
+
+
+def _inconsistent(bundle: Bundle, problem: str):
+    return damaged_manifest(bundle.path / "manifest.json", problem)
 
 
 def restore_version(model: LapModel, step: int) -> LapModel:

@@ -107,13 +107,3 @@ class Segmenter(nn.Module):
 def frames_to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> float (B, 3, H, W) in [0, 1]."""
     return images.float() / 255.0
-
-
-def check_working_size(size: tuple[int, int]) -> tuple[int, int]:
-    """The encoder halves the grid five times: the working size must be a positive multiple of 32."""
-    from distillseg.contract.errors import UserError
-
-    h, w = (int(s) for s in size)
-    if h < 32 or w < 32 or h % 32 or w % 32:
-        raise UserError(f"--size {h} {w}: height and width must be multiples of 32 (at least 32), e.g. 256 320.")
-    return h, w

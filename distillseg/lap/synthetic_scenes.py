@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from distillseg.contract.atomic import atomic_directory
-from distillseg.contract.frames import SYNTHETIC_MARKER, write_frame, write_index_png
+from distillseg.contract.frames import DEMO_FRAMES, write_frame, write_index_png, write_synthetic_marker
 from distillseg.lap.classes import DSAD_STRUCTURES
 from distillseg.lap.dsad import MULTILABEL
 
@@ -199,7 +199,7 @@ def write_demo_data(out: str | Path, patients: int, frames_per_patient: int, siz
     rng = np.random.default_rng(seed)
     counts = {name: 0 for name in DSAD_STRUCTURES}
     out = Path(out)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, DEMO_FRAMES) as tmp:
         done = 0
         for patient in range(1, patients + 1):
             number = f"{patient:02d}"
@@ -222,6 +222,6 @@ def write_demo_data(out: str | Path, patients: int, frames_per_patient: int, siz
         summary = {"synthetic": True, "note": SYNTHETIC_NOTE, "patients": patients,
                    "frames_per_patient": frames_per_patient, "size": list(size), "seed": seed,
                    "frames_showing_structure": counts}
-        (tmp / SYNTHETIC_MARKER).write_text(SYNTHETIC_NOTE + "\n", encoding="utf-8")
+        write_synthetic_marker(tmp, SYNTHETIC_NOTE, "lap-demo-frames")
         (tmp / "dataset.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary

@@ -1,9 +1,9 @@
 """The ``lap train`` and ``lap learn`` jobs: read the data, train (resumably, under ``torchrun`` if launched so),
-score, and write the model bundle (rank 0 only, atomically, under an output lock)."""
+score, and write the model bundle (rank 0 only, atomically, under an output lock); ``distillseg.lap.jobs`` has
+checked the output and the model's manifest before these run."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
@@ -11,12 +11,11 @@ from pathlib import Path
 
 import torch
 
-from distillseg.contract.atomic import OutputLock, remove_stale_temporaries
 from distillseg.common.device import amp_dtype, describe_device, resolve_device, set_threads
-from distillseg.common.distributed import World, barrier, init_world
-from distillseg.contract.errors import UserError, file_error
-from distillseg.contract.paths import checkpoint_path
-from distillseg.lap.classes import ClassRegistry, parse_class_list
+from distillseg.common.checkpoint import training_output
+from distillseg.common.distributed import barrier, init_world
+from distillseg.contract.errors import file_error
+from distillseg.lap.classes import ClassRegistry
 from distillseg.lap.data import FrameSet, find_records, load_frameset
 from distillseg.lap.diffusion import DiffusionConfig
 from distillseg.lap.diffusion_training import train_diffusion
@@ -25,7 +24,7 @@ from distillseg.lap.job_state import JobState
 from distillseg.lap.model_bundle import LapModel, load_lap_model, save_lap_model
 from distillseg.lap.prediction import predict_working_grid
 from distillseg.lap.replay import generate_replay
-from distillseg.lap.segmenter import Segmenter, SegmenterConfig, check_working_size
+from distillseg.lap.segmenter import Segmenter, SegmenterConfig
 from distillseg.lap.segmenter_training import LoopOptions, SegmenterTrainer, StepInputs
 from distillseg.lap.strategies import strategy_named
 from distillseg.contract.frames import is_synthetic_folder
@@ -36,7 +35,7 @@ def runtime(args, progress):
 
     device = resolve_device(args.device)
     set_threads(args.threads)
-    seed_everything(args.seed)
+    seed_everything(getattr(args, "seed", 0))  # segment and evaluate take no --seed: nothing in them is random
     dtype = amp_dtype(device, args.precision)
     world = init_world(device)
     progress.device(str(device), describe_device(device) + (f", rank {world.rank} of {world.size}"
@@ -45,21 +44,8 @@ def runtime(args, progress):
     return device, dtype, world
 
 
-@contextlib.contextmanager
-def _output(out: Path, world: World):
-    """Rank 0 holds the output lock and cleans a killed writer's leftovers; other ranks never write."""
-    if not world.is_main:
-        yield
-        return
-    with OutputLock(out):
-        remove_stale_temporaries(out)
-        remove_stale_temporaries(checkpoint_path(out))  # a checkpoint killed while being saved
-        yield
-
-
 def _read(args, classes: list[str], class_values: dict[str, int], size, progress) -> FrameSet:
-    patients = parse_class_list(args.patients, "--patients") if args.patients else None
-    records, mask_values = find_records(args.data, classes, args.source, args.split, patients)
+    records, mask_values = find_records(args.data, classes, args.source, args.split, args.patients)
     with progress.stage("read frames", len(records)) as stage:
         frames = load_frameset(records, class_values, size, mask_values, stage)
     frames.synthetic = is_synthetic_folder(args.data)
@@ -109,15 +95,15 @@ def _recorded_options(args, verb: str) -> dict:
     return options
 
 
-def run_train(args, progress) -> int:
+def train(args, progress) -> int:
     """Step 0 (or the joint upper bound): learn ``--classes`` from ``--data``."""
     device, dtype, world = runtime(args, progress)
-    classes = parse_class_list(args.classes, "--classes")
-    size = check_working_size(args.size)
+    classes = args.classes
+    size = tuple(args.size)
     out = Path(args.out)
     registry = ClassRegistry().extended(classes, step=0)
     started = time.monotonic()
-    with _output(out, world):
+    with training_output(out, world.is_main):
         frames = _read(args, classes, {n: registry.value_of(n) for n in classes}, size, progress)
         state = JobState(out, _job_fingerprint(args, "train"), world, args.resume, progress)
         config = SegmenterConfig(backbone=args.backbone)
@@ -166,22 +152,19 @@ def _evaluate_on(net: Segmenter, registry: ClassRegistry, data, size, device, dt
     return named_scores(_fit_scores(net, frames, registry_values(registry), device, dtype), registry)
 
 
-def run_learn(args, progress) -> int:
+def learn(args, progress) -> int:
     """Step t: learn ``--new-classes`` from new patients' frames without the old patients' frames."""
     device, dtype, world = runtime(args, progress)
     model = load_lap_model(args.model)
-    new = parse_class_list(args.new_classes, "--new-classes")
+    new = args.new_classes
     step = model.step + 1
     registry = model.registry.extended(new, step=step)
     strategy = strategy_named(args.strategy, kd_weight=args.kd_weight, pod_weight=args.pod_weight,
                               contrastive_weight=args.contrastive_weight, dice_weight=args.dice_weight,
                               confidence=args.confidence, pseudo_labels=args.pseudo_labels)
     out = Path(args.out)
-    if out.resolve() == Path(args.model).resolve():
-        raise UserError(f"{out}: write the new version to another folder than --model (the old version stays "
-                        "restorable from the new bundle, but the old bundle is its source while learning).")
     started = time.monotonic()
-    with _output(out, world):
+    with training_output(out, world.is_main):
         frames = _read(args, new, {n: registry.value_of(n) for n in new}, model.size, progress)
         state = JobState(out, _job_fingerprint(args, "learn"), world, args.resume, progress)
         previous = model.build(device)

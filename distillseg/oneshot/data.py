@@ -22,6 +22,9 @@ from distillseg.oneshot.prealign import AtlasAligner
 
 # Working-grid size that ``--spacing auto`` aims for: a 1 mm brain fits on a GPU; a CPU gets about 2 mm.
 AUTO_MAX_VOXELS = {"cuda": 16_000_000, "cpu": 1_200_000}
+# A chosen spacing must leave the labelled region at least this many voxels across along every axis: coarser, the
+# structures vanish into a voxel or two and nothing can be learned (50 mm on a 3 cm region left one voxel).
+MIN_LABELLED_VOXELS = 4
 
 
 @dataclass
@@ -48,16 +51,22 @@ def _label_bounds(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def choose_spacing(spacing: str | float | None, source: Grid, bounds, device_type: str) -> float | None:
-    """The working spacing in mm: a number as given, ``atlas`` for the atlas's own spacing (None), or ``auto``:
-    the atlas's spacing coarsened isotropically until the labelled region fits ``AUTO_MAX_VOXELS`` for the device."""
+    """The working spacing in mm: a number as given (``option_types.spacing_mm`` checked its range; refused when
+    the labelled region would be fewer than ``MIN_LABELLED_VOXELS`` across), ``atlas`` for the atlas's own spacing
+    (None), or ``auto``: the atlas's spacing coarsened isotropically until the labelled region fits
+    ``AUTO_MAX_VOXELS`` for the device."""
     if spacing in (None, "atlas"):
         return None
+    labelled_mm = (np.asarray(bounds[1]) - np.asarray(bounds[0]) + 1) * source.spacing
     if spacing != "auto":
         value = float(spacing)
-        if not 0.05 <= value <= 50:
-            raise UserError(f"--spacing {value:g} mm is outside 0.05..50 mm.")
+        if labelled_mm.min() / value < MIN_LABELLED_VOXELS:
+            coarsest = np.floor(labelled_mm.min() / MIN_LABELLED_VOXELS * 100) / 100
+            raise UserError(f"--spacing {value:g} mm is too coarse for this atlas: its labelled region is "
+                            f"{labelled_mm.min():.3g} mm across, {labelled_mm.min() / value:.2g} voxels at that "
+                            f"spacing; use at most {coarsest:g} mm.")
         return value
-    extent_mm = (np.asarray(bounds[1]) - np.asarray(bounds[0]) + 1) * source.spacing * 1.2
+    extent_mm = labelled_mm * 1.2
     budget = AUTO_MAX_VOXELS["cuda" if device_type == "cuda" else "cpu"]
     finest = float(source.spacing.min())
     needed = float(np.cbrt(np.prod(extent_mm) / budget))

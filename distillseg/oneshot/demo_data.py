@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from distillseg.contract.errors import UserError
-from distillseg.contract.labels import LabelEntry, LabelTable
 from distillseg.common.volume_io import write_image, write_labels
+from distillseg.contract.atomic import atomic_directory
+from distillseg.contract.errors import UserError
+from distillseg.contract.frames import synthetic_folder, write_synthetic_marker
+from distillseg.contract.labels import LabelEntry, LabelTable
 
 # Okabe-Ito colours, distinct for colour-blind readers and readable on a grey T1 (the white matter's former cream
 # vanished on the bright white matter it overlays).
@@ -25,6 +27,7 @@ TISSUES = LabelTable([
     LabelEntry(2, "white matter", (0, 114, 178)),
     LabelEntry(3, "cerebrospinal fluid", (0, 158, 115)),
 ])
+DEMO_DATA = synthetic_folder("a folder of OneShotSeg demo data", "oneshot-demo-data")
 NOTICE = ("SYNTHETIC demo data: subjects are nilearn's MNI152 template with random smooth deformations, head motion "
           "and intensity changes, not real people.")
 
@@ -70,23 +73,28 @@ def _random_subject(image: np.ndarray, labels: np.ndarray, affine: np.ndarray, r
 
 def make_demo_data(out: str | Path, unlabeled: int = 4, test: int = 2, seed: int = 0) -> dict:
     """Write ``atlas.nii.gz``, ``atlas_labels.nii.gz``, ``labels.json``, ``unlabeled/*.nii.gz`` and
-    ``test/*.nii.gz`` with ``test/*_labels.nii.gz`` under ``out``; return their paths."""
+    ``test/*.nii.gz`` with ``test/*_labels.nii.gz`` as the folder ``out`` (atomically; it may replace only an
+    earlier demo folder); return their paths."""
     out = Path(out)
     rng = np.random.default_rng(seed)
     image, labels, affine = _template()
-    paths = {"atlas": write_image(out / "atlas.nii.gz", image, affine),
-             "atlas_labels": write_labels(out / "atlas_labels.nii.gz", labels, affine),
-             "label_names": out / "labels.json", "unlabeled": [], "test": [], "test_labels": []}
-    paths["label_names"].write_text(json.dumps(TISSUES.to_json(), indent=1) + "\n", encoding="utf-8")
-    for index in range(unlabeled + test):
-        subject, subject_labels, subject_affine = _random_subject(image, labels, affine, rng)
-        if index < unlabeled:
-            paths["unlabeled"].append(write_image(out / "unlabeled" / f"subject{index:02d}.nii.gz", subject,
-                                                  subject_affine))
-        else:
-            name = f"test{index - unlabeled:02d}"
-            paths["test"].append(write_image(out / "test" / f"{name}.nii.gz", subject, subject_affine))
-            paths["test_labels"].append(write_labels(out / "test" / f"{name}_labels.nii.gz", subject_labels,
-                                                     subject_affine))
-    (out / "README.txt").write_text(NOTICE + "\n", encoding="utf-8")
-    return paths
+    names = {"atlas": "atlas.nii.gz", "atlas_labels": "atlas_labels.nii.gz", "label_names": "labels.json",
+             "unlabeled": [], "test": [], "test_labels": []}
+    with atomic_directory(out, DEMO_DATA) as tmp:
+        write_image(tmp / names["atlas"], image, affine)
+        write_labels(tmp / names["atlas_labels"], labels, affine)
+        (tmp / names["label_names"]).write_text(json.dumps(TISSUES.to_json(), indent=1) + "\n", encoding="utf-8")
+        for index in range(unlabeled + test):
+            subject, subject_labels, subject_affine = _random_subject(image, labels, affine, rng)
+            if index < unlabeled:
+                names["unlabeled"].append(f"unlabeled/subject{index:02d}.nii.gz")
+                write_image(tmp / names["unlabeled"][-1], subject, subject_affine)
+            else:
+                name = f"test/test{index - unlabeled:02d}"
+                names["test"].append(f"{name}.nii.gz")
+                names["test_labels"].append(f"{name}_labels.nii.gz")
+                write_image(tmp / names["test"][-1], subject, subject_affine)
+                write_labels(tmp / names["test_labels"][-1], subject_labels, subject_affine)
+        (tmp / "README.txt").write_text(NOTICE + "\n", encoding="utf-8")
+        write_synthetic_marker(tmp, NOTICE, "oneshot-demo-data")
+    return {key: [out / n for n in value] if isinstance(value, list) else out / value for key, value in names.items()}

@@ -8,17 +8,23 @@ from pathlib import Path
 
 import numpy as np
 
-from distillseg.contract.atomic import atomic_file
 from distillseg.common.device import describe_device, peak_memory_bytes
 from distillseg.contract.errors import UserError, file_error
 from distillseg.common.metrics import structure_scores, summarize
+from distillseg.common.reports import write_report
 from distillseg.common.volume_io import read_image, read_labels, same_grid
-from distillseg.oneshot.segment import check_inputs, keep_largest_components, load_predictor
+from distillseg.oneshot.segment import keep_largest_components, load_predictor
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``FILE`` or ``FILE:KEY`` -> (file, key); a file whose own name holds a colon stays whole."""
+    path, _, key = spec.partition(":") if not Path(spec).is_file() else (spec, "", "")
+    return path, key
 
 
 def _json_member(spec: str, what: str):
     """Load ``FILE`` or ``FILE:KEY`` (a member of a JSON object)."""
-    path, _, key = spec.partition(":") if not Path(spec).is_file() else (spec, "", "")
+    path, key = split_spec(spec)
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -55,9 +61,6 @@ def read_structures(spec: str | None) -> list[int] | None:
 
 
 def evaluate_files(args, progress) -> dict:
-    if len(args.images) != len(args.labels):
-        raise UserError(f"{len(args.images)} images but {len(args.labels)} label maps were given; pair them.")
-    check_inputs(args.images + args.labels)
     label_map = read_label_map(args.label_map)
     wanted = read_structures(args.structures)
     predictor = load_predictor(args)
@@ -95,7 +98,6 @@ def evaluate_files(args, progress) -> dict:
         "mean_dice": float(np.mean([c["mean_dice"] for c in cases if "mean_dice" in c])) if cases else None,
         "cases": cases,
     }
-    with atomic_file(args.report) as tmp:
-        Path(tmp).write_text(json.dumps(report, indent=1, allow_nan=True) + "\n", encoding="utf-8")
+    write_report(args.report, report)
     progress.result(report=str(args.report), mean_dice=report["mean_dice"])
     return report

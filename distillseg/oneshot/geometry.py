@@ -150,10 +150,11 @@ def resample_labels(labels: torch.Tensor, values: list[int], src: Grid, dst: Gri
 
 
 def working_grid(reference: Grid, spacing_mm: float | None, bounds_ijk: tuple[np.ndarray, np.ndarray] | None = None,
-                 margin_mm: float = 8.0, multiple: int = 16) -> Grid:
+                 margin_mm: float = 8.0, multiple: int = 16, minimum: int = 32) -> Grid:
     """A grid with ``reference``'s axis directions, isotropic ``spacing_mm`` (None: the reference's own spacing),
     covering ``bounds_ijk`` (low, high reference voxel indices; default the whole reference) plus ``margin_mm``,
-    with each dimension rounded up to a multiple of ``multiple`` (the U-Nets downsample 4 times)."""
+    with each dimension rounded up to a multiple of ``multiple`` (the U-Nets downsample 4 times) and at least
+    ``minimum`` (their instance norms need 2 voxels at the bottom: a 16-voxel grid crashed in training)."""
     ref_spacing = np.linalg.norm(reference.affine[:3, :3], axis=0)
     directions = reference.affine[:3, :3] / ref_spacing
     spacing = ref_spacing if spacing_mm is None else np.full(3, float(spacing_mm))
@@ -165,7 +166,7 @@ def working_grid(reference: Grid, spacing_mm: float | None, bounds_ijk: tuple[np
     high_mm = np.minimum(high_mm, (np.array(reference.shape) - 1) * ref_spacing)
     extent = high_mm - low_mm
     shape = np.maximum(np.ceil(extent / spacing).astype(int) + 1, 1)
-    shape = ((shape + multiple - 1) // multiple) * multiple
+    shape = np.maximum(((shape + multiple - 1) // multiple) * multiple, minimum)
     centre_mm = (low_mm + high_mm) / 2  # in reference-aligned mm from reference voxel 0
     origin_mm = centre_mm - (shape - 1) * spacing / 2
     affine = np.eye(4)

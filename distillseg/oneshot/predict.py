@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from distillseg.common.bundle import Bundle
 from distillseg.common.device import autocast
+from distillseg.contract.manifest import damaged_manifest
 from distillseg.contract.labels import LabelTable
 from distillseg.common.volume_io import Volume
 from distillseg.oneshot.atlas_prior import atlas_prior
@@ -47,6 +48,30 @@ PREDICTORS = ("student", "augmenter", "affine", "identity")
 BASELINES = ("affine", "identity")  # the atlas's own labels, placed without a network
 
 
+def check_consistent(bundle: Bundle) -> None:
+    """What the manifest schema cannot say: the parts of a one-shot manifest agree with each other (``UserError``
+    naming the manifest otherwise)."""
+    manifest, where = bundle.manifest, bundle.path / "manifest.json"
+    values = manifest["class_values"]
+    student = manifest["networks"]["student"]
+    grid = np.asarray(manifest["preprocessing"]["grid"]["affine"], dtype=np.float64)
+    intensity = manifest["preprocessing"]["intensity"]
+    problems = [
+        (student["out_channels"] != len(values), f"the student has {student['out_channels']} outputs but "
+                                                 f"class_values lists {len(values)} classes"),
+        (student.get("prior_channels", 0) not in (0, len(values)), "the student's prior_channels must be 0 or one "
+                                                                   "per class"),
+        (not {entry["value"] for entry in manifest["labels"]} <= set(values[1:]), "a label value is not one of "
+                                                                              "class_values"),
+        (not np.all(np.isfinite(grid)) or abs(np.linalg.det(grid[:3, :3])) < 1e-12,
+         "the working grid's voxel-to-world matrix is singular or not finite"),
+        (not intensity["low"] < intensity["high"], "the intensity normalisation's low is not below its high"),
+    ]
+    for wrong, problem in problems:
+        if wrong:
+            raise damaged_manifest(where, problem)
+
+
 class OneShotPredictor:
     def __init__(self, bundle: Bundle, device: torch.device, dtype: torch.dtype | None, predictor: str = "student",
                  window: tuple[int, int, int] | None = None, refine_iterations: int | None = None,
@@ -55,6 +80,7 @@ class OneShotPredictor:
         ``refine_iterations``: instance optimisation of the augmenter's field per scan (augmenter predictor only;
         default: as in training); ``compile_network``: ``torch.compile`` the student (worth it for many scans: the
         first call compiles for a minute or more)."""
+        check_consistent(bundle)
         manifest = bundle.manifest
         self.device, self.dtype, self.predictor = device, dtype, predictor
         self.values = torch.tensor(manifest["class_values"], dtype=torch.int64)
@@ -62,7 +88,7 @@ class OneShotPredictor:
         pre = manifest["preprocessing"]
         self.grid = Grid.from_json(pre["grid"])
         self.normalization = IntensityNormalization.from_json(pre["intensity"])
-        atlas = bundle.load_weights("atlas", device)
+        atlas = bundle.load_weights("atlas", device, {"image": self.grid.shape, "classes": self.grid.shape})
         self.atlas_image = atlas["image"].float()
         # Built once: a predictor kept by the worker aligns every later scan without redoing the atlas's side.
         # "identity" is the floor without any registration: no aligner.
@@ -70,15 +96,15 @@ class OneShotPredictor:
             if pre.get("prealign", True) and predictor != "identity" else None
         self.atlas_classes = atlas["classes"].long()
         if predictor == "student":
-            self.network = FeatureUNet(**manifest["networks"]["student"])
-            self.network.load_state_dict(bundle.load_weights("student", device))
+            self.network = bundle.load_network("student", lambda: FeatureUNet(**manifest["networks"]["student"]),
+                                               device)
             if self.network.prior_channels:
                 self.prior = atlas_prior(self.atlas_classes, len(self.values), float(pre["atlas_prior_sigma"]))
         elif predictor in BASELINES:
             self.network = None
         elif predictor == "augmenter":
-            self.network = RegistrationAugmenter(**manifest["networks"]["augmenter"])
-            self.network.load_state_dict(bundle.load_weights("augmenter", device))
+            self.network = bundle.load_network(
+                "augmenter", lambda: RegistrationAugmenter(**manifest["networks"]["augmenter"]), device)
             trained = manifest.get("training", {}).get("options", {}).get("augmenter", {})
             self.refine_iterations = trained.get("refine_iterations", 0) if refine_iterations is None \
                 else refine_iterations

@@ -14,9 +14,9 @@ import torch
 from distillseg.common.bundle import load_bundle
 from distillseg.common.device import amp_dtype, describe_device, peak_memory_bytes, resolve_device, set_threads
 from distillseg.common.distributed import shard, world_from_env
-from distillseg.contract.errors import check_readable_file
 from distillseg.contract.manifest import ONESHOT
-from distillseg.common.volume_io import read_image, volume_format, write_labels
+from distillseg.common.volume_io import LABEL_MAP, read_image, write_labels
+from distillseg.contract.atomic import StagedFiles
 from distillseg.common.memory import budget_bytes
 from distillseg.common.model_cache import cached_model
 from distillseg.oneshot.memory_plan import sliding_window
@@ -56,17 +56,10 @@ def load_predictor(args) -> OneShotPredictor:
     return OneShotPredictor(bundle, device, dtype, args.predictor, window, args.refine_iterations, args.compile)
 
 
-def check_inputs(paths: list[str]) -> None:
-    """Fail before any work if an input has an unsupported type or is missing, empty or unreadable."""
-    for path in paths:
-        volume_format(path)
-        check_readable_file(path)
-
-
 def segment_files(args, outputs: list[Path], progress) -> None:
-    check_inputs(args.input)
-    for output in outputs:
-        volume_format(output)
+    """Segment ``args.input`` into ``outputs`` (one each; ``jobs.run_segment`` has checked both). The label maps are
+    written under temporary names and put in place together at the end, so a job that fails or is cancelled leaves
+    none of them."""
     set_threads(args.threads)  # also for a predictor from the worker's cache
     loaded_as = (args.device, args.precision, args.predictor, tuple(args.sliding_window or ()), args.max_memory,
                  args.refine_iterations, args.compile)
@@ -75,7 +68,7 @@ def segment_files(args, outputs: list[Path], progress) -> None:
                     str(predictor.dtype).replace("torch.", "") if predictor.dtype else "fp32")
     jobs = shard(list(zip(args.input, outputs)), world_from_env())
     written, seconds = [], []
-    with progress.stage("segment", total=len(jobs)) as bar:
+    with StagedFiles() as staged, progress.stage("segment", total=len(jobs)) as bar:
         for number, (path, output) in enumerate(jobs, 1):
             started = time.perf_counter()
             volume = read_image(path)
@@ -83,7 +76,7 @@ def segment_files(args, outputs: list[Path], progress) -> None:
             labels = result.labels
             if args.keep_largest:
                 labels = keep_largest_components(labels, predictor.values.tolist())
-            write_labels(output, labels, volume.affine, predictor.table)
+            write_labels(output, labels, volume.affine, predictor.table, staged, LABEL_MAP)
             seconds.append(round(time.perf_counter() - started, 3))
             written.append(str(output))
             progress.log(f"{path} -> {output} in {seconds[-1]:.1f} s")

@@ -8,7 +8,6 @@ killed job leaves the checkpoint (for ``--resume``) and no bundle.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import shutil
@@ -19,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distillseg.contract.atomic import OutputLock, remove_stale_temporaries
 from distillseg.common.bundle import save_bundle
-from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
+from distillseg.common.checkpoint import (open_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint,
+                                          training_output)
 from distillseg.common.cli_support import seed_everything
 from distillseg.common.device import amp_dtype, autocast, describe_device, peak_memory_bytes, resolve_device
 from distillseg.common.distributed import World, barrier, global_batch, init_world, shutdown_world, wrap_ddp
 from distillseg.contract import paths
-from distillseg.contract.errors import OutOfMemoryError, UserError, check_readable_file, file_error
+from distillseg.contract.errors import OutOfMemoryError, UserError
 from distillseg.contract.manifest import ONESHOT, sha256_of
 from distillseg.common.memory import budget_bytes, human
 from distillseg.common.progress import Progress
@@ -70,14 +69,6 @@ class TrainOptions:
 # Options that name the user's files: never written into a bundle or checkpoint (file and folder names in hospitals
 # often hold patient names or IDs); the inputs are described by content instead (``_input_records``).
 _PATH_OPTIONS = ("atlas", "atlas_labels", "unlabeled", "out", "label_names")
-
-
-def _check_inputs(options: TrainOptions) -> None:
-    """Refuse missing, empty or unreadable inputs up front, before any work or output."""
-    if not options.unlabeled:
-        raise UserError("At least one unlabelled scan is needed (--unlabeled).")
-    for path in [options.atlas, options.atlas_labels, *options.unlabeled]:
-        check_readable_file(path)
 
 
 def _settings(options: TrainOptions) -> dict:
@@ -126,17 +117,8 @@ class _Checkpointer:
     def __init__(self, path: Path, options: TrainOptions, fingerprint: str, world: World):
         self.path, self.options, self.fingerprint = path, options, fingerprint
         self.last_save = time.monotonic()
-        self.state = None
         self.extra: dict[str, dict[str, torch.Tensor]] = {}  # tensor groups saved with every checkpoint
-        if options.resume:
-            loaded = load_checkpoint(path)
-            if loaded is None:
-                raise file_error(path, "there is no checkpoint to resume from; start without --resume")
-            if loaded[1].get("fingerprint") != fingerprint:
-                raise file_error(path, "checkpoint was made with other inputs or options; start without --resume")
-            self.state = loaded
-        elif path.exists() and world.is_main:
-            shutil.rmtree(path)
+        self.state = open_checkpoint(path, options.resume, fingerprint, world.is_main)
 
     def due(self, step: int, total: int) -> bool:
         return (step % self.options.checkpoint_every == 0 or step == total
@@ -147,7 +129,7 @@ class _Checkpointer:
         groups = {name: net.state_dict() for name, net in networks.items()}
         groups.update(self.extra)
         groups["optimizer"] = optimizer_tensors
-        save_checkpoint(self.path, groups, {**meta, "optimizer": optimizer_meta, "fingerprint": self.fingerprint})
+        save_checkpoint(self.path, groups, {**meta, "optimizer": optimizer_meta, "job": self.fingerprint})
         self.last_save = time.monotonic()
 
 
@@ -300,22 +282,18 @@ def _manifest(options: TrainOptions, atlas, student, augmenter, device, dtype, m
 
 
 def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
-    """Run the whole training job (one process, or one of ``torchrun``'s) and return the bundle's path."""
+    """Run the whole training job (one process, or one of ``torchrun``'s) and return the bundle's path; the
+    inputs and the output were checked before (``jobs.run_train``)."""
     out = Path(options.out)
-    _check_inputs(options)
     device = resolve_device(options.device)
     dtype = amp_dtype(device, options.precision)
     world = init_world(device)
     options = _per_world(options, world)
     progress.device(str(device), describe_device(device), str(dtype).replace("torch.", "") if dtype else "fp32")
     seed_everything(options.seed)
-    lock = OutputLock(out) if world.is_main else contextlib.nullcontext()
     try:
-        with lock:
+        with training_output(out, world.is_main):
             checkpoint_path = paths.checkpoint_path(out)
-            if world.is_main:  # a killed writer's leftovers: of the bundle, and of a checkpoint being saved
-                remove_stale_temporaries(out)
-                remove_stale_temporaries(checkpoint_path)
             barrier(world)
             records = _input_records(options)
             checkpointer = _Checkpointer(checkpoint_path, options, _fingerprint(options, records), world)

@@ -1,0 +1,116 @@
+"""The ``oneshot`` verbs, from parsed options to the engine: train, segment, evaluate, demo-data.
+
+The parser (``distillseg.oneshot.cli``) has already checked every option's type and range. What needs the files
+but not torch is checked here, before the work's modules load: every input's header, every output against the
+inputs and what is already there (``distillseg.contract.outputs``), the model's manifest against its schema; so a
+mistake is refused in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distillseg.common.reports import REPORT
+from distillseg.common.volume_io import LABEL_MAP, check_volume_files, volume_format
+from distillseg.contract.errors import UserError, check_readable_file
+from distillseg.common.manifest_validation import read_valid_manifest
+from distillseg.contract.manifest import ONESHOT
+from distillseg.contract.outputs import check_apart, check_bundle_output, check_target
+
+
+def run_train(args, progress) -> int:
+    inputs = [args.atlas, args.atlas_labels, *args.unlabeled]
+    check_volume_files(inputs)
+    if args.label_names:
+        check_readable_file(args.label_names)
+    check_bundle_output(args.out, ONESHOT, [*inputs, args.label_names])
+    from distillseg.common.device import set_threads
+    from distillseg.oneshot.distill import DistillOptions
+    from distillseg.oneshot.synthesis import SynthesisOptions
+    from distillseg.oneshot.train import TrainOptions, train_oneshot
+    from distillseg.oneshot.train_augmenter import AugmenterOptions
+
+    set_threads(args.threads)
+    options = TrainOptions(
+        atlas=args.atlas, atlas_labels=args.atlas_labels, unlabeled=args.unlabeled, out=args.out,
+        label_names=args.label_names, spacing=args.spacing, modality=args.modality, ct_window=tuple(args.ct_window),
+        augmenter=AugmenterOptions(iterations=args.augmenter_iterations, lr=args.augmenter_lr,
+                                   batch_pairs=args.batch_pairs, smooth_weight=args.smooth_weight,
+                                   contrastive_weight=args.contrastive_weight,
+                                   refine_iterations=args.refine_iterations),
+        distill=DistillOptions(iterations=args.iterations, lr=args.lr, batch_size=args.batch_size,
+                               seg_weight=args.seg_weight,
+                               hint_weight=args.hint_weight, recon_weight=args.recon_weight,
+                               student_residual=args.student == "residual", checkpointing=args.checkpointing,
+                               decoder_subunits=args.decoder_subunits, up_kernel=args.up_kernel,
+                               deep_supervision=args.deep_supervision, atlas_prior=not args.no_atlas_prior),
+        synthesis=SynthesisOptions(mix_beta=args.mix_beta, appearance_probability=args.appearance,
+                                   patch=args.patch_size),
+        prealign=not args.no_prealign, device=args.device, precision=args.precision, seed=args.seed,
+        resume=args.resume, checkpoint_every=args.checkpoint_every, max_memory=args.max_memory,
+        description=args.description,
+    )
+    train_oneshot(options, progress)
+    return 0
+
+
+def _check_model(args) -> None:
+    read_valid_manifest(args.model, ONESHOT)
+
+
+def output_paths(inputs: list[str], output: str, suffix: str | None) -> list[Path]:
+    """One output per input: ``output`` itself for a single input with a volume suffix, else files in a folder."""
+    from distillseg.common.volume_io import NIFTI_SUFFIXES, NRRD_SUFFIXES
+
+    if len(inputs) == 1 and output.lower().endswith(NIFTI_SUFFIXES + NRRD_SUFFIXES):
+        return [Path(output)]
+    paths = []
+    for path in inputs:
+        name = Path(path).name
+        stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
+        stem = stem[: -len(".seg")] if stem.lower().endswith(".seg") else stem
+        chosen = suffix or (".nii.gz" if name.lower().endswith(NIFTI_SUFFIXES) else ".seg.nrrd")
+        paths.append(Path(output) / f"{stem}_seg{chosen}")
+    if len(set(paths)) != len(paths):
+        raise UserError("Two inputs have the same file name; segment them into different output folders.")
+    return paths
+
+
+def run_segment(args, progress) -> int:
+    outputs = output_paths(args.input, args.output, args.format)
+    check_volume_files(args.input)
+    _check_model(args)
+    check_apart(outputs, [*args.input, args.model])
+    for output in outputs:
+        volume_format(output)
+        check_target(output, LABEL_MAP)
+    from distillseg.oneshot.segment import segment_files
+
+    segment_files(args, outputs, progress)
+    return 0
+
+
+def run_evaluate(args, progress) -> int:
+    from distillseg.oneshot.evaluate import split_spec
+
+    if len(args.images) != len(args.labels):
+        raise UserError(f"{len(args.images)} images but {len(args.labels)} label maps were given; pair them.")
+    check_volume_files(args.images + args.labels)
+    _check_model(args)
+    spec_files = [split_spec(spec)[0] for spec in (args.label_map, args.structures) if spec]
+    check_apart([args.report], [*args.images, *args.labels, args.model, *spec_files])
+    check_target(args.report, REPORT)
+    from distillseg.oneshot.evaluate import evaluate_files
+
+    evaluate_files(args, progress)
+    return 0
+
+
+def run_demo_data(args, progress) -> int:
+    from distillseg.oneshot.demo_data import NOTICE, make_demo_data
+
+    paths = make_demo_data(args.out, unlabeled=args.unlabeled, test=args.test, seed=args.seed)
+    progress.warning(NOTICE)
+    progress.result(folder=str(args.out), atlas=str(paths["atlas"]), unlabeled=[str(p) for p in paths["unlabeled"]],
+                    test=[str(p) for p in paths["test"]], synthetic=True)
+    return 0
