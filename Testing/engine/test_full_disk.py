@@ -4,8 +4,8 @@ mounted for the CLI alone, or a file-size limit where namespaces are off).
 
 Each run must end in the one sentence that names the output and says the disk is full, with exit code 2, and
 nothing else changed: the files that were on the disk before are byte-identical, no half-written file or
-temporary remains, and only what the engine keeps by design stays (the ``.<name>.lock`` file; a training's last
-complete checkpoint, which ``--resume`` then finishes from once there is space). Before this file's commit these
+temporary remains (nor the ``.<name>.lock`` file of the job), and only what the engine keeps by design stays (a
+training's last complete checkpoint, which ``--resume`` then finishes from once there is space). Before this file's commit these
 writes ended in tracebacks (``OSError``, or safetensors' own ``SafetensorError``).
 """
 
@@ -48,13 +48,13 @@ def _case(kind, oneshot, lap, folder):
         return argv, folder / "labels.nii", 1 << 20, 8 << 10, 8 << 10, set(), None
     if kind == "restore":  # the model's weights do not fit: half of them do
         argv = ["lap", "restore", "--model", lap.model, "--step", "0", "--out", folder / "m", "--progress", "none"]
-        return argv, folder / "m", 2 * weights, weights // 2, weights // 2, {".m.lock"}, None
+        return argv, folder / "m", 2 * weights, weights // 2, weights // 2, set(), None
     if kind == "checkpoint":  # the first checkpoint (about 3x the weights) does not fit
         return (_lap_train(lap, folder / "m", 2), folder / "m.checkpoint", 4 * weights, 3 * weights // 2,
-                3 * weights // 2, {".m.lock"}, None)
+                3 * weights // 2, set(), None)
     # the model: the checkpoint at the last step fits, the model after it does not; --resume then finishes
     argv = _lap_train(lap, folder / "m", 1)
-    kept = {".m.lock", "m.checkpoint", "m.checkpoint/state.json", "m.checkpoint/state.safetensors"}
+    kept = {"m.checkpoint", "m.checkpoint/state.json", "m.checkpoint/state.safetensors"}
     return argv, folder / "m", 5 * weights, 7 * weights // 2, None, kept, [*argv, "--resume"]
 
 

@@ -89,7 +89,7 @@ def test_a_cancelled_training_says_so_and_keeps_its_checkpoint(fixtures, method,
     events = [json.loads(line) for line in lines + rest]  # stdout: JSON events only, to the last line
     assert reader_gone or events[-1] == {"event": "error", "message": "Cancelled."}
     assert not out.exists() and load_checkpoint(out.with_name("model.checkpoint")) is not None
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.lock", "model.checkpoint"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.checkpoint"]  # the job's lock file went with it
 
 
 @pytest.mark.parametrize("method", ["oneshot", "lap"])
@@ -149,4 +149,4 @@ def test_a_second_signal_does_not_interrupt_the_clean_up(fixtures, tmp_path):
         time.sleep(0.01)
     result, _ = _finish(process, reader_gone=False)
     assert assert_one_sentence(result, (130,)) == "Cancelled."
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.lock", "model.checkpoint"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.checkpoint"]  # the job's lock file went with it

@@ -19,8 +19,38 @@ from distillseg.common.progress import MODES
 from distillseg.contract.errors import EXIT_USER_ERROR
 
 
+def _typed(value) -> str:
+    """A default as a person would type it: ``-1000 1000``, not ``(-1000.0, 1000.0)``."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(_typed(item) for item in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class EngineHelpFormatter(argparse.HelpFormatter):
+    """``--help`` as a person reads it: ``(default: …)`` once, only where there is a default to say (not on required
+    options, flags or options without one), and defaults written as they are typed."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        says_default = "default" in text
+        if not says_default and action.option_strings and not action.required and action.nargs != 0 \
+                and action.default not in (None, "", argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text.replace("%(default)s", _typed(action.default).replace("%", "%%"))
+
+    def _format_args(self, action, default_metavar):
+        # An option that takes either of two forms says so itself (``PatchSize.shown_as``), without argparse's
+        # "[X ...]" for its variable count.
+        return getattr(action, "shown_as", None) or super()._format_args(action, default_metavar)
+
+
 class EngineArgumentParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors end in one sentence: usage, then ``error: <sentence>.`` as the last line."""
+    """An ``ArgumentParser`` whose errors end in one sentence: usage, then ``error: <sentence>.`` as the last line;
+    its help (and its subcommands') is written by ``EngineHelpFormatter``."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", EngineHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         sentence = message[len("argument "):] if message.startswith("argument ") else message
@@ -32,6 +62,8 @@ class EngineArgumentParser(argparse.ArgumentParser):
 
 class PatchSize(argparse.Action):
     """``--patch-size I J K`` (voxel counts, ``option_types.patch_word``) or ``--patch-size whole`` (None)."""
+
+    shown_as = "{I J K | whole}"
 
     def __call__(self, parser, namespace, values, option_string=None):
         if values == ["whole"]:
@@ -65,8 +97,11 @@ def lazy_verb(module: str, function: str):
 
 def add_progress_option(parser) -> None:
     parser.add_argument("--progress", default="auto", choices=MODES,
-                        help="auto = a progress bar on a terminal; jsonl = one JSON event per line on stdout "
-                             "(for programs such as the Slicer module); none = quiet (default: %(default)s)")
+                        help="auto = a progress bar on a terminal, else plain lines; plain = a line per stage every "
+                             "15 s (for log files); jsonl = one JSON event per line on stdout (for programs such as "
+                             "the Slicer module); none = warnings and errors only (default: %(default)s)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object on stdout instead of a summary for people")
 
 
 def add_seed_option(parser) -> None:

@@ -214,7 +214,11 @@ def _under(name, folder: Path) -> bool:
 class OutputLock:
     """Exclusive lock on an output path, held for the life of a job (``with OutputLock(out): ...``).
 
-    The lock file ``.<name>.lock`` sits beside the output and stays there; what matters is the OS lock on it.
+    The lock file ``.<name>.lock`` sits beside the output while the job runs; what matters is the OS lock on it
+    (released when the process dies, so a killed job never blocks the next). A job that ends removes it, while
+    still holding the lock, so a finished output has no debris beside it. Because of that removal, a job that got
+    the lock checks that its file is still the one at the path (another job may have removed it in between) and
+    otherwise tries again with the new one.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -224,23 +228,40 @@ class OutputLock:
 
     def __enter__(self) -> "OutputLock":
         _make_parent(self.lock_path)
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise write_error(self.path, exc) from None
-        try:
-            _lock_fd(fd)
-        except OSError:
+        for _ in range(100):  # each retry means another job removed the file just now: never many
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise write_error(self.path, exc) from None
+            try:
+                _lock_fd(fd)
+            except OSError:
+                os.close(fd)
+                raise UserError(f"{self.path}: another job is already writing this model; wait for it or cancel "
+                                "it.") from None
+            if _still_at(fd, self.lock_path):
+                self._fd = fd
+                return self
+            _unlock_fd(fd)
             os.close(fd)
-            raise UserError(f"{self.path}: another job is already writing this model; wait for it or cancel it.")
-        self._fd = fd
-        return self
+        raise UserError(f"{self.path}: other jobs keep taking this output; wait for them or cancel them.")
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
+            if os.name != "nt":  # Windows cannot remove an open file; there the lock file stays
+                with contextlib.suppress(OSError):
+                    os.unlink(self.lock_path)
             _unlock_fd(self._fd)
             os.close(self._fd)
             self._fd = None
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the file at ``path``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
 
 
 if os.name == "nt":  # pragma: no cover - exercised on Windows only

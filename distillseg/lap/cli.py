@@ -48,7 +48,7 @@ def add_lap_verbs(subparsers) -> None:
     verbs = lap.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     demo = verbs.add_parser("demo-data", help="write SYNTHETIC laparoscopic-looking frames in the DSAD layout")
-    demo.add_argument("--out", required=True, metavar="DIR", help="folder to write (replaced if it exists)")
+    demo.add_argument("--out", required=True, metavar="DIR", help="folder to write (an existing one is replaced only if this command wrote it)")
     demo.add_argument("--patients", type=types.whole_number(1, 99), default=8,
                       help="number of patients/surgeries (default: %(default)s)")
     demo.add_argument("--frames-per-patient", type=types.whole_number(1, 99), default=12,
@@ -124,7 +124,7 @@ def add_lap_verbs(subparsers) -> None:
     # "--count" because torchrun's own parser takes a bare "--n" for an abbreviation of its options and stops.
     sample.add_argument("--count", "--n", dest="n", type=types.whole_number(1, 10_000), default=8,
                         help="number of frames (default: %(default)s)")
-    sample.add_argument("--out", required=True, metavar="DIR", help="folder to write (replaced if it exists)")
+    sample.add_argument("--out", required=True, metavar="DIR", help="folder to write (an existing one is replaced only if this command wrote it)")
     sample.add_argument("--confidence", type=types.real_number(0, 1), default=0.7,
                         help="pseudo-label threshold (default: 0.7)")
     add_runtime_options(sample)

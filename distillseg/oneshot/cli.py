@@ -42,8 +42,7 @@ def add_oneshot_verbs(subparsers) -> None:
     oneshot = subparsers.add_parser("oneshot", help="OneShotSeg: 3D scans, one labelled atlas")
     verbs = oneshot.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    train = verbs.add_parser("train", help="train a student from one labelled atlas and unlabelled scans",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train = verbs.add_parser("train", help="train a student from one labelled atlas and unlabelled scans")
     train.add_argument("--atlas", required=True, metavar="IMG", help="the labelled scan (NIfTI or NRRD)")
     train.add_argument("--atlas-labels", required=True, metavar="LBL",
                        help="its label map on the same grid (NIfTI, NRRD or Slicer .seg.nrrd)")
@@ -105,7 +104,6 @@ def add_oneshot_verbs(subparsers) -> None:
     advanced.add_argument("--checkpointing", action="store_true",
                           help="gradient checkpointing of teacher and student: less memory, about 30%% more time")
     advanced.add_argument("--patch-size", type=types.patch_word, nargs="+", action=PatchSize, default=(64, 64, 64),
-                          metavar="I J K | whole",
                           help="train the student on random patches of this size (working-grid voxels; default 64 "
                                "64 64: most steps per minute on a CPU), or 'whole' for the whole working grid")
     add_runtime_options(train)
@@ -124,7 +122,8 @@ def add_oneshot_verbs(subparsers) -> None:
 
     evaluate = verbs.add_parser("evaluate", help="segment labelled scans and report Dice and HD95 per structure")
     _add_segment_options(evaluate)
-    evaluate.add_argument("--images", required=True, nargs="+", metavar="IMG")
+    evaluate.add_argument("--images", required=True, nargs="+", metavar="IMG",
+                          help="labelled scans to segment and score (not the training scans)")
     evaluate.add_argument("--labels", required=True, nargs="+", metavar="LBL", help="their true label maps")
     evaluate.add_argument("--label-map", default=None, metavar="JSON[:KEY]",
                           help="maps the model's label values to the truth's, e.g. labels.json:oasis_seg35_to_freesurfer")
@@ -136,7 +135,8 @@ def add_oneshot_verbs(subparsers) -> None:
 
     demo = verbs.add_parser("demo-data", help="write built-in demo data: an MNI152 tissue atlas and SYNTHETIC "
                                               "subjects made from it (needs nilearn)")
-    demo.add_argument("--out", required=True, metavar="DIR")
+    demo.add_argument("--out", required=True, metavar="DIR",
+                      help="folder to write (an existing one is replaced only if this command wrote it)")
     demo.add_argument("--unlabeled", type=types.whole_number(1, 100), default=4,
                       help="unlabelled subjects (default: %(default)s)")
     demo.add_argument("--test", type=types.whole_number(0, 100), default=2,
