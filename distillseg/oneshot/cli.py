@@ -49,7 +49,10 @@ def add_oneshot_verbs(subparsers) -> None:
     train.add_argument("--label-names", metavar="FILE", default=None,
                        help="names/colours of the labels: JSON {\"1\": \"liver\", ...} or a colour table "
                             "(value name r g b); default: from a .seg.nrrd, else 'Label N'")
-    train.add_argument("--unlabeled", required=True, nargs="+", metavar="IMG", help="unlabelled scans of the same anatomy")
+    unlabeled = train.add_mutually_exclusive_group(required=True)
+    unlabeled.add_argument("--unlabeled", nargs="+", metavar="IMG", help="unlabelled scans of the same anatomy")
+    unlabeled.add_argument("--unlabeled-bids", metavar="DATASET",
+                           help="or: every T1-weighted scan of this BIDS dataset (sub-*/[ses-*/]anat/*_T1w.nii[.gz])")
     train.add_argument("--out", required=True, metavar="MODEL_DIR", help="model bundle folder to write")
     train.add_argument("--description", default="", metavar="TEXT",
                        help="your words about the training data, kept in the model (which keeps no file names or "
@@ -111,10 +114,15 @@ def add_oneshot_verbs(subparsers) -> None:
 
     segment = verbs.add_parser("segment", help="segment scans with a trained model, on each scan's own grid")
     _add_segment_options(segment)
-    segment.add_argument("--input", required=True, nargs="+", metavar="IMG", help="scans to segment")
-    segment.add_argument("--output", required=True, metavar="OUT_OR_DIR",
+    inputs = segment.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--input", nargs="+", metavar="IMG", help="scans to segment")
+    inputs.add_argument("--bids", metavar="DATASET",
+                        help="or: every T1-weighted scan of this BIDS dataset, into a BIDS derivative dataset "
+                             "(label maps *_dseg.nii.gz, dseg.tsv, dataset_description.json)")
+    segment.add_argument("--output", metavar="OUT_OR_DIR",
                          help="label map file (format from its suffix: .nii.gz, .nrrd, .seg.nrrd) for one input, "
-                              "or a folder")
+                              "or a folder; with --bids the derivative folder (default: DATASET/derivatives/"
+                              "oneshotseg)")
     segment.add_argument("--format", default=None, choices=[".nii.gz", ".nii", ".nrrd", ".seg.nrrd"],
                          help="file type in folder mode (default: .nii.gz for NIfTI inputs, else .seg.nrrd)")
     add_runtime_options(segment, seed=False)

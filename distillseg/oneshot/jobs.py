@@ -19,6 +19,11 @@ from distillseg.contract.outputs import check_apart, check_bundle_output, check_
 
 
 def run_train(args, progress) -> int:
+    if args.unlabeled_bids:
+        from distillseg.common.bids import t1w_scans
+
+        atlas = Path(args.atlas).resolve()
+        args.unlabeled = [str(scan) for scan in t1w_scans(args.unlabeled_bids) if scan.resolve() != atlas]
     inputs = [args.atlas, args.atlas_labels, *args.unlabeled]
     check_volume_files(inputs)
     if args.label_names:
@@ -77,16 +82,53 @@ def output_paths(inputs: list[str], output: str, suffix: str | None) -> list[Pat
 
 
 def run_segment(args, progress) -> int:
+    if args.bids:
+        return _run_segment_bids(args, progress)
+    if args.output is None:
+        raise UserError("--output is needed with --input: a label map file for one scan, or a folder.")
     outputs = output_paths(args.input, args.output, args.format)
-    check_volume_files(args.input)
-    _check_model(args)
-    check_apart(outputs, [*args.input, args.model])
-    for output in outputs:
-        volume_format(output)
-        check_target(output, LABEL_MAP)
+    _check_segment(args, outputs)
     from distillseg.oneshot.segment import segment_files
 
     segment_files(args, outputs, progress)
+    return 0
+
+
+def _check_segment(args, outputs: list[Path], companions: tuple = ()) -> None:
+    """Inputs, model and every output (label maps, then ``companions``: ``(path, kind)``) checked before any work."""
+    check_volume_files(args.input)
+    _check_model(args)
+    check_apart([*outputs, *(path for path, _ in companions)], [*args.input, args.model])
+    for output in outputs:
+        volume_format(output)
+        check_target(output, LABEL_MAP)
+    for path, kind in companions:
+        check_target(path, kind)
+
+
+def _run_segment_bids(args, progress) -> int:
+    """``--bids DATASET``: every T1w scan into the derivative dataset (``common.bids``), written together."""
+    from distillseg.common import bids
+
+    if args.format not in (None, ".nii.gz"):
+        raise UserError("--format does not apply with --bids: BIDS label maps are written as .nii.gz.")
+    scans = bids.t1w_scans(args.bids)
+    derivatives = bids.derivative_folder(args.bids, args.output)
+    args.input = [str(scan) for scan in scans]
+    outputs = [bids.dseg_path(args.bids, scan, derivatives) for scan in scans]
+    companions = ((derivatives / bids.DESCRIPTION, bids.DERIVATIVE_DESCRIPTION),
+                  (derivatives / bids.LABEL_TABLE, bids.DERIVATIVE_LABEL_TABLE))
+    _check_segment(args, outputs, companions)
+    from distillseg.oneshot.segment import segment_files
+
+    def write_companions(staged, table) -> list[Path]:
+        (description_path, description_kind), (table_path, table_kind) = companions
+        bids.write_description(staged.stage(description_path, description_kind),
+                               bids.description(Path(args.model).name, ONESHOT))
+        bids.write_label_table(staged.stage(table_path, table_kind), table)
+        return [description_path, table_path]
+
+    segment_files(args, outputs, progress, write_companions)
     return 0
 
 

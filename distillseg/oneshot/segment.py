@@ -56,10 +56,11 @@ def load_predictor(args) -> OneShotPredictor:
     return OneShotPredictor(bundle, device, dtype, args.predictor, window, args.refine_iterations, args.compile)
 
 
-def segment_files(args, outputs: list[Path], progress) -> None:
+def segment_files(args, outputs: list[Path], progress, companions=None) -> None:
     """Segment ``args.input`` into ``outputs`` (one each; ``jobs.run_segment`` has checked both). The label maps are
     written under temporary names and put in place together at the end, so a job that fails or is cancelled leaves
-    none of them."""
+    none of them. ``companions(staged, label_table)`` (run by the first process only) stages files that belong with
+    them, e.g. a BIDS derivative's description and label table, and returns their paths."""
     set_threads(args.threads)  # also for a predictor from the worker's cache
     loaded_as = (args.device, args.precision, args.predictor, tuple(args.sliding_window or ()), args.max_memory,
                  args.refine_iterations, args.compile)
@@ -81,5 +82,7 @@ def segment_files(args, outputs: list[Path], progress) -> None:
             written.append(str(output))
             progress.log(f"{path} -> {output} in {seconds[-1]:.1f} s")
             bar.update(number)
+        if companions is not None and world_from_env().is_main:
+            written += [str(path) for path in companions(staged, predictor.table)]
     progress.result(outputs=written, seconds=seconds, device=str(predictor.device),
                     peak_memory_mb=round(peak_memory_bytes(predictor.device) / 2**20))
