@@ -19,10 +19,11 @@ from distillseg.common.cli_support import run_cli
 
 
 def _model_info(args: argparse.Namespace, progress) -> int:
-    from distillseg.contract.manifest import read_manifest, verify_weights
+    from distillseg.common.manifest_validation import read_valid_manifest
+    from distillseg.contract.manifest import verify_weights
     from distillseg.contract.model_summary import summary_lines
 
-    manifest = read_manifest(args.model)  # torch-free: the files are checked, no network is built
+    manifest = read_valid_manifest(args.model)  # the schema and the weight files checked; no network is built
     verify_weights(args.model, manifest)
     if args.json:
         json.dump(manifest, sys.stdout, indent=1)

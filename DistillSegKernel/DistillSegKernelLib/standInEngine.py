@@ -17,7 +17,9 @@ command do so). It imports numpy, Pillow and the engine's torch-free contract pa
 - anything else: the engine's error event and exit code 2.
 
 Every step lasts ``$DISTILLSEG_STAND_IN_STEP_SECONDS`` (default 0.01 s), so a job with many iterations runs long
-enough to be cancelled. SIGTERM ends it with the engine's cancel code (130); outputs appear only when complete.
+enough to be cancelled. SIGTERM ends it with the engine's cancel code (130); outputs appear only when complete. A
+model replaces only a bundle of its method, as the engine's; the stand-in's other files replace any file (the
+Slicer side writes them into fresh job folders).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from distillseg.contract.errors import EXIT_CANCELLED, EXIT_USER_ERROR, UserErro
 from distillseg.contract.frames import FRAME_SUFFIXES, read_frame, read_mask, write_index_png
 from distillseg.contract.labels import LabelEntry, LabelTable, default_color, read_label_table
 from distillseg.contract.manifest import FORMAT_VERSION, LAP, MANIFEST, ONESHOT, read_manifest, sha256_of
+from distillseg.contract.outputs import ANY_FILE, bundle_kind
 from distillseg.contract.worker import RequestError, done_line, parse_request, request_id_of
 
 STEP_SECONDS_VARIABLE = "DISTILLSEG_STAND_IN_STEP_SECONDS"
@@ -76,7 +79,7 @@ def steps(stage: str, total: int) -> None:
 
 def writeBundle(out: Path, method: str, labels: LabelTable, extra: dict) -> None:
     """A complete model bundle in ``out`` (written aside and renamed, as the engine writes it)."""
-    with atomic_directory(out) as folder:
+    with atomic_directory(out, bundle_kind(method)) as folder:
         header = json.dumps({"__metadata__": {"stand_in": "true"}}).encode()
         (folder / WEIGHTS_FILE).write_bytes(len(header).to_bytes(8, "little") + header)
         manifest = {"format_version": FORMAT_VERSION, "method": method, "labels": labels.to_json(),
@@ -107,7 +110,7 @@ def readNrrd(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def writeLabelNrrd(path: Path, header: list[str], labels: np.ndarray) -> None:
-    with atomic_file(path) as tmp:
+    with atomic_file(path, ANY_FILE) as tmp:
         text = "\n".join(header[:1] + ["type: unsigned char", "encoding: raw", "endian: little"] + header[1:])
         tmp.write_bytes(text.encode("latin-1") + b"\n\n" + labels.astype("u1").tobytes())
 
@@ -198,7 +201,7 @@ def lapEvaluate(args) -> None:
         perClass[name] = {"iou": intersection / union if union else None,
                           "dice": 2 * intersection / total if total else None}
     steps("evaluate", 1)
-    with atomic_file(args.report) as tmp:
+    with atomic_file(args.report, ANY_FILE) as tmp:
         tmp.write_text(json.dumps({"per_class": perClass, "patients": sorted(patients), "stand_in": True}),
                        encoding="utf-8")
     emit(events.RESULT, report=str(args.report))

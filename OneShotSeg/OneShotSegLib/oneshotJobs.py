@@ -134,7 +134,8 @@ def prepareTraining(store: ModelStore, modelName: str, atlasVolume, atlasSegment
 
 def keepInJobFolder(path: Path, stem: Path, scene) -> Path:
     """``path`` kept as ``<stem><suffix>``: a hard link where the file system allows (no extra disk), else a copy.
-    A detached NRRD header (``.nhdr``) names its data file, so it is read and written as one ``.nrrd`` instead.
+    A detached NRRD header (``.nhdr``) names its data file, so it is read and written as one ``.nrrd`` instead, and
+    a gzip header that stores the original file name is copied without it (``_copyWithoutGzipNames``).
     File and folder names in hospitals often hold patient names or IDs: a job that survives in the user's jobs
     folder (for Resume) keeps none of them."""
     name = path.name.lower()
@@ -146,11 +147,42 @@ def keepInJobFolder(path: Path, stem: Path, scene) -> Path:
             scene.RemoveNode(node)
     suffix = next(s for s in (".nii.gz", ".nii", ".nrrd") if name.endswith(s))
     kept = stem.with_name(stem.name + suffix)
+    if _copyWithoutGzipNames(path, kept):
+        return kept
     try:
         os.link(path, kept)
     except OSError:  # another file system, or one without hard links
         shutil.copyfile(path, kept)
     return kept
+
+
+_GZIP_FHCRC, _GZIP_FEXTRA, _GZIP_FNAME, _GZIP_FCOMMENT = 0x02, 0x04, 0x08, 0x10
+
+
+def _copyWithoutGzipNames(path: Path, kept: Path) -> bool:
+    """A gzip file whose header holds a file name or a comment (gzip, pigz and most writers store the original
+    name, RFC 1952 FNAME) is copied with those header fields left out; the compressed data and its checksum do not
+    depend on them, so the voxels are unchanged. False (nothing written) for any other file."""
+    with open(path, "rb") as source:
+        head = source.read(10)
+        if len(head) < 10 or head[:2] != b"\x1f\x8b" or not head[3] & (_GZIP_FNAME | _GZIP_FCOMMENT):
+            return False
+        flags = head[3]
+        extra = b""
+        if flags & _GZIP_FEXTRA:
+            size = source.read(2)
+            extra = size + source.read(int.from_bytes(size, "little"))
+        for field in (_GZIP_FNAME, _GZIP_FCOMMENT):
+            if flags & field:
+                while source.read(1) not in (b"\x00", b""):
+                    pass
+        if flags & _GZIP_FHCRC:  # the header's own checksum covered the fields left out: dropped with them
+            source.read(2)
+        keptFlags = flags & ~(_GZIP_FNAME | _GZIP_FCOMMENT | _GZIP_FHCRC)
+        with open(kept, "wb") as target:
+            target.write(head[:3] + bytes([keptFlags]) + head[4:10] + extra)
+            shutil.copyfileobj(source, target)
+    return True
 
 
 def trainCommand(inputs: TrainingInputs, modelFolder: Path, options: TrainingOptions, resume: bool = False,

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from distillseg.contract.atomic import OutputLock, atomic_directory, remove_stale_temporaries
-from distillseg.common.bundle import load_bundle
+from distillseg.common.bundle import load_bundle, save_bundle
 from distillseg.contract.outputs import bundle_kind
 from distillseg.common.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from distillseg.contract.errors import UserError

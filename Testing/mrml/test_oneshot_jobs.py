@@ -3,6 +3,7 @@ the engine from the scene (atlas scan, atlas labels with their table, unlabelled
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import numpy as np
@@ -82,6 +83,10 @@ def test_a_resumable_job_keeps_no_path_or_name_of_the_users_files(scene, tmp_pat
     patient.mkdir()
     scan = read_image(oneshotJobs.volumeFiles.writeVolumeFile(case.unlabeledVolumes[0], tmp_path / "scan.nrrd"))
     write_image(patient / "Roe_Jane.nii.gz", scan.array, scan.affine)
+    raw = gzip.decompress((patient / "Roe_Jane.nii.gz").read_bytes())
+    with gzip.open(patient / "Roe_Jane.nii.gz", "wb") as handle:  # as gzip and pigz write it: the name inside
+        handle.write(raw)
+    assert b"Roe_Jane" in (patient / "Roe_Jane.nii.gz").read_bytes()[:64]
     import nrrd
 
     nrrd.write(str(patient / "Roe_Jane_detached.nhdr"), scan.array.astype(np.float32),
@@ -90,6 +95,7 @@ def test_a_resumable_job_keeps_no_path_or_name_of_the_users_files(scene, tmp_pat
     files = oneshotJobs.engineImagesIn(patient)
     inputs = oneshotJobs.prepareTraining(store, "brain", case.atlasVolume, case.atlasSegmentation, [], files)
     assert [p.name for p in inputs.unlabeled] == ["unlabeled_000.nii.gz", "unlabeled_001.nrrd"]
+    np.testing.assert_array_equal(read_image(inputs.unlabeled[0]).array, scan.array)  # the same voxels
     kept = read_image(inputs.unlabeled[1])
     np.testing.assert_allclose(kept.array, scan.array, atol=1e-4)
     np.testing.assert_allclose(kept.affine, scan.affine, atol=1e-4)

@@ -200,7 +200,8 @@ def _write_nifti(handle, image, compressed: bool) -> None:
 
     # nibabel picks compression and even the file name's case from the name (it saved "x.Nii" as "x.nii"), so it
     # writes into a file object and the suffix only chooses gzip.
-    stream = gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=6, mtime=0) if compressed else handle
+    # filename="": gzip would store the (temporary) file's name in its header, and a name can identify a patient.
+    stream = gzip.GzipFile(filename="", fileobj=handle, mode="wb", compresslevel=6, mtime=0) if compressed else handle
     image.to_file_map({"image": nib.FileHolder(fileobj=stream)})
     if compressed:
         stream.close()

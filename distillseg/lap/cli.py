@@ -83,8 +83,8 @@ def add_lap_verbs(subparsers) -> None:
     learn.add_argument("--strategy", default="ours", choices=["ours", "finetune", "mib", "plop"],
                        help="ours = diffusion replay + MiB + POD + contrastive; finetune, mib, plop for comparison "
                             "(default: ours)")
-    learn.add_argument("--replay", type=types.whole_number(1, 100_000), default=None, metavar="N",
-                       help="synthetic frames to replay (default: as many as new frames)")
+    learn.add_argument("--replay", type=types.whole_number(0, 100_000), default=None, metavar="N",
+                       help="synthetic frames to replay; 0 = none (default: as many as new frames)")
     learn.add_argument("--eval-data", default=None, metavar="DIR",
                        help="labelled folder to score the model on before and after (stored in the history)")
     weights = learn.add_argument_group("loss weights (default: the strategy's)")

@@ -171,7 +171,7 @@ def learn(args, progress) -> int:
         net = model.build(device)
         net.grow_head(len(new))
         replay_images = replay_labels = None
-        if strategy.replay:
+        if strategy.replay and args.replay != 0:
             replay = state.group("replay")
             if replay is None:
                 count = args.replay if args.replay is not None else len(frames)
