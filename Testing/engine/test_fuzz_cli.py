@@ -108,7 +108,7 @@ OPTIONS = [(_segment_case, "--sliding-window", 3), (_segment_case, "--max-memory
            (_lap_case, "--checkpoint-every", 1), (_restore_case, "--step", 1)]
 
 
-@settings(FUZZ, max_examples=30)
+@settings(FUZZ, max_examples=15)
 @given(choice=st.sampled_from(OPTIONS), data=st.data())
 def test_generated_option_values_keep_the_contract(fixtures, tmp_path_factory, choice, data):
     case, option, count = choice
@@ -139,7 +139,7 @@ JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2**4
                                                                                        max_size=2), max_leaves=4)
 
 
-@settings(FUZZ, max_examples=16)
+@settings(FUZZ, max_examples=8)
 @given(method=st.sampled_from(["oneshot", "lap"]), data=st.data())
 def test_generated_manifest_edits_keep_the_contract(fixtures, tmp_path_factory, method, data):
     oneshot, lap = fixtures
@@ -222,7 +222,7 @@ def _png_edit(source: Path, target: Path, field: int, value: int, cut: int) -> N
     target.write_bytes(bytes(raw[: len(raw) - cut]))
 
 
-@settings(FUZZ, max_examples=24)
+@settings(FUZZ, max_examples=12)
 @given(kind=st.sampled_from(["nifti", "nrrd", "png"]), data=st.data())
 def test_generated_header_edits_keep_the_contract(fixtures, tmp_path_factory, kind, data):
     oneshot, lap = fixtures

@@ -81,7 +81,7 @@ def test_requests_answer_as_the_command_and_reuse_the_model(tiny, tmp_path):
         assert any(word in e.get("message", "") for e in answer), answer
     assert not_json[0] == {"event": "error", "message": "A worker request must be one JSON object per line."}
     assert "run 'distillseg oneshot train' as a command of its own" in other_verb[0]["message"]
-    assert bad_options[0]["message"] == "The following arguments are required: --input, --output."  # as the command
+    assert bad_options[0]["message"] == "One of the arguments --input --bids is required."  # as the command
     assert "missing model" in missing[0]["message"] and not (tmp_path / "never.nii.gz").exists()
     cold = read_labels(tmp_path / "cold.nii.gz")
     for name in ("warm1", "warm2", "warm3", "warm4"):
