@@ -19,6 +19,7 @@ from distillseg.contract.frames import read_frame, read_mask
 from distillseg.common.frame_views import black_border_box
 from distillseg.lap.dsad import FrameRecord, is_dsad_root, list_dsad
 from distillseg.lap.folder_data import is_folder_root, list_folder
+from distillseg.lap.frame_resize import resize_levels
 
 
 @dataclass
@@ -59,10 +60,8 @@ def find_records(data: str | Path, classes: list[str], source: str = "auto", spl
 
 def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """(h, w, 3) uint8 -> (3, H, W) uint8 with antialiased bilinear resampling."""
-    tensor = torch.from_numpy(np.require(frame, requirements=["C", "W"])).permute(2, 0, 1)[None].float()
-    resized = torch.nn.functional.interpolate(tensor, size=tuple(size), mode="bilinear", antialias=True,
-                                              align_corners=False)
-    return resized[0].round().clamp(0, 255).to(torch.uint8)
+    tensor = torch.from_numpy(np.require(frame, requirements=["C", "W"])).permute(2, 0, 1)
+    return resize_levels(tensor, size).to(torch.uint8)
 
 
 def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> torch.Tensor:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from distillseg.common.device import autocast
 from distillseg.common.frame_views import black_border_box
 from distillseg.lap.data import resize_frame
+from distillseg.lap.frame_resize import resize_back
 from distillseg.lap.segmenter import Segmenter
 
 
@@ -39,7 +39,7 @@ def predict_frame(segmenter: Segmenter, frame: np.ndarray, size: tuple[int, int]
     with autocast(device, amp_dtype):
         logits = segmenter(x).logits.float()
     probs = torch.softmax(logits, dim=1)
-    probs = F.interpolate(probs, size=inside.shape[:2], mode="bilinear", align_corners=False)
+    probs = resize_back(probs[0], inside.shape[:2])
     labels = np.zeros(frame.shape[:2], dtype=np.uint16 if segmenter.num_outputs > 256 else np.uint8)
-    labels[rows, cols] = probs.argmax(dim=1)[0].cpu().numpy().astype(labels.dtype)
+    labels[rows, cols] = probs.argmax(dim=0).cpu().numpy().astype(labels.dtype)
     return labels
