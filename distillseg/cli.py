@@ -1,5 +1,5 @@
-"""The ``distillseg`` command line: ``distillseg oneshot …``, ``distillseg lap …``, ``distillseg model …``,
-``distillseg worker``.
+"""The ``distillseg`` command line: ``distillseg oneshot …``, ``distillseg lap …``, ``distillseg model …`` (info,
+export-bundle), ``distillseg worker``.
 
 Each method registers its verbs from its own ``cli`` module; heavy imports (torch, MONAI) happen inside the verbs,
 so ``--help`` is instant.
@@ -14,7 +14,7 @@ import sys
 import warnings
 
 from distillseg import __version__
-from distillseg.common.cli_options import EngineArgumentParser
+from distillseg.common.cli_options import EngineArgumentParser, add_progress_option, lazy_verb
 from distillseg.common.cli_support import run_cli
 
 
@@ -34,13 +34,22 @@ def _model_info(args: argparse.Namespace, progress) -> int:
 
 
 def _add_model_verbs(subparsers) -> None:
-    model = subparsers.add_parser("model", help="inspect model bundles")
+    model = subparsers.add_parser("model", help="inspect model bundles, export them as MONAI Bundles")
     verbs = model.add_subparsers(dest="verb", required=True, metavar="VERB")
     info = verbs.add_parser("info", help="summarise a model bundle: method, structures, training data, size, "
                                          "versions")
     info.add_argument("model", metavar="MODEL_DIR", help="model bundle folder (the one holding manifest.json)")
     info.add_argument("--json", action="store_true", help="print the whole manifest as JSON instead")
     info.set_defaults(verb_function=_model_info, progress="none")
+    export = verbs.add_parser("export-bundle", help="write an IncrementalLap model as a MONAI Bundle that "
+                                                    "'python -m monai.bundle run' and MONAI Label can use without "
+                                                    "distillseg")
+    export.add_argument("model", metavar="MODEL_DIR", help="model bundle folder (the one holding manifest.json)")
+    export.add_argument("out", metavar="OUT", help="folder to write the MONAI Bundle to (configs/, models/model.pt, "
+                                                   "scripts/, docs/): a new or empty folder, or an earlier export, "
+                                                   "which is replaced")
+    add_progress_option(export)
+    export.set_defaults(verb_function=lazy_verb("distillseg.common.monai_bundle_export", "export_bundle"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,10 +17,10 @@ from distillseg.contract.atomic import StagedFiles
 from distillseg.contract.outputs import ANY_FILE, OutputKind
 from distillseg.contract.frames import write_frame
 
-_BLACK_BORDER_LEVEL = 10  # a row/column whose brightest pixel is at most this is part of the endoscope's black frame
+BLACK_BORDER_LEVEL = 10  # a row/column whose brightest pixel is at most this is part of the endoscope's black frame
 
 
-def black_border_box(frame: np.ndarray, level: int = _BLACK_BORDER_LEVEL) -> tuple[slice, slice]:
+def black_border_box(frame: np.ndarray, level: int = BLACK_BORDER_LEVEL) -> tuple[slice, slice]:
     """Rows and columns inside the black frame an endoscope leaves around the picture.
 
     ``frame``: (H, W, 3) uint8. Returns the slices of the bounding box of rows/columns whose brightest pixel exceeds
