@@ -42,8 +42,8 @@ def _add_model_verbs(subparsers) -> None:
     info.add_argument("--json", action="store_true", help="print the whole manifest as JSON instead")
     info.set_defaults(verb_function=_model_info, progress="none")
     export = verbs.add_parser("export-bundle", help="write an IncrementalLap model as a MONAI Bundle that "
-                                                    "'python -m monai.bundle run' and MONAI Label can use without "
-                                                    "distillseg")
+                                                    "'python -m monai.bundle run' (and MONAI's other bundle tools) "
+                                                    "can use without distillseg")
     export.add_argument("model", metavar="MODEL_DIR", help="model bundle folder (the one holding manifest.json)")
     export.add_argument("out", metavar="OUT", help="folder to write the MONAI Bundle to (configs/, models/model.pt, "
                                                    "scripts/, docs/): a new or empty folder, or an earlier export, "

@@ -158,11 +158,30 @@ def model_info_of_a_damaged_manifest(env, tmp):
                       names=model / "manifest.json")
 
 
+def export_bundle_of_a_damaged_manifest(env, tmp):
+    model = copy_model(env.lap.model, tmp / "edited model", lambda m: m["network"].update(outputs="three"))
+    return Invocation(["model", "export-bundle", model, tmp / "bundle", "--progress", "none"],
+                      fragments=("key 'network.outputs': must be of type integer",), names=model / "manifest.json",
+                      outputs=[tmp / "bundle"])
+
+
+def export_bundle_of_a_oneshot_model(env, tmp):
+    return Invocation(["model", "export-bundle", env.oneshot.model, tmp / "bundle", "--progress", "none"],
+                      fragments=("is a OneShotSeg model; export to a MONAI Bundle supports IncrementalLap models "
+                                 "only so far",), names=env.oneshot.model, outputs=[tmp / "bundle"])
+
+
+def export_bundle_of_a_missing_model(env, tmp):
+    return Invocation(["model", "export-bundle", tmp / "no model", tmp / "bundle", "--progress", "none"],
+                      fragments=("model folder does not exist",), names=tmp / "no model", outputs=[tmp / "bundle"])
+
+
 CASES = {MODELS: [manifest_without_preprocessing, manifest_preprocessing_as_text, manifest_weight_file_as_a_number,
                   manifest_colour_as_a_word, manifest_class_values_as_strings, manifest_weights_as_a_list,
                   manifest_format_version_as_text, manifest_colour_out_of_range, manifest_unknown_network_option,
                   manifest_student_outputs_disagree, manifest_singular_working_grid, lap_manifest_without_classes,
                   lap_manifest_outputs_disagree, lap_classes_numbered_with_a_gap, lap_version_without_its_weights,
                   lap_model_without_its_head, weights_of_the_wrong_shape, model_file_given_as_the_model,
-                  model_info_of_a_damaged_manifest]}
+                  model_info_of_a_damaged_manifest, export_bundle_of_a_damaged_manifest,
+                  export_bundle_of_a_oneshot_model, export_bundle_of_a_missing_model]}
 test_bad_input = matrix_test(CASES)

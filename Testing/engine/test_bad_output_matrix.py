@@ -216,6 +216,24 @@ def lap_sample_over_a_model(env, tmp):
     return Invocation(argv, fragments=("is a folder that is not a folder of replayed frames",), names=other)
 
 
+def export_bundle_into_a_folder_of_user_files(env, tmp):
+    folder = _user_folder(tmp)
+    return Invocation(["model", "export-bundle", env.lap.model, folder, "--progress", "none"],
+                      fragments=("is a folder that is not a MONAI Bundle written by distillseg",), names=folder)
+
+
+def export_bundle_inside_its_model_folder(env, tmp):
+    model = shutil.copytree(env.lap.model, tmp / "model")
+    return Invocation(["model", "export-bundle", model, model / "bundle", "--progress", "none"],
+                      fragments=("lies inside the model folder",), names=model / "bundle")
+
+
+def export_bundle_over_a_model(env, tmp):
+    other = shutil.copytree(env.lap.model, tmp / "another model")
+    return Invocation(["model", "export-bundle", env.lap.model, other, "--progress", "none"],
+                      fragments=("is a folder that is not a MONAI Bundle",), names=other)
+
+
 CASES = {OUTPUTS: [train_into_a_folder_of_user_files, restore_into_a_folder_of_user_files, segment_onto_its_input,
                    lap_segment_onto_its_input, segment_onto_a_hard_link_of_its_input,
                    segment_onto_a_symbolic_link_to_its_input, train_onto_its_atlas,
@@ -227,5 +245,6 @@ CASES = {OUTPUTS: [train_into_a_folder_of_user_files, restore_into_a_folder_of_u
                    train_named_like_a_checkpoint, lap_segment_two_frames_of_the_same_name,
                    segment_with_an_upper_case_suffix, segment_to_a_detached_nrrd_header,
                    segment_again_over_its_own_result, lap_demo_into_a_folder_of_user_files,
-                   lap_sample_over_a_model]}
+                   lap_sample_over_a_model, export_bundle_into_a_folder_of_user_files,
+                   export_bundle_inside_its_model_folder, export_bundle_over_a_model]}
 test_bad_input = matrix_test(CASES)

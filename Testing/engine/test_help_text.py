@@ -12,7 +12,7 @@ import pytest
 from distillseg.cli import build_parser
 
 NOTHING_RANDOM = {("oneshot", "segment"), ("oneshot", "evaluate"), ("lap", "segment"), ("lap", "evaluate"),
-                  ("lap", "restore"), ("model", "info"), ("worker", None)}
+                  ("lap", "restore"), ("model", "info"), ("model", "export-bundle"), ("worker", None)}
 
 
 def _verbs() -> dict[tuple[str, str | None], argparse.ArgumentParser]:
@@ -38,7 +38,7 @@ def _option_help(parser: argparse.ArgumentParser, action: argparse.Action) -> st
 
 
 def test_every_verb_is_covered():
-    assert len(VERBS) == 13, sorted(VERBS)
+    assert len(VERBS) == 14, sorted(VERBS)
 
 
 @pytest.mark.parametrize("verb", sorted(VERBS, key=str), ids=lambda v: " ".join(filter(None, v)))

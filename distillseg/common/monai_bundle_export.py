@@ -1,5 +1,5 @@
-"""``distillseg model export-bundle MODEL_DIR OUT``: a model as a MONAI Bundle, the folder MONAI's own tools
-(``python -m monai.bundle run``, MONAI Label, MONAI Deploy) load without distillseg::
+"""``distillseg model export-bundle MODEL_DIR OUT``: a model as a MONAI Bundle, the folder MONAI's own tools load
+without distillseg (``python -m monai.bundle run``; its config ids are those MONAI Label's bundle apps read)::
 
     OUT/
       configs/metadata.json    MONAI bundle metadata (schema meta_schema_20240725): versions, task, labels as the
@@ -33,11 +33,27 @@ SCHEMA_URL = ("https://github.com/Project-MONAI/MONAI-extra-test-data/releases/d
 BUNDLE_VERSION = "1.0.0"
 
 
+# What a bundle run needs besides MONAI, PyTorch and NumPy: Pillow reads the frames; fire is the command line of
+# 'python -m monai.bundle', pytorch-ignite its evaluator. The version this engine has, else the least MONAI takes.
+_REQUIRED = {"pillow": "10.0", "pytorch-ignite": "0.4.11", "fire": "0.5"}
+
+
+def _required_packages() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name, least in _REQUIRED.items():
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = least
+    return found
+
+
 def _common_metadata(source: Path) -> dict[str, Any]:
     """What every exported bundle's metadata says besides the model's own fields: versions, authorship, terms."""
     import monai
     import numpy
-    import PIL
     import torch
 
     from distillseg import __version__
@@ -49,7 +65,7 @@ def _common_metadata(source: Path) -> dict[str, Any]:
         "monai_version": monai.__version__,
         "pytorch_version": torch.__version__.split("+")[0],
         "numpy_version": numpy.__version__,
-        "required_packages_version": {"pillow": PIL.__version__},
+        "required_packages_version": _required_packages(),
         "authors": "the person or group who trained the model with OneShotSeg (distillseg); exported by distillseg",
         "copyright": "the model's trainer holds the rights to its weights; see docs/license.txt",
         "intended_use": "research only; not a medical device and not for diagnosis or treatment",
@@ -64,7 +80,8 @@ def _readme(metadata: dict[str, Any]) -> str:
 {metadata['description']}
 
 Exported from a OneShotSeg / distillseg model by `distillseg model export-bundle`; it runs with MONAI alone
-(MONAI {metadata['monai_version']}, PyTorch {metadata['pytorch_version']} and Pillow were used to make it).
+(made with MONAI {metadata['monai_version']} and PyTorch {metadata['pytorch_version']}; running it also needs
+{', '.join(metadata['required_packages_version'])}).
 {metadata['intended_use'].capitalize()}.
 
 ## Labels (values in the output label maps)
