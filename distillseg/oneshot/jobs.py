@@ -66,16 +66,15 @@ def _check_model(args) -> None:
 def output_paths(inputs: list[str], output: str, suffix: str | None) -> list[Path]:
     """One output per input: ``output`` itself for a single input with a volume suffix, else files in a folder."""
     from distillseg.common.volume_io import NIFTI_SUFFIXES, NRRD_SUFFIXES
+    from distillseg.contract.paths import segmentation_file_name
 
     if len(inputs) == 1 and output.lower().endswith(NIFTI_SUFFIXES + NRRD_SUFFIXES):
         return [Path(output)]
     paths = []
     for path in inputs:
         name = Path(path).name
-        stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
-        stem = stem[: -len(".seg")] if stem.lower().endswith(".seg") else stem
         chosen = suffix or (".nii.gz" if name.lower().endswith(NIFTI_SUFFIXES) else ".seg.nrrd")
-        paths.append(Path(output) / f"{stem}_seg{chosen}")
+        paths.append(Path(output) / segmentation_file_name(name, chosen))
     if len(set(paths)) != len(paths):
         raise UserError("Two inputs have the same file name; segment them into different output folders.")
     return paths
