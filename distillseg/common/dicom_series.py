@@ -146,15 +146,17 @@ def _slice_step(folder: Path, positions: np.ndarray, normal: np.ndarray, pixel: 
         count = int(np.sum(gaps <= tolerance)) + 1
         raise file_error(folder, f"its DICOM series has {count} slices at one position (several acquisitions, "
                                  "echoes or time points in one series); give a series of one volume")
-    off_grid = positions - positions[0] - np.arange(len(positions))[:, None] * step
-    if np.linalg.norm(off_grid, axis=1).max() <= tolerance:
-        return step
+    # A tilted series is a regular but sheared grid: the engine's resampling and Slicer's readers would place it
+    # differently, so it is refused rather than guessed at.
     shear = np.linalg.norm(step - (step @ normal) * normal)
     if shear * (len(positions) - 1) > tolerance:
         angle = np.degrees(np.arctan2(shear, abs(step @ normal)))
         raise file_error(folder, f"is a gantry-tilted DICOM series (slices shifted {angle:.2g} degrees off their "
                                  "normal); resample it to an untilted grid first, for example with dcm2niix or "
                                  "Slicer's DICOM import with acquisition geometry regularization")
+    off_grid = positions - positions[0] - np.arange(len(positions))[:, None] * step
+    if np.linalg.norm(off_grid, axis=1).max() <= tolerance:
+        return step
     smallest = float(gaps.min())
     multiples = gaps / smallest
     if np.all(np.abs(multiples - np.rint(multiples)) * smallest <= tolerance):
