@@ -23,7 +23,7 @@ import numpy as np
 
 from distillseg import __version__
 from distillseg.contract.atomic import StagedFiles, staging
-from distillseg.contract.errors import UserError, file_error
+from distillseg.contract.errors import file_error
 from distillseg.contract.labels import LabelTable
 from distillseg.contract.outputs import OutputKind, mark
 
@@ -36,11 +36,12 @@ INSTALL = "writing a DICOM SEG needs the optional package highdicom; install it 
 
 def _is_engine_seg(path: Path) -> bool:
     import pydicom
+    import pydicom.errors
 
     try:
         header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["Modality", "ContentDescription"])
-    except Exception:  # noqa: BLE001 - anything unreadable is not ours
-        return False
+    except (pydicom.errors.InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError):
+        return False  # unreadable as DICOM: not ours
     return header.get("Modality") == "SEG" and mark(_TOKEN) in str(header.get("ContentDescription", ""))
 
 
@@ -60,12 +61,19 @@ def is_seg_path(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(SEG_SUFFIXES)
 
 
-def check_available() -> None:
-    """Refuse, before any work, a SEG output when highdicom is not installed."""
-    import importlib.util
+def _highdicom(output: str | os.PathLike):
+    """The highdicom module, or ``UserError`` naming ``output`` and saying how to install it (missing, or unusable
+    with the pydicom there: highdicom needs pydicom >= 3.0.1)."""
+    try:
+        import highdicom
+    except ImportError:
+        raise file_error(output, INSTALL) from None
+    return highdicom
 
-    if importlib.util.find_spec("highdicom") is None:
-        raise UserError(f"{INSTALL[0].upper()}{INSTALL[1:]}.")
+
+def check_available(output: str | os.PathLike) -> None:
+    """Refuse, before any work, a SEG output when highdicom cannot be imported."""
+    _highdicom(output)
 
 
 def check_source(output: str | os.PathLike, source: str | os.PathLike) -> None:
@@ -98,8 +106,7 @@ def terminology_codes(terminology: str | None) -> tuple[object, object]:
     return category or generic, kind or generic
 
 
-def _segment_descriptions(table: LabelTable, algorithm: Algorithm) -> list:
-    import highdicom as hd
+def _segment_descriptions(hd, table: LabelTable, algorithm: Algorithm) -> list:
     from pydicom.sr.codedict import codes
 
     identification = hd.AlgorithmIdentificationSequence(
@@ -121,10 +128,7 @@ def write_seg(path: str | os.PathLike, labels: np.ndarray, series, table: LabelT
     """Write the (I, J, K) label map ``labels`` on the grid of ``series`` (a ``dicom_series.Series``: slice k is
     its ``headers[k]``) as a BINARY DICOM SEG at ``path``, atomically (in the batch ``staged`` when given);
     segments are ``table``'s structures."""
-    try:
-        import highdicom as hd
-    except ImportError:
-        raise UserError(f"{path}: {INSTALL}.") from None
+    hd = _highdicom(path)
     path = Path(path)
     if tuple(labels.shape) != tuple(series.shape):
         raise ValueError(f"labels {labels.shape} are not on the series' grid {series.shape}")
@@ -138,7 +142,7 @@ def write_seg(path: str | os.PathLike, labels: np.ndarray, series, table: LabelT
     seg = hd.seg.Segmentation(
         source_images=series.headers, pixel_array=np.ascontiguousarray(numbers),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=_segment_descriptions(table, algorithm), series_instance_uid=hd.UID(),
+        segment_descriptions=_segment_descriptions(hd, table, algorithm), series_instance_uid=hd.UID(),
         series_number=int(source.get("SeriesNumber") or 0) + SERIES_NUMBER_OFFSET, sop_instance_uid=hd.UID(),
         instance_number=1, manufacturer="OneShotSeg", manufacturer_model_name=algorithm.name[:64],
         software_versions=f"distillseg {__version__}", device_serial_number="none",

@@ -123,7 +123,7 @@ def _check_segment(args, outputs: list[Path], companions: tuple = ()) -> None:
     for source, output in zip(args.input, outputs):
         if dicom_seg.is_seg_path(output):
             dicom_seg.check_source(output, source)
-            dicom_seg.check_available()
+            dicom_seg.check_available(output)
             check_target(output, dicom_seg.DICOM_SEG)
         else:
             volume_format(output)
