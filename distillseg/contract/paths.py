@@ -46,9 +46,12 @@ def is_checkpoint_name(name: str) -> bool:
     return name.endswith(CHECKPOINT_SUFFIX)
 
 
-def segmentation_file_name(input_name: str, suffix: str) -> str:
+def segmentation_file_name(input_name: str, suffix: str, folder: bool = False) -> str:
     """The name of a scan's segmentation in an output folder: ``<stem>_seg<suffix>``, the stem being the scan's
-    file name without its volume suffix (``.nii.gz`` as one) and without a ``.seg`` before it."""
+    file name without its volume suffix (``.nii.gz`` as one) and without a ``.seg`` before it; a scan that is a
+    folder (a DICOM series) keeps its whole name."""
+    if folder:
+        return f"{input_name}_seg{suffix}"
     stem = input_name[: -len(".nii.gz")] if input_name.lower().endswith(".nii.gz") else Path(input_name).stem
     stem = stem[: -len(".seg")] if stem.lower().endswith(".seg") else stem
     return f"{stem}_seg{suffix}"
