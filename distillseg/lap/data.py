@@ -19,6 +19,7 @@ from distillseg.contract.errors import file_error
 from distillseg.contract.frames import read_frame, read_mask
 from distillseg.common.frame_views import black_border_box
 from distillseg.lap.dsad import FrameRecord, is_dsad_root, list_dsad
+from distillseg.lap.endoscapes_data import is_endoscapes_root, list_endoscapes
 from distillseg.lap.folder_data import is_folder_root, list_folder
 from distillseg.lap.index_masks import IndexMaskTable, UnknownMaskValue, index_labels
 from distillseg.lap.mib_losses import IGNORE
@@ -50,8 +51,8 @@ class FrameSet:
 def find_records(data: str | Path, classes: list[str], source: str = "auto", split: str = "all",
                  patients: list[str] | None = None, unknown_values: str = "refuse"
                  ) -> tuple[list[FrameRecord], IndexMaskTable | None]:
-    """Frame records of a generic folder or a DSAD-layout folder; the second item tells
-    how index masks' values map to classes (generic layout), or is None for DSAD's binary
+    """Frame records of a generic folder, an Endoscapes2023 release or a DSAD-layout folder; the second item tells
+    how index masks' values map to classes (generic and Endoscapes layouts), or is None for DSAD's binary
     per-structure masks. ``unknown_values`` (``refuse``/``skip``) is the rule for index-mask values the label table
     does not name."""
     data = Path(data)
@@ -59,6 +60,8 @@ def find_records(data: str | Path, classes: list[str], source: str = "auto", spl
         raise file_error(data, "data folder does not exist")
     if is_folder_root(data):
         return list_folder(data, classes, patients, unknown_values)
+    if is_endoscapes_root(data):
+        return list_endoscapes(data, classes, split, patients, unknown_values)
     if is_dsad_root(data) or any(p.is_dir() for p in data.iterdir()):
         return list_dsad(data, classes, source, split, patients), None
     raise file_error(data, "is neither a DSAD-layout folder (<structure>/<NN>/imageXX.png) nor a folder with "
