@@ -41,7 +41,8 @@ def _folder(root: Path, masks: dict[str, np.ndarray], labels) -> Path:
     for name, mask in masks.items():
         for part in ("images", "masks"):
             (root / part / "p1").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(40, 255, (*mask.shape, 3), dtype=np.uint8)).save(root / "images" / "p1" / f"{name}.png")
+        frame = rng.integers(40, 255, (*mask.shape, 3), dtype=np.uint8)
+        Image.fromarray(frame).save(root / "images" / "p1" / f"{name}.png")
         write_index_png(root / "masks" / "p1" / f"{name}.png", mask)
     (root / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
     return root
