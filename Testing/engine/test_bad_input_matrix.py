@@ -447,6 +447,34 @@ def lap_unknown_class_in_folder(env, tmp):
                       names=data / "labels.json", outputs=[tmp / "m"])
 
 
+def _odd_value(data):
+    mask = read_frame_mask(data / "masks" / "a.png")
+    mask[0:4, 0:4] = 7
+    write_index_png(data / "masks" / "a.png", mask)
+
+
+def lap_mask_value_not_in_table(env, tmp):
+    data = lap_copy(env, tmp, _odd_value, source="folder")
+    return Invocation(env.lap_train(data, tmp / "m"),
+                      fragments=("holds value 7", "does not name", "add it to labels.json", "--unknown-values skip"),
+                      names=data / "masks" / "a.png", outputs=[tmp / "m"])
+
+
+def lap_every_frame_left_out(env, tmp):
+    data = lap_copy(env, tmp, _odd_value, source="folder")
+    return Invocation(env.lap_train(data, tmp / "m", "stomach", "--unknown-values", "skip"),
+                      fragments=("every chosen frame was left out",), names=data, outputs=[tmp / "m"])
+
+
+def lap_endoscapes_frame_without_mask(env, tmp):
+    data = tmp / "endoscapes"
+    (data / "semseg").mkdir(parents=True)
+    (data / "train_seg").mkdir()
+    shutil.copy(env.frame(), data / "train_seg" / "4_22450.png")
+    return Invocation(env.lap_train(data, tmp / "m", "tool"), fragments=("has no mask", "semseg/4_22450.png"),
+                      names=data / "train_seg" / "4_22450.png", outputs=[tmp / "m"])
+
+
 def lap_evaluate_unknown_class(env, tmp):
     report = tmp / "report.json"
     return Invocation(["lap", "evaluate", "--model", env.lap.model, "--data", env.lap.demo, "--classes",
@@ -513,6 +541,7 @@ CASES = {
                   segment_tiny_scan, segment_odd_paths, lap_grey_16bit_frame, lap_float_frame_with_nan,
                   lap_truncated_jpeg, lap_empty_frame, lap_tiny_frame, lap_mask_not_binary,
                   lap_structure_never_shown, lap_colour_mask, lap_mask_non_integer, lap_unknown_class_in_folder,
+                  lap_mask_value_not_in_table, lap_every_frame_left_out, lap_endoscapes_frame_without_mask,
                   lap_evaluate_unknown_class, lap_size_not_multiple_of_32, lap_evaluate_odd_paths,
                   dicom_several_series, dicom_train_series_uid_not_there, dicom_missing_slice, dicom_gantry_tilt,
                   dicom_unequal_spacing, dicom_mixed_sizes, dicom_with_a_file_that_is_not_dicom,
