@@ -79,10 +79,9 @@ class IncrementalLapWidget(EngineModuleWidget):
         columns = [_("Structure"), _("IoU before"), _("IoU after"), _("Dice before"), _("Dice after")]
         self.ui.scoresTableWidget.setColumnCount(len(columns))
         self.ui.scoresTableWidget.setHorizontalHeaderLabels(columns)
-        # The checkable combo boxes are not bound by the parameter node wrapper: these are copied both ways.
-        self._checkableCombos = {"selectedFrames": self.ui.selectedFramesComboBox,
-                                 "trainingSegmentations": self.ui.trainingSegmentationsComboBox,
-                                 "checkSegmentations": self.ui.checkSegmentationsComboBox}
+        self.bindCheckableCombos({"selectedFrames": self.ui.selectedFramesComboBox,
+                                  "trainingSegmentations": self.ui.trainingSegmentationsComboBox,
+                                  "checkSegmentations": self.ui.checkSegmentationsComboBox})
         self.ui.loadFramesButton.clicked.connect(self.onLoadFrames)
         self.ui.loadFolderButton.clicked.connect(self.onLoadFolder)
         self.ui.segmentFrameButton.clicked.connect(lambda: self.onSegment("current"))
@@ -90,8 +89,6 @@ class IncrementalLapWidget(EngineModuleWidget):
         self.ui.segmentSequenceButton.clicked.connect(lambda: self.onSegment("sequence"))
         self.ui.learnButton.clicked.connect(self.onLearn)
         self.ui.restoreButton.clicked.connect(self.onRestore)
-        for name, combo in self._checkableCombos.items():
-            combo.checkedNodesChanged.connect(lambda name=name, combo=combo: self.onCheckedNodesChanged(name, combo))
 
     def setDefaultInputs(self) -> None:
         if not self._parameterNode.inputFrame:
@@ -99,17 +96,7 @@ class IncrementalLapWidget(EngineModuleWidget):
 
     # ------------------------------------------------------------------------------------------------ GUI state
     def showUnboundChoices(self) -> None:
-        for name, combo in self._checkableCombos.items():
-            checked = {node.GetID() for node in getattr(self._parameterNode, name) if node}
-            wasBlocked = combo.blockSignals(True)
-            for index in range(combo.nodeCount()):
-                node = combo.nodeFromIndex(index)
-                combo.setCheckState(node, qt.Qt.Checked if node.GetID() in checked else qt.Qt.Unchecked)
-            combo.blockSignals(wasBlocked)
-
-    def onCheckedNodesChanged(self, name, combo) -> None:
-        if self._parameterNode:
-            setattr(self._parameterNode, name, list(combo.checkedNodes()))
+        pass  # every unbound choice is a checkable combo box (bindCheckableCombos)
 
     def updateModuleButtons(self, parameters, busy: bool, haveModel: bool) -> None:
         self.ui.segmentFrameButton.enabled = not busy and haveModel and bool(parameters.inputFrame)

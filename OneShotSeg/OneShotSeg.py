@@ -11,10 +11,9 @@ import tempfile
 from typing import Annotated
 
 import ctk
-import qt
 
 import slicer
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSequenceBrowserNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
@@ -31,10 +30,11 @@ class OneShotSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         describeModule(
-            self.parent, _("OneShotSeg"), dependencies=["Segmentations", "DistillSegKernel"], helpText=_(
+            self.parent, _("OneShotSeg"), dependencies=["Segmentations", "Sequences", "DistillSegKernel"], helpText=_(
                 "Train a segmentation model from one labelled scan (the atlas) and a few unlabelled scans of the same "
-                "anatomy, then segment any loaded scan with it. Training runs in the background and can be cancelled "
-                "and resumed. See the <a href=\"https://github.com/OneShotSeg/SlicerOneShotSeg#readme\">"
+                "anatomy, then segment any loaded scan with it, or many at once: the checked scans, every time point "
+                "of a 4-D scan, a folder of scans. Training runs in the background and can be cancelled and resumed. "
+                "See the <a href=\"https://github.com/OneShotSeg/SlicerOneShotSeg#readme\">"
                 "documentation</a>."),
             acknowledgementText=_(
                 "Method: Zhou et al., Distillation Learning Guided by Image Reconstruction for One-Shot Medical Image "
@@ -60,6 +60,11 @@ class OneShotSegParameterNode:
     selectedModel: str = ""
     inputVolume: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
+    # Segment many: the checked scans, a 4-D scan (its sequence browser), or a folder of scans into label map files.
+    segmentVolumes: list[vtkMRMLScalarVolumeNode]
+    segmentSequence: vtkMRMLSequenceBrowserNode
+    segmentFolder: str = ""
+    segmentOutputFolder: str = ""
 
 
 class OneShotSegWidget(EngineModuleWidget):
@@ -69,12 +74,21 @@ class OneShotSegWidget(EngineModuleWidget):
         return OneShotSegLogic()
 
     def setupModuleWidgets(self) -> None:
-        self.ui.unlabeledFolderPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
+        # The path fields are not bound by the parameter node wrapper: these are copied both ways.
+        self._pathFields = {"unlabeledFolder": self.ui.unlabeledFolderPathLineEdit,
+                            "segmentFolder": self.ui.segmentFolderPathLineEdit,
+                            "segmentOutputFolder": self.ui.segmentOutputFolderPathLineEdit}
+        for name, field in self._pathFields.items():
+            field.filters = ctk.ctkPathLineEdit.Dirs
+            field.currentPathChanged.connect(lambda path, name=name: self.onPathChanged(name, path))
+        self.bindCheckableCombos({"unlabeledVolumes": self.ui.unlabeledVolumesComboBox,
+                                  "segmentVolumes": self.ui.segmentVolumesComboBox})
         self.ui.trainButton.clicked.connect(lambda: self.onTrain(resume=False))
         self.ui.resumeButton.clicked.connect(lambda: self.onTrain(resume=True))
-        self.ui.segmentButton.clicked.connect(self.onSegment)
-        self.ui.unlabeledVolumesComboBox.checkedNodesChanged.connect(self.onUnlabeledVolumesChanged)
-        self.ui.unlabeledFolderPathLineEdit.currentPathChanged.connect(self.onUnlabeledFolderChanged)
+        self.ui.segmentButton.clicked.connect(lambda: self.onSegment("current"))
+        self.ui.segmentCheckedButton.clicked.connect(lambda: self.onSegment("checked"))
+        self.ui.segmentSequenceButton.clicked.connect(lambda: self.onSegment("sequence"))
+        self.ui.segmentFolderButton.clicked.connect(lambda: self.onSegment("folder"))
 
     def setDefaultInputs(self) -> None:
         if not self._parameterNode.atlasVolume:
@@ -82,25 +96,14 @@ class OneShotSegWidget(EngineModuleWidget):
 
     # ------------------------------------------------------------------------------------------------ GUI state
     def showUnboundChoices(self) -> None:
-        """The checkable combo box and the folder field are not bound automatically: copy the parameters in."""
-        combo = self.ui.unlabeledVolumesComboBox
-        wasBlocked = combo.blockSignals(True)
-        checked = {node.GetID() for node in self._parameterNode.unlabeledVolumes if node}
-        for index in range(combo.nodeCount()):
-            node = combo.nodeFromIndex(index)
-            combo.setCheckState(node, qt.Qt.Checked if node.GetID() in checked else qt.Qt.Unchecked)
-        combo.blockSignals(wasBlocked)
-        wasBlocked = self.ui.unlabeledFolderPathLineEdit.blockSignals(True)
-        self.ui.unlabeledFolderPathLineEdit.currentPath = self._parameterNode.unlabeledFolder
-        self.ui.unlabeledFolderPathLineEdit.blockSignals(wasBlocked)
+        for name, field in self._pathFields.items():
+            wasBlocked = field.blockSignals(True)
+            field.currentPath = getattr(self._parameterNode, name)
+            field.blockSignals(wasBlocked)
 
-    def onUnlabeledVolumesChanged(self) -> None:
+    def onPathChanged(self, name, path) -> None:
         if self._parameterNode:
-            self._parameterNode.unlabeledVolumes = list(self.ui.unlabeledVolumesComboBox.checkedNodes())
-
-    def onUnlabeledFolderChanged(self, path) -> None:
-        if self._parameterNode:
-            self._parameterNode.unlabeledFolder = path
+            setattr(self._parameterNode, name, path)
 
     def updateModuleButtons(self, parameters, busy: bool, haveModel: bool) -> None:
         haveScans = bool(parameters.unlabeledVolumes) or bool(parameters.unlabeledFolder)
@@ -108,6 +111,10 @@ class OneShotSegWidget(EngineModuleWidget):
                                                         and haveScans and parameters.modelName.strip())
         self.ui.resumeButton.enabled = not busy and self.logic.canResume(parameters.modelName)
         self.ui.segmentButton.enabled = not busy and haveModel and bool(parameters.inputVolume)
+        self.ui.segmentCheckedButton.enabled = not busy and haveModel and bool(parameters.segmentVolumes)
+        self.ui.segmentSequenceButton.enabled = not busy and haveModel and bool(parameters.segmentSequence)
+        self.ui.segmentFolderButton.enabled = not busy and haveModel and bool(parameters.segmentFolder
+                                                                               and parameters.segmentOutputFolder)
 
     def noModelText(self) -> str:
         return _("No trained model yet.")
@@ -120,18 +127,24 @@ class OneShotSegWidget(EngineModuleWidget):
         self.runJob(_("Training"), _("Training could not start."), lambda: self.logic.startTraining(
             self._parameterNode, resume, slicer.util.startupEnvironment()))
 
-    def onSegment(self) -> None:
+    def onSegment(self, what) -> None:
         self.runJob(_("Segmentation"), _("Segmentation could not start."), lambda: self.logic.startSegmentation(
             self._parameterNode, tempfile.mkdtemp(prefix="OneShotSeg-", dir=slicer.app.temporaryPath),
-            slicer.util.startupEnvironment()))
+            slicer.util.startupEnvironment(), what, slicer.modules.sequences.logic()))
 
     def finishedMessage(self, outcome, elapsed: str) -> str:
         if outcome.kind == "training":
             return _("Model '{name}' is ready ({time}).").format(name=outcome.modelName, time=elapsed)
-        outcome.segmentationNode.CreateClosedSurfaceRepresentation()
-        return _("Segmented '{volume}' into '{segmentation}' ({time}).").format(
-            volume=self._parameterNode.inputVolume.GetName(), segmentation=outcome.segmentationNode.GetName(),
-            time=elapsed)
+        if outcome.files:
+            return _("Wrote {count} segmentation file(s) to '{folder}' ({time}).").format(
+                count=len(outcome.files), folder=self._parameterNode.segmentOutputFolder, time=elapsed)
+        for node in outcome.segmentationNodes:
+            if node.IsA("vtkMRMLSegmentationNode"):  # a segmentation sequence shows its items as they play
+                node.CreateClosedSurfaceRepresentation()
+        if len(outcome.segmentationNodes) > 1:
+            return _("Segmented {count} scans ({time}).").format(count=len(outcome.segmentationNodes), time=elapsed)
+        return _("Segmented into '{segmentation}' ({time}).").format(
+            segmentation=outcome.segmentationNode.GetName(), time=elapsed)
 
 
 class OneShotSegLogic(ScriptedLoadableModuleLogic, OneShotJobControl):

@@ -13,7 +13,9 @@ without Qt.
 - ``modelStore``: the user's model bundles under ``~/.oneshotseg/models`` (list, zip import/export, delete);
 - ``dependencies``: which Python packages the engine still needs in Slicer, and installing them;
 - ``volumeFiles``: volume nodes <-> NRRD/NIfTI files with their exact geometry;
-- ``segmentLabels``: segmentation nodes <-> label maps with the model's names, colours and terminology.
+- ``segmentLabels``: segmentation nodes <-> label maps with the model's names, colours and terminology;
+- ``sequenceBrowsers``: one segmentation per item of a sequence (video frames, 4-D time points) recorded into a
+  segmentation sequence played by the same browser, and a proxy node resolved to the item on screen.
 
 The method modules (OneShotSeg, IncrementalLap) and the Segment Editor effects build on these as siblings; the rules
 that cross the process boundary (manifest, hashes, paths, exit codes, event keys, label tables, frame files) are the

@@ -3,7 +3,7 @@
 Three kinds of requirement:
 
 - ``torch``: only through the PyTorch extension (``PyTorchUtils``), which picks the build for the user's GPU;
-- packages Slicer itself ships (numpy, scipy): never installed or replaced here; if too old, the user is told;
+- packages Slicer itself ships (numpy, scipy, pydicom): never installed or replaced here; if too old, the user is told;
 - everything else (MONAI, nibabel, …): listed in ``DistillSegKernel/Resources/distillseg-requirements.txt`` (one
   file for every module of the extension, since they all run the same engine) and installed with pip, under a
   constraints file that pins Slicer's own numpy, scipy, SimpleITK and requests (and the installed torch),
@@ -31,8 +31,9 @@ from . import engine
 # in a developer checkout they sit in DistillSegKernel/Resources. Both are "one folder up, then Resources".
 ENGINE_REQUIREMENTS_FILE = Path(__file__).resolve().parents[1] / "Resources" / "distillseg-requirements.txt"
 TORCH_REQUIREMENT = "torch>=2.3"
-SLICER_PROVIDED = ("numpy>=1.24", "scipy>=1.10")
-PINNED_WHEN_INSTALLING = ("numpy", "scipy", "SimpleITK", "requests", "torch")
+# pydicom: the engine reads DICOM series with Slicer's own (2.4 in Slicer <= 5.10); pinned, so no install replaces it.
+SLICER_PROVIDED = ("numpy>=1.24", "scipy>=1.10", "pydicom>=2.4")
+PINNED_WHEN_INSTALLING = ("numpy", "scipy", "pydicom", "SimpleITK", "requests", "torch")
 MINIMUM_PYTHON = (3, 10)  # the engine's requires-python (pyproject.toml): Slicer 5.10 and later
 FRAME_READER = ("Pillow",)  # what loading frames needs: checked alone by Load frames / Load folder
 

@@ -42,6 +42,7 @@ from distillseg.contract.frames import FRAME_SUFFIXES, read_frame, read_mask, wr
 from distillseg.contract.labels import LabelEntry, LabelTable, default_color, read_label_table
 from distillseg.contract.manifest import FORMAT_VERSION, LAP, MANIFEST, ONESHOT, read_manifest, sha256_of
 from distillseg.contract.outputs import ANY_FILE, bundle_kind
+from distillseg.contract.paths import segmentation_file_name
 from distillseg.contract.worker import RequestError, done_line, parse_request, request_id_of
 
 STEP_SECONDS_VARIABLE = "DISTILLSEG_STAND_IN_STEP_SECONDS"
@@ -68,12 +69,16 @@ def progress(stage: str, step: int, total: int, started: float) -> None:
                              events.ETA_S: elapsed / step * (total - step), events.ELAPSED_S: elapsed})
 
 
+def pause() -> None:
+    """One step's time: ``$DISTILLSEG_STAND_IN_STEP_SECONDS``."""
+    time.sleep(float(os.environ.get(STEP_SECONDS_VARIABLE, "0.01")))
+
+
 def steps(stage: str, total: int) -> None:
     """Count through a stage of ``total`` steps of ``$DISTILLSEG_STAND_IN_STEP_SECONDS`` each."""
-    seconds = float(os.environ.get(STEP_SECONDS_VARIABLE, "0.01"))
     started = time.monotonic()
     for step in range(1, total + 1):
-        time.sleep(seconds)
+        pause()
         progress(stage, step, total, started)
 
 
@@ -129,11 +134,20 @@ def oneshotTrain(args) -> None:
 
 
 def oneshotSegment(args) -> None:
+    """Each ``--input`` scan into ``--output`` (a file for one scan, else a folder), named as the engine names them."""
     labels = LabelTable.from_json(read_manifest(args.model, ONESHOT)["labels"])
-    header, voxels = readNrrd(Path(args.input))
-    steps("segment", 1)
-    writeLabelNrrd(Path(args.output), header, intensityBands(voxels.astype(np.float64), labels.values))
-    emit(events.RESULT, outputs=[str(args.output)])
+    output = Path(args.output)
+    single = len(args.input) == 1 and output.name.lower().endswith((".nrrd", ".nii", ".nii.gz"))
+    outputs = [output] if single else [output / segmentation_file_name(Path(path).name, args.format or ".seg.nrrd")
+                                       for path in args.input]
+    written, started = [], time.monotonic()
+    for number, (path, out) in enumerate(zip(args.input, outputs), 1):
+        header, voxels = readNrrd(Path(path))
+        writeLabelNrrd(out, header, intensityBands(voxels.astype(np.float64), labels.values))
+        written.append(str(out))
+        pause()
+        progress("segment", number, len(outputs), started)
+    emit(events.RESULT, outputs=written)
 
 
 # ------------------------------------------------------------------------------------------------ frames
@@ -173,7 +187,7 @@ def lapLearn(args) -> None:
 
 def lapSegment(args) -> None:
     _, labels = lapModel(args.model)
-    source, target = Path(args.input), Path(args.output)
+    source, target = Path(args.input[0]), Path(args.output)
     frames = [source] if source.is_file() else sorted(
         p for p in source.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith("."))
     written, started = [], time.monotonic()
@@ -216,9 +230,10 @@ def parse(argv: list[str]):
     parser = argparse.ArgumentParser(prog="standInEngine")
     parser.add_argument("method")
     parser.add_argument("verb")
-    for option in ("--out", "--model", "--input", "--output", "--label-names", "--classes", "--new-classes",
-                   "--data", "--report"):
+    for option in ("--out", "--model", "--output", "--label-names", "--classes", "--new-classes", "--data",
+                   "--report", "--format"):
         parser.add_argument(option)
+    parser.add_argument("--input", nargs="+")  # several scans for oneshot segment, one folder or frame for lap
     for option, default in (("--iterations", 10), ("--augmenter-iterations", 5), ("--diffusion-iterations", 5)):
         parser.add_argument(option, type=int, default=default)
     return parser.parse_known_args(argv)[0]

@@ -90,9 +90,10 @@ def readVolumeFile(path: str | os.PathLike, scene, className: str = "vtkMRMLScal
     return node
 
 
-def readLabelmapOnGrid(path: str | os.PathLike, referenceVolumeNode, name: str = "engine labels"):
-    """Read the engine's label map as a labelmap node and check it lies exactly on ``referenceVolumeNode``'s grid."""
-    scene = referenceVolumeNode.GetScene()
+def readLabelmapOnGrid(path: str | os.PathLike, referenceVolumeNode, name: str = "engine labels", scene=None):
+    """Read the engine's label map as a labelmap node in ``scene`` (default: the reference's; a volume held in a
+    sequence lives in the sequence's own scene) and check it lies exactly on ``referenceVolumeNode``'s grid."""
+    scene = scene or referenceVolumeNode.GetScene()
     labelmapNode = readVolumeFile(path, scene, "vtkMRMLLabelMapVolumeNode", name)
     if not sameGrid(labelmapNode, referenceVolumeNode):
         scene.RemoveNode(labelmapNode)

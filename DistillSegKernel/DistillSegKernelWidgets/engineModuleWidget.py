@@ -36,6 +36,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._jobTimer = None
         self._jobTitle = ""
         self._jobDevice = ""  # the device the job was asked for (the parameter node may be gone when it reports)
+        self._checkableCombos = {}  # parameter name -> qMRMLCheckableNodeComboBox (``bindCheckableCombos``)
 
     # ------------------------------------------------------------------------------------------------ hooks
     def createLogic(self):
@@ -51,7 +52,8 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         raise NotImplementedError
 
     def showUnboundChoices(self) -> None:
-        """Hook: copy into the GUI the parameters the .ui bindings do not cover (checkable combo boxes...)."""
+        """Hook: copy into the GUI the parameters the .ui bindings do not cover, other than the checkable combo
+        boxes of ``bindCheckableCombos`` (path fields...)."""
         raise NotImplementedError
 
     def updateModuleButtons(self, parameters, busy: bool, haveModel: bool) -> None:
@@ -98,6 +100,27 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         devices.startDeviceCheck(slicer.util.startupEnvironment())
         self.initializeParameterNode()
         self.refreshModels()
+
+    def bindCheckableCombos(self, combos: dict) -> None:
+        """Keep each ``{parameter name: qMRMLCheckableNodeComboBox}`` and its node-list parameter in step, both
+        ways: the parameter node wrapper binds no checkable combo box."""
+        self._checkableCombos = dict(combos)
+        for name, combo in combos.items():
+            combo.checkedNodesChanged.connect(lambda name=name, combo=combo: self.onCheckedNodesChanged(name, combo))
+
+    def showCheckedNodes(self) -> None:
+        """Check in each bound combo box the nodes its parameter lists (signals blocked: nothing is written back)."""
+        for name, combo in self._checkableCombos.items():
+            checked = {node.GetID() for node in getattr(self._parameterNode, name) if node}
+            wasBlocked = combo.blockSignals(True)
+            for index in range(combo.nodeCount()):
+                node = combo.nodeFromIndex(index)
+                combo.setCheckState(node, qt.Qt.Checked if node.GetID() in checked else qt.Qt.Unchecked)
+            combo.blockSignals(wasBlocked)
+
+    def onCheckedNodesChanged(self, name, combo) -> None:
+        if self._parameterNode:
+            setattr(self._parameterNode, name, list(combo.checkedNodes()))
 
     def showDevices(self) -> None:
         """Show in the device list only what is offered (MPS once the engine's check passed; asked again while the
@@ -156,6 +179,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
             self.showDevices()
+            self.showCheckedNodes()
             self.showUnboundChoices()
             self.updateButtons()
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from DistillSegKernelLib import segmentLabels
+from DistillSegKernelLib import segmentLabels, sequenceBrowsers
 
 from . import frameSequences, frameVolumes
 
@@ -78,7 +78,7 @@ def annotatedFramesFromSegmentations(segmentationNodes, sequencesLogic=None) -> 
             continue
         frameNode = frameOfSegmentation(segmentationNode)
         for node in (segmentationNode, frameNode):
-            item = frameSequences.browserItem(node, sequencesLogic)
+            item = sequenceBrowsers.browserItem(node, sequencesLogic)
             if item is not None:
                 raise AnnotationError(
                     f"Segmentation '{segmentationNode.GetName()}' belongs to the frame sequence browser "

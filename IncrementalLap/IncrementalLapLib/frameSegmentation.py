@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from DistillSegKernelLib import engineWorker, segmentLabels
+from DistillSegKernelLib import engineWorker, segmentLabels, sequenceBrowsers
 from DistillSegKernelLib.jobChain import JobChain
 from DistillSegKernelLib.modelStore import ModelInfo
 
@@ -83,7 +83,7 @@ def startFrameSegmentation(model: ModelInfo, frames: list[tuple[str, object]], f
 def startSequenceSegmentation(model: ModelInfo, browserNode, folder: str | Path, device: str = "auto",
                               environment: dict | None = None, onEvent=None) -> FrameSegmentationJob:
     """Every frame of the browser's frame sequence."""
-    frames = frameSequences.framesOfSequence(frameSequences.masterFrameSequence(browserNode))
+    frames = sequenceBrowsers.itemsOfSequence(frameSequences.masterFrameSequence(browserNode))
     return startFrameSegmentation(model, frames, folder, device, environment, onEvent, browserNode)
 
 
@@ -136,29 +136,13 @@ def finishIntoSequence(segmentation: FrameSegmentationJob, sequencesLogic=None):
     """Every frame's segmentation recorded into the segmentation sequence the browser plays (created and
     synchronised if there is none; frames already there are updated in place, keeping their segment IDs)."""
     browserNode = segmentation.browserNode
-    scene = browserNode.GetScene()
-    existing = frameSequences.findSegmentationSequence(browserNode)
     frameSequence = frameSequences.masterFrameSequence(browserNode)
-    byIndex = {}
     try:
-        for position, (indexValue, frameNode) in enumerate(segmentation.frames):
-            node = frameSequences.segmentationForFrame(scene, frameNode, f"{frameSequence.GetName()} segmentation")
-            earlier = existing.GetDataNodeAtValue(indexValue, True) if existing is not None else None
-            if earlier is not None and segmentLabels.segmentIds(earlier):  # not an empty item made by scrubbing
-                # The earlier segments (and IDs) first, then the model's structures over them. CopyContent, not
-                # Copy: Copy also takes the item's node references (IDs of the sequence's own scene) and drops
-                # the display node this node has here, which Slicer then never removes.
-                node.CopyContent(earlier)
-            importFrameLabels(segmentation, position, node, scene)
-            byIndex[indexValue] = node
-        sequenceNode = frameSequences.recordSegmentationSequence(
-            scene, browserNode, byIndex, f"{frameSequence.GetName()} segmentation", sequencesLogic, existing)
+        sequenceNode = sequenceBrowsers.recordItemSegmentations(
+            browserNode, segmentation.frames,
+            lambda position, node: importFrameLabels(segmentation, position, node, browserNode.GetScene()),
+            f"{frameSequence.GetName()} segmentation", sequencesLogic)
         sequenceNode.SetAttribute(MODEL_ATTRIBUTE, segmentation.model.name)
-    except BaseException:
-        for node in byIndex.values():
-            if node.GetScene() is scene:
-                scene.RemoveNode(node)
-        raise
     finally:
         shutil.rmtree(segmentation.folder, ignore_errors=True)
     return sequenceNode

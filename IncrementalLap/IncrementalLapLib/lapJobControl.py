@@ -21,9 +21,10 @@ from DistillSegKernelLib.jobChain import JobChain
 from DistillSegKernelLib.jobControl import JobControl
 from DistillSegKernelLib.jobProtocol import Job
 from DistillSegKernelLib.jobRunner import removedIfStartFails
+from DistillSegKernelLib import sequenceBrowsers
 from DistillSegKernelLib.modelStore import ModelInfo
 
-from . import annotatedFrames, frameSegmentation, frameSequences, lapJobs
+from . import annotatedFrames, frameSegmentation, lapJobs
 from .lapJobs import METHOD, LearningOptions
 
 CHECK_BEFORE_REPORT = "check_before.json"  # written into the new model's folder (the engine ignores other files)
@@ -118,7 +119,7 @@ class LapJobControl(JobControl):
         with removedIfStartFails(folder):
             model = self._selectedModel(parameters)
             device = parameters.device
-            item = frameSequences.browserItem(parameters.inputFrame, sequencesLogic) if what == "current" else None
+            item = sequenceBrowsers.browserItem(parameters.inputFrame, sequencesLogic) if what == "current" else None
             if what == "sequence":
                 if parameters.sequenceBrowser is None:
                     raise LapJobError("Select the sequence (its browser) whose frames to segment.")
@@ -134,7 +135,7 @@ class LapJobControl(JobControl):
                 if not nodes:
                     raise LapJobError("Select the frame(s) to segment.")
                 for node in nodes:
-                    if frameSequences.browserItem(node, sequencesLogic) is not None:
+                    if sequenceBrowsers.browserItem(node, sequencesLogic) is not None:
                         raise LapJobError(f"Frame '{node.GetName()}' is the one a sequence browser shows and changes "
                                           "with it: segment it with Segment current frame or Segment every frame.")
                 segmentation = frameSegmentation.startFrameSegmentation(

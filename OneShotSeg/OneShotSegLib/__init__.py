@@ -1,7 +1,9 @@
 """OneShotSegLib: the Slicer side of the OneShotSeg method, without Qt.
 
-- ``oneshotJobs``: the OneShotSeg train and segment jobs (nodes written to files, the ``distillseg oneshot``
-  commands, the results brought back);
+- ``oneshotJobs``: the training job (nodes written to files, the ``distillseg oneshot train`` command, the model
+  brought back, resumable);
+- ``scanSegmentation``: segmenting with a model: one scan, the checked scans, every time point of a 4-D scan (into
+  a segmentation sequence) or a folder of scans, each in one engine request;
 - ``jobControl``: the module's jobs driven from its parameters, one at a time;
 - ``sampleCase``: a tiny synthetic atlas and unlabelled scans, and the whole story on them, for self-tests.
 

@@ -5,12 +5,12 @@ it is tested on a headless scene.
 ``parameters`` is the module's parameter node (or any object with the same attributes): ``atlasVolume``,
 ``atlasSegmentation``, ``unlabeledVolumes``, ``unlabeledFolder``, ``modelName``, ``iterations``,
 ``augmenterIterations``, ``spacingMm``, ``device``, ``alreadyAligned``, ``inputVolume``, ``outputSegmentation``,
-``selectedModel``.
+``selectedModel``, ``segmentVolumes``, ``segmentSequence``, ``segmentFolder``, ``segmentOutputFolder``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from DistillSegKernelLib.jobControl import JobControl
@@ -18,16 +18,19 @@ from DistillSegKernelLib.jobProtocol import Job
 from DistillSegKernelLib.jobRunner import removedIfStartFails
 from DistillSegKernelLib.modelStore import ModelStore
 
-from . import oneshotJobs
+from . import oneshotJobs, scanSegmentation
 
 
 @dataclass
 class JobOutcome:
-    """What a finished job produced: a model (training) or a segmentation node (segmentation)."""
+    """What a finished job produced: a model (training), segmentation nodes (the first also as
+    ``segmentationNode``; a segmentation sequence for a 4-D scan) or label map files (a folder of scans)."""
 
     kind: str  # "training" or "segmentation"
     modelName: str
     segmentationNode: object = None
+    segmentationNodes: list = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
 
 
 class OneShotJobControl(JobControl):
@@ -73,17 +76,50 @@ class OneShotJobControl(JobControl):
         # half-written staging folders go.
         return self.follow(job, finish, lambda: self.store.removeLeftovers(name))
 
-    def startSegmentation(self, parameters, folder: str | Path, environment: dict | None = None) -> Job:
-        """Start segmenting ``parameters.inputVolume`` with ``parameters.selectedModel`` (temporary files in
-        ``folder``, removed when the job is finished or abandoned, or when it cannot start)."""
+    def startSegmentation(self, parameters, folder: str | Path, environment: dict | None = None,
+                          what: str = "current", sequencesLogic=None) -> Job:
+        """Segment ``what`` with ``parameters.selectedModel``, all scans in one engine request (one progress bar):
+
+        - ``"current"``: ``inputVolume`` into ``outputSegmentation`` (a new one if None);
+        - ``"checked"``: every scan of ``segmentVolumes``, each into a new segmentation;
+        - ``"sequence"``: every time point of the 4-D scan ``segmentSequence`` (a sequence browser) plays, into a
+          segmentation sequence played by the same browser;
+        - ``"folder"``: every NIfTI/NRRD scan of ``segmentFolder`` into label map files in ``segmentOutputFolder``.
+
+        Temporary files go to ``folder`` (removed when the job is finished or abandoned, or when it cannot start).
+        ``sequencesLogic`` updates the browser's proxy nodes when a sequence is recorded."""
         with removedIfStartFails(folder):
+            if not parameters.selectedModel:
+                raise oneshotJobs.OneShotJobError("Select a model first (train one, or import one).")
             model = self.store.model(parameters.selectedModel)
-            segmentation = oneshotJobs.startSegmentation(model, parameters.inputVolume, folder, parameters.device,
-                                                         environment)
+            device = parameters.device
+            if what == "current":
+                segmentation = scanSegmentation.startSegmentation(model, parameters.inputVolume, folder, device,
+                                                                  environment)
+            elif what == "checked":
+                scans = [(str(n), node) for n, node in enumerate(parameters.segmentVolumes) if node is not None]
+                segmentation = scanSegmentation.startScanSegmentation(model, scans, folder, device, environment)
+            elif what == "sequence":
+                segmentation = scanSegmentation.startSequenceSegmentation(model, parameters.segmentSequence, folder,
+                                                                          device, environment)
+            elif what == "folder":
+                if not parameters.segmentFolder:
+                    raise oneshotJobs.OneShotJobError("Choose the folder of scans to segment.")
+                segmentation = scanSegmentation.startFolderSegmentation(
+                    model, parameters.segmentFolder, parameters.segmentOutputFolder, device, environment)
+            else:
+                raise ValueError(f"unknown segmentation target {what!r}")
 
         def finish() -> JobOutcome:
-            node = oneshotJobs.finishSegmentation(segmentation, parameters.outputSegmentation)
-            parameters.outputSegmentation = node
-            return JobOutcome("segmentation", model.name, node)
+            if what == "folder":
+                return JobOutcome("segmentation", model.name, files=list(segmentation.job.result.get("outputs", [])))
+            if what == "sequence":
+                nodes = [scanSegmentation.finishIntoSequence(segmentation, sequencesLogic)]
+            elif what == "current":
+                nodes = scanSegmentation.finishIntoSegmentations(segmentation, [parameters.outputSegmentation])
+                parameters.outputSegmentation = nodes[0]
+            else:
+                nodes = scanSegmentation.finishIntoSegmentations(segmentation)
+            return JobOutcome("segmentation", model.name, nodes[0], nodes)
 
-        return self.follow(segmentation.job, finish, lambda: oneshotJobs.discardSegmentation(segmentation))
+        return self.follow(segmentation.job, finish, lambda: scanSegmentation.discard(segmentation))

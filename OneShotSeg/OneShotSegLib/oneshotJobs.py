@@ -1,4 +1,5 @@
-"""The OneShotSeg jobs: train a model from an atlas and unlabelled scans, and segment a scan with a model.
+"""The OneShotSeg training job: train a model from an atlas and unlabelled scans (segmenting with a model is
+``scanSegmentation``).
 
 Each job is: write the nodes to files the engine reads, build the ``distillseg oneshot …`` command, run it with the
 job runner, and bring the result back. Training inputs are kept in ``~/.oneshotseg/jobs/oneshot/<model name>/``
@@ -14,9 +15,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from DistillSegKernelLib import engineWorker, segmentLabels, volumeFiles
+from DistillSegKernelLib import segmentLabels, volumeFiles
 from DistillSegKernelLib.engine import defaultThreads, engineCommand, engineEnvironment
-from DistillSegKernelLib.jobProtocol import Job
 from DistillSegKernelLib.jobRunner import EngineJob, removedIfStartFails
 from DistillSegKernelLib.modelStore import ModelInfo, ModelStore
 
@@ -221,61 +221,3 @@ def finishTraining(store: ModelStore, modelName: str, inputs: TrainingInputs) ->
     model = store.model(modelName)
     shutil.rmtree(inputs.folder, ignore_errors=True)
     return model
-
-
-def segmentArguments(model: ModelInfo, inputFile: Path, outputFile: Path, device: str = "auto") -> list[str]:
-    """``oneshot segment`` of one scan, as the engine worker runs it (``engineWorker.startRequest``)."""
-    return [str(a) for a in ["oneshot", "segment", "--model", model.path, "--input", inputFile, "--output",
-                             outputFile, "--device", device, "--progress", "jsonl"]]
-
-
-@dataclass
-class SegmentationJob:
-    """One scan segmented by one model: its temporary folder, files and running engine job."""
-
-    model: ModelInfo
-    volumeNode: object
-    folder: Path
-    inputFile: Path
-    outputFile: Path
-    job: Job
-
-
-def startSegmentation(model: ModelInfo, volumeNode, folder: str | Path, device: str = "auto",
-                      environment: dict | None = None, onEvent=None) -> SegmentationJob:
-    """Write the scan to ``folder`` and segment it with ``distillseg oneshot segment`` in the engine worker (one
-    process for every segmentation of the session: the model stays loaded)."""
-    if model.method != METHOD:
-        raise OneShotJobError(f"Model '{model.name}' is not a OneShotSeg model.")
-    volumeFiles.checkScalarVolume(volumeNode, "scan to segment")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    inputFile = volumeFiles.writeVolumeFile(volumeNode, folder / "input.nrrd")
-    outputFile = folder / "labels.nrrd"
-    job = engineWorker.startRequest(segmentArguments(model, inputFile, outputFile, device), environment, onEvent)
-    return SegmentationJob(model, volumeNode, folder, inputFile, outputFile, job)
-
-
-def discardSegmentation(segmentation: SegmentationJob) -> None:
-    """Remove the temporary files of a failed or cancelled segmentation."""
-    shutil.rmtree(segmentation.folder, ignore_errors=True)
-
-
-def finishSegmentation(segmentation: SegmentationJob, segmentationNode=None):
-    """Import the engine's label map into ``segmentationNode`` (a new one on the scan if None); returns the node.
-
-    Segments get the model's names, colours and terminology; existing segments of the same structures are
-    updated in place. The temporary folder is removed.
-    """
-    volumeNode = segmentation.volumeNode
-    scene = volumeNode.GetScene()
-    labelmapNode = volumeFiles.readLabelmapOnGrid(segmentation.outputFile, volumeNode)
-    try:
-        if segmentationNode is None:
-            segmentationNode = segmentLabels.newSegmentationFor(
-                volumeNode, f"{volumeNode.GetName()} {segmentation.model.name}")
-        segmentLabels.importLabelmap(labelmapNode, segmentation.model.labels, segmentationNode)
-    finally:
-        scene.RemoveNode(labelmapNode)
-        shutil.rmtree(segmentation.folder, ignore_errors=True)
-    return segmentationNode

@@ -23,7 +23,7 @@ from DistillSegKernelLib.modelStore import ModelStore
 
 from distillseg.contract.labels import LabelEntry, LabelTable
 
-from . import oneshotJobs
+from . import oneshotJobs, scanSegmentation
 from .oneshotJobs import TrainingOptions
 
 LABELS = LabelTable([LabelEntry(1, "blob", (230, 159, 0)), LabelEntry(3, "box", (86, 180, 233))])
@@ -137,10 +137,10 @@ def trainAndSegment(scene, store: ModelStore, workFolder, story: SelfTestStory, 
     options = story.options()
     requireSuccess(oneshotJobs.startTraining(store, "sample case", inputs, options), timeoutSeconds, pump)
     model = oneshotJobs.finishTraining(store, "sample case", inputs)
-    segmentation = oneshotJobs.startSegmentation(model, case.unlabeledVolumes[0], Path(workFolder) / "segment",
-                                                 options.device)
+    segmentation = scanSegmentation.startSegmentation(model, case.unlabeledVolumes[0], Path(workFolder) / "segment",
+                                                      options.device)
     requireSuccess(segmentation.job, timeoutSeconds, pump)
-    segmentationNode = oneshotJobs.finishSegmentation(segmentation)
+    segmentationNode = scanSegmentation.finishSegmentation(segmentation)
     ids = segmentLabels.segmentIds(segmentationNode)
     values = [segmentLabels.taggedLabelValue(segmentationNode.GetSegmentation().GetSegment(i)) for i in ids]
     predicted = segmentLabels.mergedLabelArray(segmentationNode, case.unlabeledVolumes[0], ids, values)

@@ -12,7 +12,7 @@ import slicer
 from slicer.i18n import tr as _
 
 from DistillSegKernelWidgets.modelSegmentationEffect import ModelSegmentationEffect
-from OneShotSegLib import oneshotJobs
+from OneShotSegLib import oneshotJobs, scanSegmentation
 
 
 class SegmentEditorEffect(ModelSegmentationEffect):
@@ -38,11 +38,11 @@ class SegmentEditorEffect(ModelSegmentationEffect):
     def startSegmentation(self, model, sourceVolumeNode, folder, device):
         # The full-resolution source volume node, not the editor's resampled copy: the model runs on the scan's own
         # grid and the label map is imported from there into the segmentation's geometry.
-        return oneshotJobs.startSegmentation(model, sourceVolumeNode, folder, device,
-                                             slicer.util.startupEnvironment())
+        return scanSegmentation.startSegmentation(model, sourceVolumeNode, folder, device,
+                                                  slicer.util.startupEnvironment())
 
     def finishSegmentation(self, segmentation, segmentationNode):
-        oneshotJobs.finishSegmentation(segmentation, segmentationNode)
+        scanSegmentation.finishSegmentation(segmentation, segmentationNode)
 
     def discardSegmentation(self, segmentation):
-        oneshotJobs.discardSegmentation(segmentation)
+        scanSegmentation.discard(segmentation)

@@ -22,6 +22,7 @@ from PIL import Image
 from bad_input_env import env  # noqa: F401  (the matrix's fixture)
 from bad_input_env import copy_model, lap_copy, matrix_test, nifti, read_frame_mask, without_root_privileges
 from cli_contract import Invocation
+from dicom_files import write_series
 from distillseg.contract.frames import read_frame, write_frame, write_index_png
 from distillseg.common.volume_io import read_labels, write_image, write_labels
 
@@ -193,6 +194,99 @@ def segment_odd_paths(env, tmp):
     return Invocation(env.segment(scan, out), exit_code=0, check=check)
 
 
+def _series(env, folder, affine=None, **options) -> list[Path]:
+    """The atlas image as a DICOM series in ``folder`` (files in slice order)."""
+    return write_series(folder, env.atlas.array, env.atlas.affine if affine is None else affine, **options)
+
+
+def _rewrite(files, change) -> None:
+    """Edit DICOM files in place: ``change(dataset, k)`` for the file of slice k."""
+    import pydicom
+
+    for k, path in enumerate(files):
+        dataset = pydicom.dcmread(str(path))
+        change(dataset, k)
+        dataset.save_as(str(path), enforce_file_format=True)
+
+
+def dicom_several_series(env, tmp):
+    folder = tmp / "export"
+    _series(env, folder / "a", description="T1")
+    _series(env, folder / "b", description="localizer")
+    return Invocation(env.segment(folder, tmp / "out.nii.gz"), fragments=("holds 2 DICOM series", "'localizer', "
+                      "24 slices", "choose one with --series-uid UID"), names=folder, outputs=[tmp / "out.nii.gz"])
+
+
+def dicom_train_series_uid_not_there(env, tmp):
+    folder = tmp / "export"
+    _series(env, folder / "a")
+    _series(env, folder / "b")
+    argv = env.train(tmp / "m", folder, None, None, "--series-uid", "1.2.3.4")
+    return Invocation(argv, fragments=("none of them is --series-uid 1.2.3.4",), names=folder, outputs=[tmp / "m"])
+
+
+def dicom_missing_slice(env, tmp):
+    files = _series(env, tmp / "series")
+    files[9].unlink()
+    return Invocation(env.segment(tmp / "series", tmp / "out.seg.nrrd"), fragments=("misses 1 slice",
+                      "give the complete series"), names=tmp / "series", outputs=[tmp / "out.seg.nrrd"])
+
+
+def dicom_gantry_tilt(env, tmp):
+    tilted = env.atlas.affine.copy()
+    tilted[:3, 2] += [0.0, 0.35, 0.0]  # each slice shifted 0.35 mm along j: a 10° gantry tilt
+    _series(env, tmp / "series", tilted)
+    return Invocation(env.segment(tmp / "series", tmp / "out.nii.gz"), fragments=("gantry-tilted",),
+                      names=tmp / "series", outputs=[tmp / "out.nii.gz"])
+
+
+def dicom_unequal_spacing(env, tmp):
+    files = _series(env, tmp / "series")
+
+    def stretch(dataset, k):  # slices 12.. are 2.6 mm apart instead of 2
+        position = [float(v) for v in dataset.ImagePositionPatient]
+        dataset.ImagePositionPatient = [f"{position[0]:g}", f"{position[1]:g}",
+                                        f"{position[2] + 0.6 * max(0, k - 11):g}"]
+
+    _rewrite(files, stretch)
+    return Invocation(env.segment(tmp / "series", tmp / "out.nii.gz"), fragments=("unequally spaced",),
+                      names=tmp / "series", outputs=[tmp / "out.nii.gz"])
+
+
+def dicom_mixed_sizes(env, tmp):
+    files = _series(env, tmp / "series", series_uid="1.2.826.0.1.3680043.10.1.7")
+    files[0].unlink()
+    write_series(tmp / "series" / "other", env.atlas.array[:20, :, :1], env.atlas.affine,
+                 series_uid="1.2.826.0.1.3680043.10.1.7")
+    return Invocation(env.segment(tmp / "series", tmp / "out.nii.gz"), fragments=("mixes image sizes (24x20, 24x24)",),
+                      names=tmp / "series", outputs=[tmp / "out.nii.gz"])
+
+
+def dicom_with_a_file_that_is_not_dicom(env, tmp):
+    _series(env, tmp / "series")
+    (tmp / "series" / "notes.txt").write_text("scanned on Tuesday\n", encoding="utf-8")
+    return Invocation(env.segment(tmp / "series", tmp / "out.nii.gz"), fragments=("notes.txt, which is not a DICOM "
+                      "file",), names=tmp / "series", outputs=[tmp / "out.nii.gz"])
+
+
+def dicom_folder_without_dicom(env, tmp):
+    (tmp / "scans").mkdir()
+    return Invocation(env.segment(tmp / "scans", tmp / "out.nii.gz"), fragments=("holds no DICOM files",),
+                      names=tmp / "scans", outputs=[tmp / "out.nii.gz"])
+
+
+def dicom_compressed_without_decoder(env, tmp):
+    from pydicom.encaps import encapsulate
+
+    def compress(dataset, k):  # High-Throughput JPEG 2000: neither pydicom nor Pillow decodes it
+        dataset.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(60)])
+        dataset.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.201"
+
+    _rewrite(_series(env, tmp / "series"), compress)
+    return Invocation(env.segment(tmp / "series", tmp / "out.nii.gz"), fragments=("compressed as High-Throughput "
+                      "JPEG 2000", "no installed decoder"), names=tmp / "series", outputs=[tmp / "out.nii.gz"])
+
+
 def model_missing(env, tmp):
     return Invocation(env.segment(env.oneshot.case["scans"][0], tmp / "o.nii.gz", model=tmp / "no model"),
                       fragments=("model folder does not exist",), names=tmp / "no model", outputs=[tmp / "o.nii.gz"])
@@ -353,6 +447,34 @@ def lap_unknown_class_in_folder(env, tmp):
                       names=data / "labels.json", outputs=[tmp / "m"])
 
 
+def _odd_value(data):
+    mask = read_frame_mask(data / "masks" / "a.png")
+    mask[0:4, 0:4] = 7
+    write_index_png(data / "masks" / "a.png", mask)
+
+
+def lap_mask_value_not_in_table(env, tmp):
+    data = lap_copy(env, tmp, _odd_value, source="folder")
+    return Invocation(env.lap_train(data, tmp / "m"),
+                      fragments=("holds value 7", "does not name", "add it to labels.json", "--unknown-values skip"),
+                      names=data / "masks" / "a.png", outputs=[tmp / "m"])
+
+
+def lap_every_frame_left_out(env, tmp):
+    data = lap_copy(env, tmp, _odd_value, source="folder")
+    return Invocation(env.lap_train(data, tmp / "m", "stomach", "--unknown-values", "skip"),
+                      fragments=("every chosen frame was left out",), names=data, outputs=[tmp / "m"])
+
+
+def lap_endoscapes_frame_without_mask(env, tmp):
+    data = tmp / "endoscapes"
+    (data / "semseg").mkdir(parents=True)
+    (data / "train_seg").mkdir()
+    shutil.copy(env.frame(), data / "train_seg" / "4_22450.png")
+    return Invocation(env.lap_train(data, tmp / "m", "tool"), fragments=("has no mask", "semseg/4_22450.png"),
+                      names=data / "train_seg" / "4_22450.png", outputs=[tmp / "m"])
+
+
 def lap_evaluate_unknown_class(env, tmp):
     report = tmp / "report.json"
     return Invocation(["lap", "evaluate", "--model", env.lap.model, "--data", env.lap.demo, "--classes",
@@ -419,7 +541,11 @@ CASES = {
                   segment_tiny_scan, segment_odd_paths, lap_grey_16bit_frame, lap_float_frame_with_nan,
                   lap_truncated_jpeg, lap_empty_frame, lap_tiny_frame, lap_mask_not_binary,
                   lap_structure_never_shown, lap_colour_mask, lap_mask_non_integer, lap_unknown_class_in_folder,
-                  lap_evaluate_unknown_class, lap_size_not_multiple_of_32, lap_evaluate_odd_paths],
+                  lap_mask_value_not_in_table, lap_every_frame_left_out, lap_endoscapes_frame_without_mask,
+                  lap_evaluate_unknown_class, lap_size_not_multiple_of_32, lap_evaluate_odd_paths,
+                  dicom_several_series, dicom_train_series_uid_not_there, dicom_missing_slice, dicom_gantry_tilt,
+                  dicom_unequal_spacing, dicom_mixed_sizes, dicom_with_a_file_that_is_not_dicom,
+                  dicom_folder_without_dicom, dicom_compressed_without_decoder],
     MODELS: [model_missing, evaluate_lap_model, newer_format_model, tampered_weights, manifest_not_json,
              lap_segment_oneshot_model, lap_newer_format, lap_weights_escape],
     MEMORY: [segment_memory_too_small, train_working_grid_too_large, train_memory_not_a_size],

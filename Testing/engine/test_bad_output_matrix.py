@@ -15,11 +15,15 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from bad_input_env import env  # noqa: F401  (the matrix's fixture)
 from bad_input_env import matrix_test, nifti, read_only_mount, without_root_privileges
 from cli_contract import Invocation
+from conftest import REPO
+from dicom_files import write_series
+from distillseg.common.dicom_seg import DICOM_SEG
 from distillseg.common.volume_io import read_labels
 from tiny_models import checked, distillseg
 
@@ -202,6 +206,45 @@ def segment_again_over_its_own_result(env, tmp):
     return Invocation(env.segment(_scan(env, tmp), out), exit_code=0, check=_segments_on_the_scans_grid(env, out))
 
 
+def _series(env, tmp):
+    """The atlas image as a DICOM series in ``tmp/series``."""
+    write_series(tmp / "series", env.atlas.array, env.atlas.affine)
+    return tmp / "series"
+
+
+def seg_of_a_nifti_scan(env, tmp):
+    out = tmp / "seg.dcm"
+    return Invocation(env.segment(_scan(env, tmp), out), fragments=("must reference DICOM source images",
+                      "not a DICOM series folder"), names=out)
+
+
+def seg_inside_its_dicom_series(env, tmp):
+    series = _series(env, tmp)
+    return Invocation(env.segment(series, series / "seg.dcm"), fragments=("lies inside the input folder",),
+                      names=series / "seg.dcm")
+
+
+def seg_over_a_dicom_file_of_the_user(env, tmp):
+    series = _series(env, tmp)
+    mine = shutil.copy(sorted(series.iterdir())[0], tmp / "my seg.dcm")
+    return Invocation(env.segment(series, mine), fragments=("is not a DICOM SEG written by distillseg",), names=mine)
+
+
+def seg_without_highdicom(env, tmp):
+    shadow = tmp / "no highdicom" / "highdicom"  # an installation where importing highdicom fails
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('highdicom is not installed')\n", encoding="utf-8")
+    return Invocation(env.segment(_series(env, tmp), tmp / "seg.dcm"), fragments=("pip install distillseg[dicom]",),
+                      names=tmp / "seg.dcm", prefix=("env", f"PYTHONPATH={shadow.parent}{os.pathsep}{REPO}"))
+
+
+def seg_again_over_its_own_result_in_folder_mode(env, tmp):
+    first = env.segment(_series(env, tmp), tmp / "segs", "--format", "dcm-seg")
+    checked(distillseg(*first))
+    out = tmp / "segs" / "series_seg.dcm"
+    return Invocation(first, exit_code=0, check=lambda: DICOM_SEG.recognise(out) or pytest.fail(f"{out} not ours"))
+
+
 def lap_demo_into_a_folder_of_user_files(env, tmp):
     folder = _user_folder(tmp, "frames")
     argv = ["lap", "demo-data", "--out", folder, "--patients", "1", "--frames-per-patient", "1", "--size", "32", "32",
@@ -245,6 +288,8 @@ CASES = {OUTPUTS: [train_into_a_folder_of_user_files, restore_into_a_folder_of_u
                    train_named_like_a_checkpoint, lap_segment_two_frames_of_the_same_name,
                    segment_with_an_upper_case_suffix, segment_to_a_detached_nrrd_header,
                    segment_again_over_its_own_result, lap_demo_into_a_folder_of_user_files,
-                   lap_sample_over_a_model, export_bundle_into_a_folder_of_user_files,
+                   lap_sample_over_a_model, seg_of_a_nifti_scan, seg_inside_its_dicom_series,
+                   seg_over_a_dicom_file_of_the_user, seg_without_highdicom,
+                   seg_again_over_its_own_result_in_folder_mode, export_bundle_into_a_folder_of_user_files,
                    export_bundle_inside_its_model_folder, export_bundle_over_a_model]}
 test_bad_input = matrix_test(CASES)

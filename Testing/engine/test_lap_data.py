@@ -141,9 +141,9 @@ def test_generic_folder_layout(tmp_path):
     Image.fromarray(frame).save(tmp_path / "images" / "p1" / "f1.jpg")
     write_index_png(tmp_path / "masks" / "p1" / "f1.png", mask)
     (tmp_path / "labels.json").write_text(json.dumps({"4": "liver", "9": "colon"}))
-    records, mask_values = find_records(tmp_path, ["colon"])
-    assert mask_values == {"colon": 9} and records[0].patient == "p1"
-    frames = load_frameset(records, {"colon": 2}, (40, 48), mask_values)
+    records, table = find_records(tmp_path, ["colon"])
+    assert table.values == {"colon": 9} and table.known == {4, 9} and records[0].patient == "p1"
+    frames = load_frameset(records, {"colon": 2}, (40, 48), table)
     assert set(np.unique(frames.labels.numpy())) == {0, 2}        # liver is background here
     with pytest.raises(UserError, match="unknown structure name 'spleen'"):
         find_records(tmp_path, ["spleen"])

@@ -25,7 +25,7 @@ from mrml_fixtures import oneshotParameters, scene, slicerApp  # noqa: F401  (py
 from distillseg.common.volume_io import read_image, read_labels, write_labels
 from distillseg.contract.errors import EXIT_OUT_OF_MEMORY, UserError
 from DistillSegKernelLib import jobProtocol, jobRunner, segmentLabels, volumeFiles
-from OneShotSegLib import oneshotJobs, sampleCase
+from OneShotSegLib import oneshotJobs, sampleCase, scanSegmentation
 from DistillSegKernelLib.engine import engineCommand, engineEnvironment
 from OneShotSegLib.jobControl import OneShotJobControl
 from distillseg.contract.labels import LabelTable
@@ -197,14 +197,14 @@ def import_two_manifests(w):
 
 def segment_with_lap_model(w):
     model = ModelInfo("frames", w.tmp / "frames", {"method": "lap", "labels": []})
-    return GlueCase(lambda: oneshotJobs.startSegmentation(model, w.case.atlasVolume, w.tmp / "work"),
+    return GlueCase(lambda: scanSegmentation.startSegmentation(model, w.case.atlasVolume, w.tmp / "work"),
                     oneshotJobs.OneShotJobError, ("not a OneShotSeg model",), "frames", [w.tmp / "work"])
 
 
 def segment_single_slice(w):
     flat = _volume(w.scene, np.zeros((1, 8, 8)), "one slice")
     model = ModelInfo("tiny", w.tiny.model, {"method": "oneshot", "labels": []})
-    return GlueCase(lambda: oneshotJobs.startSegmentation(model, flat, w.tmp / "work"), volumeFiles.VolumeFileError,
+    return GlueCase(lambda: scanSegmentation.startSegmentation(model, flat, w.tmp / "work"), volumeFiles.VolumeFileError,
                     ("single slice",), "one slice", [w.tmp / "work"])
 
 

@@ -17,7 +17,7 @@ from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
 from DistillSegKernelLib import engineWorker, jobProtocol, segmentLabels, volumeFiles
 from DistillSegKernelLib.modelStore import ModelStore
 from IncrementalLapLib import frameSegmentation, frameVolumes
-from OneShotSegLib import oneshotJobs
+from OneShotSegLib import oneshotJobs, scanSegmentation
 from tiny_models import lap_fixture, oneshot_fixture
 
 TIMEOUT_S = 240
@@ -46,8 +46,8 @@ def test_one_shot_effect(scene, tmp_path_factory, tmp_path, coldWorker):
     model = ModelStore(oneshotJobs.METHOD, tiny.model.parent).model(tiny.model.name)
     sourceVolume = volumeFiles.readVolumeFile(tiny.case["scans"][0], scene)
     segmentationNode = segmentLabels.newSegmentationFor(sourceVolume)
-    seconds = [_pressApply(lambda: oneshotJobs.startSegmentation(model, sourceVolume, tmp_path / f"press {n}", "cpu"),
-                           oneshotJobs.finishSegmentation, segmentationNode) for n in (1, 2)]
+    seconds = [_pressApply(lambda: scanSegmentation.startSegmentation(model, sourceVolume, tmp_path / f"press {n}", "cpu"),
+                           scanSegmentation.finishSegmentation, segmentationNode) for n in (1, 2)]
     print(f"One-shot effect, Apply to segments: first {seconds[0]:.2f} s, second {seconds[1]:.2f} s")
     assert seconds[1] < seconds[0] / 2, seconds
     assert len(segmentLabels.segmentIds(segmentationNode)) == len(model.labels.entries)

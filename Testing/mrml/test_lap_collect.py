@@ -18,7 +18,7 @@ from distillseg.lap.dsad import list_dsad
 from distillseg.contract.frames import is_synthetic_folder
 from IncrementalLapLib import annotatedFrames, frameSequences, frameVolumes, sampleFrames
 from IncrementalLapLib.lapJobControl import ScoreRow
-from DistillSegKernelLib import segmentLabels
+from DistillSegKernelLib import segmentLabels, sequenceBrowsers
 from distillseg.contract.labels import LabelEntry, LabelTable
 
 import slicer
@@ -110,16 +110,16 @@ def test_annotations_recorded_in_a_segmentation_sequence(scene, sequencesLogic, 
     sequenceNode, browserNode = frameSequences.addFrameSequence(scene, frames, "video", sequencesLogic)
     sequenceNode.SetAttribute(frameVolumes.PATIENT_ATTRIBUTE, "09")
     byIndex = {}
-    for indexValue, frameNode in frameSequences.framesOfSequence(sequenceNode):
+    for indexValue, frameNode in sequenceBrowsers.itemsOfSequence(sequenceNode):
         if indexValue in ("1", "3"):  # the user annotated every second frame
-            segmentation = frameSequences.segmentationForFrame(scene, frameNode, "annotation")
+            segmentation = sequenceBrowsers.segmentationOnGrid(scene, frameNode, "annotation")
             byIndex[indexValue] = segmentation
             labelmapNode = frameVolumes.labelmapOnFrame(_box(0, 8 * int(indexValue), 0, 8).astype(np.uint8),
                                                         frameNode, scene=scene)
             segmentLabels.importLabelmap(labelmapNode, LabelTable([LabelEntry(1, "ureter", (250, 250, 200))]),
                                          segmentation)
             scene.RemoveNode(labelmapNode)
-    frameSequences.recordSegmentationSequence(scene, browserNode, byIndex, "video annotations", sequencesLogic)
+    sequenceBrowsers.recordSegmentationSequence(scene, browserNode, byIndex, "video annotations", sequencesLogic)
     frames = annotatedFrames.annotatedFramesFromSequence(browserNode)
     assert len(frames) == 2 and {f.patient for f in frames} == {"09"}
     collected = annotatedFrames.collectFrames(frames, tmp_path / "from sequence", ["ureter"])

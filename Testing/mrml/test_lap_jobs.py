@@ -19,7 +19,7 @@ from mrml_fixtures import slicerApp  # noqa: F401  (pytest fixture)
 from IncrementalLapLib import frameSequences, frameVolumes, lapJobControl, sampleFrames
 from IncrementalLapLib.lapJobControl import LapJobControl
 from IncrementalLapLib.lapJobs import LearningOptions
-from DistillSegKernelLib import jobProtocol, jobRunner, segmentLabels, volumeFiles
+from DistillSegKernelLib import jobProtocol, jobRunner, segmentLabels, sequenceBrowsers, volumeFiles
 from DistillSegKernelLib.modelStore import ModelStore
 
 TIMEOUT_S = 240
@@ -96,9 +96,9 @@ def test_every_frame_of_a_sequence_into_a_segmentation_sequence(story, sequences
     job = control.startSegmentation(parameters, "sequence", story.root / "seq", None, sequencesLogic)
     assert jobProtocol.waitFor(job, TIMEOUT_S) == jobProtocol.SUCCEEDED
     segmentationSequence = control.finishJob().nodes[0]
-    assert frameSequences.findSegmentationSequence(browserNode) is segmentationSequence
+    assert sequenceBrowsers.findSegmentationSequence(browserNode) is segmentationSequence
     assert segmentationSequence.GetNumberOfDataNodes() == sequenceNode.GetNumberOfDataNodes()
-    for indexValue, frameNode in frameSequences.framesOfSequence(sequenceNode):
+    for indexValue, frameNode in sequenceBrowsers.itemsOfSequence(sequenceNode):
         item = segmentationSequence.GetDataNodeAtValue(indexValue, True)
         assert segmentLabels.segmentIds(item) == ["Label_1", "Label_2"]
         assert segmentLabels.mergedLabelArray(item, frameNode, ["Label_1"], [1]).shape == (1, 64, 80)
@@ -108,7 +108,7 @@ def test_every_frame_of_a_sequence_into_a_segmentation_sequence(story, sequences
     job = control.startSegmentation(parameters, "sequence", story.root / "seq2", None, sequencesLogic)
     assert jobProtocol.waitFor(job, TIMEOUT_S) == jobProtocol.SUCCEEDED
     assert control.finishJob().nodes[0] is segmentationSequence
-    for indexValue, _ in frameSequences.framesOfSequence(sequenceNode):
+    for indexValue, _ in sequenceBrowsers.itemsOfSequence(sequenceNode):
         item = segmentationSequence.GetDataNodeAtValue(indexValue, True)
         assert segmentLabels.segmentIds(item) == ["Label_1", "Label_2", "Label_3"]
     assert not (story.root / "seq").exists() and not (story.root / "seq2").exists()

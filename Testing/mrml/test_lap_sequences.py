@@ -14,7 +14,7 @@ import pytest
 
 from lap_fixtures import sequencesLogic  # noqa: F401  (pytest fixture)
 from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
-from DistillSegKernelLib import engine, jobProtocol, segmentLabels
+from DistillSegKernelLib import engine, jobProtocol, segmentLabels, sequenceBrowsers
 from DistillSegKernelLib.jobRunner import runEngine
 from IncrementalLapLib import annotatedFrames, frameSegmentation, frameSequences, frameVolumes
 from IncrementalLapLib.lapJobControl import LapJobControl, LapJobError
@@ -55,12 +55,12 @@ def _recordLiver(scene, browserNode, sequencesLogic, indexValues):  # noqa: F811
     sequenceNode = browserNode.GetMasterSequenceNode()
     for indexValue in indexValues:
         frameNode = sequenceNode.GetDataNodeAtValue(indexValue, True)
-        segmentation = frameSequences.segmentationForFrame(scene, frameNode, "annotation")
+        segmentation = sequenceBrowsers.segmentationOnGrid(scene, frameNode, "annotation")
         labelmapNode = frameVolumes.labelmapOnFrame(np.ones((24, 32), np.uint8), frameNode, scene=scene)
         segmentLabels.importLabelmap(labelmapNode, LIVER, segmentation)
         scene.RemoveNode(labelmapNode)
         byIndex[indexValue] = segmentation
-    return frameSequences.recordSegmentationSequence(scene, browserNode, byIndex, "annotations", sequencesLogic)
+    return sequenceBrowsers.recordSegmentationSequence(scene, browserNode, byIndex, "annotations", sequencesLogic)
 
 
 def test_corrections_on_a_segmentation_sequence_survive_a_frame_change(scene, video, sequencesLogic):  # noqa: F811
@@ -96,7 +96,7 @@ def test_the_frame_a_browser_shows_is_segmented_as_the_item_on_screen(scene, vid
         assert jobProtocol.waitFor(job, 60) == jobProtocol.SUCCEEDED, job.errorMessage
         outcome = control.finishJob()
     segmentationSequence = outcome.nodes[0]
-    assert frameSequences.findSegmentationSequence(browserNode) is segmentationSequence
+    assert sequenceBrowsers.findSegmentationSequence(browserNode) is segmentationSequence
     assert [segmentationSequence.GetNthIndexValue(n) for n in range(segmentationSequence.GetNumberOfDataNodes())
             if segmentLabels.segmentIds(segmentationSequence.GetNthDataNode(n))] == ["0", "2"]
     for indexValue in ("0", "2"):  # each item is its own frame's result, not the last one's

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 from lap_fixtures import sequencesLogic  # noqa: F401  (pytest fixture)
 from mrml_fixtures import scene, slicerApp  # noqa: F401  (pytest fixtures)
-from DistillSegKernelLib import engine, segmentLabels
+from DistillSegKernelLib import engine
 from IncrementalLapLib import frameSegmentation, sampleFrames
 from IncrementalLapLib.lapJobControl import LapJobControl
-from OneShotSegLib import oneshotJobs, sampleCase
+from OneShotSegLib import sampleCase, scanSegmentation
 from OneShotSegLib.jobControl import OneShotJobControl
 
 
@@ -31,12 +31,11 @@ def test_the_incrementallap_module_logic_against_the_stand_in_engine(scene, sequ
 
 
 def test_the_stories_catch_results_that_are_not_imported(scene, sequencesLogic, tmp_path, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(oneshotJobs, "finishSegmentation",
-                        lambda segmentation, node=None: segmentLabels.newSegmentationFor(segmentation.volumeNode))
+    monkeypatch.setattr(scanSegmentation, "importScanLabels", lambda *arguments: None)
     monkeypatch.setattr(frameSegmentation, "importFrameLabels", lambda *arguments: {})
     with engine.standInEngine():
         oneshot = sampleCase.standInStory(scene, OneShotJobControl(tmp_path / "a"), SimpleNamespace(), tmp_path / "a")
         lap = sampleFrames.standInStory(scene, LapJobControl(tmp_path / "b"), SimpleNamespace(), tmp_path / "b",
                                         sequencesLogic)
-    assert oneshot == ["segmenting twice gave [] in 2 segmentation(s)"]
+    assert oneshot == ["segmenting twice gave [] in 1 segmentation(s)"]
     assert lap == ["the current frame's segmentation lacks the model's structures"]

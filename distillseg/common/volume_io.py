@@ -6,7 +6,8 @@ convention). NRRD files in LPS space are converted on read and written back in L
 always written on the exact grid they are given (shape, spacing, origin, direction), atomically.
 
 How a NIfTI or NRRD header is trusted (its size, its space, the NIfTI qform and sform) is
-``distillseg.common.volume_readers``. Written NIfTI files set qform and sform to the same matrix; written files of
+``distillseg.common.volume_readers``; an input that is a folder is a DICOM series (``distillseg.common.dicom_series``,
+imported only then; ``series_uids`` picks the series of a folder that holds several). Written NIfTI files set qform and sform to the same matrix; written files of
 every format carry the engine's mark (``distillseg.contract.outputs``), so a later run may replace them but never a
 file of the user's. Two grids are the same when every corner lies within ``GRID_TOLERANCE_VOXELS`` of a voxel:
 exports round positions by micrometres (a label map 5 µm off its image used to be refused).
@@ -40,13 +41,15 @@ class Volume:
     """A 3D image or label map with its geometry.
 
     ``array``: (I, J, K) voxels in file order; ``affine``: (4, 4) voxel -> RAS mm; ``labels``: the segment table a
-    ``.seg.nrrd`` carried (names, colours, terminology), else None.
+    ``.seg.nrrd`` carried (names, colours, terminology), else None; ``series``: the ``dicom_series.Series`` it was
+    read from (what a DICOM SEG output references), else None.
     """
 
     array: np.ndarray
     affine: np.ndarray
     path: Path | None = None
     labels: LabelTable | None = field(default=None)
+    series: object | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -80,18 +83,29 @@ def same_grid(a: Volume, b: Volume, tolerance_voxels: float = GRID_TOLERANCE_VOX
 
 
 # ----------------------------------------------------------------------------------------------------- reading
-def check_volume_files(paths) -> None:
+def check_volume_files(paths, series_uids=()) -> None:
     """Refuse, before any work, an input of an unsupported type, missing, empty or unreadable, or whose header
-    fails the checks of ``volume_readers`` (its voxels are not read)."""
+    fails the checks of ``volume_readers`` (a folder: of ``dicom_series``); its voxels are not read."""
     for path in map(Path, paths):
+        if path.is_dir():
+            from distillseg.common.dicom_series import find_series
+
+            find_series(path, series_uids)
+            continue
         kind = volume_format(path)
         check_readable_file(path)
         nifti_header(path) if kind == "nifti" else nrrd_header(path)
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
-    """Read a NIfTI or NRRD file as a ``Volume``; unreadable files raise a ``UserError`` naming the file."""
+def read_volume(path: str | os.PathLike, series_uids=()) -> Volume:
+    """Read a NIfTI or NRRD file, or a folder holding a DICOM series, as a ``Volume``; unreadable input raises a
+    ``UserError`` naming the file or folder."""
     path = Path(path)
+    if path.is_dir():
+        from distillseg.common.dicom_series import read_series
+
+        data, affine, series = read_series(path, series_uids)
+        return Volume(array=data, affine=affine, path=path, series=series)
     kind = volume_format(path)
     check_readable_file(path)
     data, affine, table = read_nifti(path) if kind == "nifti" else read_nrrd(path)
@@ -112,9 +126,9 @@ def _squeeze_to_3d(volume: Volume, role: str) -> np.ndarray:
     return array
 
 
-def read_image(path: str | os.PathLike) -> Volume:
+def read_image(path: str | os.PathLike, series_uids=()) -> Volume:
     """A 3D scalar intensity image as float32; NaN/inf voxels and non-3D files are refused."""
-    volume = read_volume(path)
+    volume = read_volume(path, series_uids)
     array = _squeeze_to_3d(volume, "scan")
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise file_error(path, f"has voxel type {array.dtype}, not a real-valued intensity")

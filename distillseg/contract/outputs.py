@@ -16,8 +16,9 @@ any work and pass that kind on, so the same rule is checked again just before ea
 
 ``check_target`` applies these rules (and refuses paths that cannot be written: a folder where a file goes, a file
 in the path, a name too long, a read-only file) before any work; ``check_apart`` refuses an output that is an input
-(same path or same file by inode), an output folder holding an input or lying inside an input model folder.
-Both raise ``UserError`` with one sentence naming the path and what to do.
+(same path or same file by inode), an output folder holding an input or lying inside an input model folder;
+``check_outside`` an output inside an input folder that is read as a whole (a DICOM series).
+All raise ``UserError`` with one sentence naming the path and what to do.
 """
 
 from __future__ import annotations
@@ -212,6 +213,16 @@ def check_apart(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.
                 raise file_error(output, f"lies inside the model folder {source}; write outputs outside model "
                                          "folders")
 
+
+def check_outside(outputs: Iterable[str | os.PathLike], folders: Iterable[str | os.PathLike]) -> None:
+    """Refuse an output inside one of ``folders``, inputs read as a whole (a DICOM series folder): written there,
+    it would change that input and be read as part of it the next time."""
+    folders = [Path(f) for f in folders]
+    for output in map(Path, outputs):
+        for folder in folders:
+            if _inside(output, folder):
+                raise file_error(output, f"lies inside the input folder {folder}, which is read as a whole (a DICOM "
+                                         "series); write outputs outside it")
 
 
 def check_bundle_output(out: str | os.PathLike, method: str, inputs: list, training: bool = True) -> None:

@@ -6,6 +6,8 @@
   so models of the same name in both methods never share one).
 - A training writing ``<out>`` keeps its checkpoint in ``<out>.checkpoint/`` beside it until it finishes; no model
   name may end in that suffix.
+- Scans segmented into a folder get ``<stem>_seg<suffix>`` there (``segmentation_file_name``): the engine names its
+  outputs so, and the Slicer module, which segments a batch of scans in one command, finds them so.
 """
 
 from __future__ import annotations
@@ -42,3 +44,14 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
 def is_checkpoint_name(name: str) -> bool:
     """True for a folder name that is a checkpoint's, not a model's."""
     return name.endswith(CHECKPOINT_SUFFIX)
+
+
+def segmentation_file_name(input_name: str, suffix: str, folder: bool = False) -> str:
+    """The name of a scan's segmentation in an output folder: ``<stem>_seg<suffix>``, the stem being the scan's
+    file name without its volume suffix (``.nii.gz`` as one) and without a ``.seg`` before it; a scan that is a
+    folder (a DICOM series) keeps its whole name."""
+    if folder:
+        return f"{input_name}_seg{suffix}"
+    stem = input_name[: -len(".nii.gz")] if input_name.lower().endswith(".nii.gz") else Path(input_name).stem
+    stem = stem[: -len(".seg")] if stem.lower().endswith(".seg") else stem
+    return f"{stem}_seg{suffix}"

@@ -20,16 +20,22 @@ _WORKING_SIZE = types.multiple_of(32, 32, types.MAX_GRID)
 def _data_options(parser, training: bool = True) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--data", required=True, metavar="DIR",
-                       help="DSAD-layout folder (<structure>/<NN>/imageXX.png + maskXX.png, multilabel/<NN>/...) or "
-                            "a folder with images/, masks/ (index masks) and labels.json")
+                       help="DSAD-layout folder (<structure>/<NN>/imageXX.png + maskXX.png, multilabel/<NN>/...), "
+                            "a folder with images/, masks/ (index masks) and labels.json, or the unpacked "
+                            "Endoscapes2023 release (train_seg/, val_seg/, test_seg/ and semseg/); in index masks "
+                            "255 means 'no label' (left out of training and scores)")
     group.add_argument("--source", default="auto", choices=["auto", "structures", "multilabel"],
                        help="DSAD: per-structure folders, the multilabel folder, or auto = per-structure folders "
                             "when every structure has one (default: auto)")
     group.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
                        help="DSAD's standard split by surgery (test 02 07 11 13 14 18 20 32, val 03 21 26, train "
-                            "the rest); all = every surgery (default: all)")
+                            "the rest), or Endoscapes' official <split>_seg folder; all = every surgery or video "
+                            "(default: all)")
     group.add_argument("--patients", type=types.name_list, default=None, metavar="NN,NN",
                        help="only these surgeries/patients (comma-separated folder names); overrides --split")
+    group.add_argument("--unknown-values", default="refuse", choices=["refuse", "skip"],
+                       help="an index mask holding a value the label table does not name: refuse (stop, naming the "
+                            "mask) or skip (leave that frame out, with a warning naming it) (default: refuse)")
 
 
 def _training_options(parser, iterations: int, lr: float) -> None:

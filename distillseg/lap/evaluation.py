@@ -3,7 +3,8 @@
 old, new and all structures of the model's latest step.
 
 A structure is scored only on frames that annotate it (``FrameSet.annotated``): with DSAD's per-structure folders a
-frame annotates one structure, with ``multilabel`` or an index-mask folder it annotates all of them.
+frame annotates one structure, with ``multilabel`` or an index-mask folder it annotates all of them. Pixels without a
+label (``IGNORE``: an index mask's 255, "uncertain") count for no class, whatever is predicted there.
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ import numpy as np
 import torch
 
 from distillseg.lap.classes import ClassRegistry
+from distillseg.lap.mib_losses import IGNORE
 
 
 def confusion_scores(predicted: torch.Tensor, truth: torch.Tensor, values: list[int],
                      annotated: torch.Tensor | None = None) -> dict[int, dict[str, float]]:
     """Per class value: IoU and Dice (NaN when the class is absent from both prediction and truth).
 
-    ``predicted``, ``truth``: (N, H, W) integers; ``annotated``: (N, len(values)) bool, frames to use per class.
+    ``predicted``, ``truth``: (N, H, W) integers, ``IGNORE`` in ``truth`` = no label (left out of every count);
+    ``annotated``: (N, len(values)) bool, frames to use per class.
     """
     scores = {}
     for column, value in enumerate(values):
         frames = annotated[:, column] if annotated is not None else torch.ones(len(truth), dtype=torch.bool)
-        p = predicted[frames] == value
+        labelled = truth[frames].long() != IGNORE
+        p = (predicted[frames] == value) & labelled
         t = truth[frames].long() == value
         intersection = int((p & t).sum())
         union = int((p | t).sum())

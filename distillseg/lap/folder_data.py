@@ -7,8 +7,9 @@
     <root>/labels.json                    {"1": "liver", ...} or a list of {"value", "name", "color"} entries
                                           (a Slicer .ctbl colour table named labels.ctbl works as well)
 
-Each structure asked for must be named in the label table; a frame's pixels of every other value count as
-background. Frames without a mask file are refused, so a half-exported folder is noticed.
+Each structure asked for must be named in the label table; pixels of the table's other structures count as
+background, 255 means "no label" and a value the table does not name is refused (``distillseg.lap.index_masks``).
+Frames without a mask file are refused, so a half-exported folder is noticed.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 
 from distillseg.contract.errors import file_error
 from distillseg.contract.frames import FRAME_SUFFIXES
-from distillseg.contract.labels import LabelTable, read_label_table
+from distillseg.contract.labels import read_label_table
 from distillseg.lap.dsad import FrameRecord
+from distillseg.lap.index_masks import IndexMaskTable
 
 LABEL_FILES = ("labels.json", "labels.ctbl", "labels.txt")
 
@@ -27,23 +29,26 @@ def is_folder_root(root: Path) -> bool:
     return (root / "images").is_dir() and (root / "masks").is_dir()
 
 
-def read_folder_labels(root: Path) -> LabelTable:
+def _label_file(root: Path) -> Path:
     for name in LABEL_FILES:
         if (root / name).is_file():
-            return read_label_table(root / name)
+            return root / name
     raise file_error(root, "has images/ and masks/ but no labels.json naming the mask values")
 
 
-def list_folder(root: str | Path, classes: list[str], patients: list[str] | None = None
-                ) -> tuple[list[FrameRecord], dict[str, int]]:
-    """Records of every frame (``masks`` maps each class to the frame's index mask) and each class's mask value."""
+def list_folder(root: str | Path, classes: list[str], patients: list[str] | None = None,
+                unknown_values: str = "refuse") -> tuple[list[FrameRecord], IndexMaskTable]:
+    """Records of every frame (``masks`` maps each class to the frame's index mask) and the mask values' table."""
     root = Path(root)
-    table = read_folder_labels(root)
-    by_name = {e.name: e.value for e in table.entries}
+    label_file = _label_file(root)
+    by_name = {e.name: e.value for e in read_label_table(label_file).entries}
     for name in classes:
         if name not in by_name:
-            raise file_error(root / "labels.json",
+            raise file_error(label_file,
                              f"unknown structure name '{name}' (it names: {', '.join(sorted(by_name))})")
+    table = IndexMaskTable({c: by_name[c] for c in classes}, frozenset(by_name.values()), str(label_file),
+                           f"add it to {label_file.name}, correct the mask, or leave such frames out with "
+                           f"--unknown-values skip", unknown_values)
     records = []
     for image in sorted((root / "images").rglob("*")):
         if not image.is_file() or image.suffix.lower() not in FRAME_SUFFIXES or image.name.startswith("."):
@@ -59,4 +64,4 @@ def list_folder(root: str | Path, classes: list[str], patients: list[str] | None
         records.append(FrameRecord(image, patient, {c: mask for c in classes}, all_annotated=True))
     if not records:
         raise file_error(root / "images", "holds no frames (PNG/JPEG/TIFF) for the chosen patients")
-    return records, {c: by_name[c] for c in classes}
+    return records, table

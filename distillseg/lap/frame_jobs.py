@@ -13,7 +13,7 @@ from distillseg.contract.atomic import OutputLock, StagedFiles, atomic_directory
 from distillseg.contract.errors import file_error
 from distillseg.contract.frames import (INDEX_MAP, PICTURE, REPLAY_FRAMES, is_synthetic_folder, read_frame,
                                        write_frame, write_index_png, write_synthetic_marker)
-from distillseg.lap.data import find_records, load_frameset
+from distillseg.lap.data import read_frames
 from distillseg.lap.evaluation import confusion_scores, group_means, named_scores
 from distillseg.lap.model_bundle import load_lap_model, restore_version, save_lap_model
 from distillseg.lap.prediction import predict_frame, predict_working_grid
@@ -70,10 +70,9 @@ def evaluate(args, progress) -> int:
         if name not in model.registry.names:
             raise file_error(args.model, f"the model does not know the structure '{name}' "
                                          f"(it knows: {', '.join(model.registry.names)})")
-    records, mask_values = find_records(args.data, names, args.source, args.split, args.patients)
     values = {n: model.registry.value_of(n) for n in names}
-    with progress.stage("read frames", len(records)) as stage:
-        frames = load_frameset(records, values, model.size, mask_values, stage)
+    frames = read_frames(args.data, names, values, model.size, progress, source=args.source, split=args.split,
+                         patients=args.patients, unknown_values=args.unknown_values)
     predicted = predict_working_grid(model.build(device), frames.images, device, dtype)
     scores = confusion_scores(predicted, frames.labels, list(values.values()), frames.annotated)
     synthetic = is_synthetic_folder(args.data)

@@ -16,7 +16,7 @@ from distillseg.common.checkpoint import training_output
 from distillseg.common.distributed import barrier, init_world
 from distillseg.contract.errors import file_error
 from distillseg.lap.classes import ClassRegistry
-from distillseg.lap.data import FrameSet, find_records, load_frameset
+from distillseg.lap.data import FrameSet, read_frames
 from distillseg.lap.diffusion import DiffusionConfig
 from distillseg.lap.diffusion_training import train_diffusion
 from distillseg.lap.evaluation import confusion_scores, named_scores
@@ -45,9 +45,8 @@ def runtime(args, progress):
 
 
 def _read(args, classes: list[str], class_values: dict[str, int], size, progress) -> FrameSet:
-    records, mask_values = find_records(args.data, classes, args.source, args.split, args.patients)
-    with progress.stage("read frames", len(records)) as stage:
-        frames = load_frameset(records, class_values, size, mask_values, stage)
+    frames = read_frames(args.data, classes, class_values, size, progress, source=args.source, split=args.split,
+                         patients=args.patients, unknown_values=args.unknown_values)
     frames.synthetic = is_synthetic_folder(args.data)
     present = set(frames.labels.unique().tolist())
     for name, value in class_values.items():
@@ -143,12 +142,12 @@ def registry_values(registry: ClassRegistry) -> list[int]:
     return [e.value for e in registry.entries]
 
 
-def _evaluate_on(net: Segmenter, registry: ClassRegistry, data, size, device, dtype, progress) -> dict:
+def _evaluate_on(net: Segmenter, registry: ClassRegistry, data, size, device, dtype, progress,
+                 unknown_values: str) -> dict:
     """Scores of ``net`` on a labelled folder, for the structures of ``registry`` that it annotates."""
     names = registry.names
-    records, mask_values = find_records(data, names, "auto", "all", None)
-    with progress.stage("read evaluation frames", len(records)) as stage:
-        frames = load_frameset(records, {n: registry.value_of(n) for n in names}, size, mask_values, stage)
+    frames = read_frames(data, names, {n: registry.value_of(n) for n in names}, size, progress,
+                         "read evaluation frames", unknown_values=unknown_values)
     return named_scores(_fit_scores(net, frames, registry_values(registry), device, dtype), registry)
 
 
@@ -195,8 +194,9 @@ def learn(args, progress) -> int:
             _fit_scores(net, frames, [registry.value_of(n) for n in new], device, dtype), registry)}
         if args.eval_data:
             scores["before"] = _evaluate_on(previous, model.registry, args.eval_data, model.size, device, dtype,
-                                            progress)
-            scores["after"] = _evaluate_on(net, registry, args.eval_data, model.size, device, dtype, progress)
+                                            progress, args.unknown_values)
+            scores["after"] = _evaluate_on(net, registry, args.eval_data, model.size, device, dtype, progress,
+                                           args.unknown_values)
         entry = {"step": step, "strategy": strategy.name, "strategy_settings": strategy.to_json(),
                  "classes_added": new, "data": frames.summary(), "synthetic_data": frames.synthetic,
                  "replayed_frames": 0 if replay_images is None else len(replay_images),

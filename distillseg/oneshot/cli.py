@@ -14,6 +14,13 @@ from distillseg.common.cli_options import (IncreasingPair, PatchSize, add_checkp
 
 _JOBS = "distillseg.oneshot.jobs"
 _WEIGHT = types.real_number(0)
+_SCAN = "NIfTI or NRRD file, or a folder holding a DICOM series"
+
+
+def _add_series_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--series-uid", nargs="+", metavar="UID", default=None,
+                        help="for a DICOM folder that holds several series: the SeriesInstanceUID of the one to read "
+                             "(one UID per such folder; a folder with one series needs none)")
 
 
 def _add_segment_options(parser: argparse.ArgumentParser) -> None:
@@ -43,16 +50,18 @@ def add_oneshot_verbs(subparsers) -> None:
     verbs = oneshot.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     train = verbs.add_parser("train", help="train a student from one labelled atlas and unlabelled scans")
-    train.add_argument("--atlas", required=True, metavar="IMG", help="the labelled scan (NIfTI or NRRD)")
+    train.add_argument("--atlas", required=True, metavar="IMG", help=f"the labelled scan ({_SCAN})")
     train.add_argument("--atlas-labels", required=True, metavar="LBL",
                        help="its label map on the same grid (NIfTI, NRRD or Slicer .seg.nrrd)")
     train.add_argument("--label-names", metavar="FILE", default=None,
                        help="names/colours of the labels: JSON {\"1\": \"liver\", ...} or a colour table "
                             "(value name r g b); default: from a .seg.nrrd, else 'Label N'")
     unlabeled = train.add_mutually_exclusive_group(required=True)
-    unlabeled.add_argument("--unlabeled", nargs="+", metavar="IMG", help="unlabelled scans of the same anatomy")
+    unlabeled.add_argument("--unlabeled", nargs="+", metavar="IMG",
+                           help=f"unlabelled scans of the same anatomy (each a {_SCAN})")
     unlabeled.add_argument("--unlabeled-bids", metavar="DATASET",
                            help="or: every T1-weighted scan of this BIDS dataset (sub-*/[ses-*/]anat/*_T1w.nii[.gz])")
+    _add_series_option(train)
     train.add_argument("--out", required=True, metavar="MODEL_DIR", help="model bundle folder to write")
     train.add_argument("--description", default="", metavar="TEXT",
                        help="your words about the training data, kept in the model (which keeps no file names or "
@@ -115,23 +124,27 @@ def add_oneshot_verbs(subparsers) -> None:
     segment = verbs.add_parser("segment", help="segment scans with a trained model, on each scan's own grid")
     _add_segment_options(segment)
     inputs = segment.add_mutually_exclusive_group(required=True)
-    inputs.add_argument("--input", nargs="+", metavar="IMG", help="scans to segment")
+    inputs.add_argument("--input", nargs="+", metavar="IMG", help=f"scans to segment (each a {_SCAN})")
     inputs.add_argument("--bids", metavar="DATASET",
                         help="or: every T1-weighted scan of this BIDS dataset, into a BIDS derivative dataset "
                              "(label maps *_dseg.nii.gz, dseg.tsv, dataset_description.json)")
+    _add_series_option(segment)
     segment.add_argument("--output", metavar="OUT_OR_DIR",
-                         help="label map file (format from its suffix: .nii.gz, .nrrd, .seg.nrrd) for one input, "
+                         help="label map file (format from its suffix: .nii.gz, .nrrd, .seg.nrrd, or .dcm for a "
+                              "DICOM SEG of a DICOM input, which needs pip install distillseg[dicom]) for one input, "
                               "or a folder; with --bids the derivative folder (default: DATASET/derivatives/"
                               "oneshotseg)")
-    segment.add_argument("--format", default=None, choices=[".nii.gz", ".nii", ".nrrd", ".seg.nrrd"],
-                         help="file type in folder mode (default: .nii.gz for NIfTI inputs, else .seg.nrrd)")
+    segment.add_argument("--format", default=None, choices=[".nii.gz", ".nii", ".nrrd", ".seg.nrrd", "dcm-seg"],
+                         help="file type in folder mode; dcm-seg = a DICOM SEG (.dcm) per DICOM input (default: "
+                              ".nii.gz for NIfTI inputs, else .seg.nrrd)")
     add_runtime_options(segment, seed=False)
     segment.set_defaults(verb_function=lazy_verb(_JOBS, "run_segment"))
 
     evaluate = verbs.add_parser("evaluate", help="segment labelled scans and report Dice and HD95 per structure")
     _add_segment_options(evaluate)
     evaluate.add_argument("--images", required=True, nargs="+", metavar="IMG",
-                          help="labelled scans to segment and score (not the training scans)")
+                          help=f"labelled scans to segment and score (not the training scans; each a {_SCAN})")
+    _add_series_option(evaluate)
     evaluate.add_argument("--labels", required=True, nargs="+", metavar="LBL", help="their true label maps")
     evaluate.add_argument("--label-map", default=None, metavar="JSON[:KEY]",
                           help="maps the model's label values to the truth's, e.g. labels.json:oasis_seg35_to_freesurfer")

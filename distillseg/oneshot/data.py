@@ -87,12 +87,14 @@ def _label_table(labels: Volume, values: list[int], names_path: str | None) -> L
 
 def prepare_atlas(image_path: str, labels_path: str, label_names: str | None = None, spacing: str | float = "auto",
                   modality: str = "auto", ct_window: tuple[float, float] = (-1000.0, 1000.0),
-                  device_type: str = "cpu", check_grid: Callable[[Grid, int], None] | None = None) -> Atlas:
+                  device_type: str = "cpu", check_grid: Callable[[Grid, int], None] | None = None,
+                  series_uids=()) -> Atlas:
     """Read, check and resample the atlas onto its working grid.
 
     ``check_grid(grid, num_classes)``, if given, sees the working grid before anything is resampled onto it (a job
-    refuses a grid that would not fit its memory there, before allocating it)."""
-    image = read_image(image_path)
+    refuses a grid that would not fit its memory there, before allocating it); ``series_uids``: the series of an
+    atlas given as a DICOM folder that holds several."""
+    image = read_image(image_path, series_uids)
     labels = read_labels(labels_path)
     if not same_grid(image, labels):
         raise file_error(labels_path, f"atlas labels are not on the atlas image's grid (shape {labels.shape} vs "

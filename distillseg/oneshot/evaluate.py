@@ -74,7 +74,7 @@ def evaluate_files(args, progress) -> dict:
     cases = []
     with progress.stage("evaluate", total=len(args.images)) as bar:
         for number, (image_path, labels_path) in enumerate(zip(args.images, args.labels), 1):
-            volume, truth = read_image(image_path), read_labels(labels_path)
+            volume, truth = read_image(image_path, args.series_uid or ()), read_labels(labels_path)
             if not same_grid(volume, truth):
                 raise file_error(labels_path, "true labels are not on the image's grid")
             started = time.perf_counter()

@@ -15,7 +15,16 @@ from distillseg.common.volume_io import LABEL_MAP, check_volume_files, volume_fo
 from distillseg.contract.errors import UserError, check_readable_file
 from distillseg.common.manifest_validation import read_valid_manifest
 from distillseg.contract.manifest import ONESHOT
-from distillseg.contract.outputs import check_apart, check_bundle_output, check_target
+from distillseg.contract.outputs import check_apart, check_bundle_output, check_outside, check_target
+
+
+def _series_uids(args) -> tuple[str, ...]:
+    return tuple(args.series_uid or ())
+
+
+def _folders(paths) -> list[str]:
+    """The inputs that are folders (DICOM series), read as a whole: no output may go inside them."""
+    return [path for path in paths if Path(path).is_dir()]
 
 
 def run_train(args, progress) -> int:
@@ -25,10 +34,11 @@ def run_train(args, progress) -> int:
         atlas = Path(args.atlas).resolve()
         args.unlabeled = [str(scan) for scan in t1w_scans(args.unlabeled_bids) if scan.resolve() != atlas]
     inputs = [args.atlas, args.atlas_labels, *args.unlabeled]
-    check_volume_files(inputs)
+    check_volume_files(inputs, _series_uids(args))
     if args.label_names:
         check_readable_file(args.label_names)
     check_bundle_output(args.out, ONESHOT, [*inputs, args.label_names])
+    check_outside([args.out], _folders(inputs))
     from distillseg.common.device import set_threads
     from distillseg.oneshot.distill import DistillOptions
     from distillseg.oneshot.synthesis import SynthesisOptions
@@ -38,7 +48,7 @@ def run_train(args, progress) -> int:
     set_threads(args.threads)
     options = TrainOptions(
         atlas=args.atlas, atlas_labels=args.atlas_labels, unlabeled=args.unlabeled, out=args.out,
-        label_names=args.label_names, spacing=args.spacing, modality=args.modality, ct_window=tuple(args.ct_window),
+        label_names=args.label_names, series_uids=_series_uids(args), spacing=args.spacing, modality=args.modality, ct_window=tuple(args.ct_window),
         augmenter=AugmenterOptions(iterations=args.augmenter_iterations, lr=args.augmenter_lr,
                                    batch_pairs=args.batch_pairs, smooth_weight=args.smooth_weight,
                                    contrastive_weight=args.contrastive_weight,
@@ -64,18 +74,20 @@ def _check_model(args) -> None:
 
 
 def output_paths(inputs: list[str], output: str, suffix: str | None) -> list[Path]:
-    """One output per input: ``output`` itself for a single input with a volume suffix, else files in a folder."""
+    """One output per input: ``output`` itself for a single input with a volume (or DICOM SEG) suffix, else files
+    in a folder (``--format dcm-seg``: ``.dcm``)."""
+    from distillseg.common.dicom_seg import SEG_SUFFIXES
     from distillseg.common.volume_io import NIFTI_SUFFIXES, NRRD_SUFFIXES
+    from distillseg.contract.paths import segmentation_file_name
 
-    if len(inputs) == 1 and output.lower().endswith(NIFTI_SUFFIXES + NRRD_SUFFIXES):
+    if len(inputs) == 1 and output.lower().endswith(NIFTI_SUFFIXES + NRRD_SUFFIXES + SEG_SUFFIXES):
         return [Path(output)]
+    suffix = SEG_SUFFIXES[0] if suffix == "dcm-seg" else suffix
     paths = []
     for path in inputs:
-        name = Path(path).name
-        stem = name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
-        stem = stem[: -len(".seg")] if stem.lower().endswith(".seg") else stem
+        name = Path(path).name or Path(path).resolve().name  # a DICOM folder given as "." has a name too
         chosen = suffix or (".nii.gz" if name.lower().endswith(NIFTI_SUFFIXES) else ".seg.nrrd")
-        paths.append(Path(output) / f"{stem}_seg{chosen}")
+        paths.append(Path(output) / segmentation_file_name(name, chosen, folder=Path(path).is_dir()))
     if len(set(paths)) != len(paths):
         raise UserError("Two inputs have the same file name; segment them into different output folders.")
     return paths
@@ -95,13 +107,23 @@ def run_segment(args, progress) -> int:
 
 
 def _check_segment(args, outputs: list[Path], companions: tuple = ()) -> None:
-    """Inputs, model and every output (label maps, then ``companions``: ``(path, kind)``) checked before any work."""
-    check_volume_files(args.input)
+    """Inputs, model and every output (label maps or DICOM SEGs, then ``companions``: ``(path, kind)``) checked
+    before any work."""
+    from distillseg.common import dicom_seg
+
+    check_volume_files(args.input, _series_uids(args))
     _check_model(args)
-    check_apart([*outputs, *(path for path, _ in companions)], [*args.input, args.model])
-    for output in outputs:
-        volume_format(output)
-        check_target(output, LABEL_MAP)
+    written = [*outputs, *(path for path, _ in companions)]
+    check_apart(written, [*args.input, args.model])
+    check_outside(written, _folders(args.input))
+    for source, output in zip(args.input, outputs):
+        if dicom_seg.is_seg_path(output):
+            dicom_seg.check_source(output, source)
+            dicom_seg.check_available(output)
+            check_target(output, dicom_seg.DICOM_SEG)
+        else:
+            volume_format(output)
+            check_target(output, LABEL_MAP)
     for path, kind in companions:
         check_target(path, kind)
 
@@ -110,6 +132,8 @@ def _run_segment_bids(args, progress) -> int:
     """``--bids DATASET``: every T1w scan into the derivative dataset (``common.bids``), written together."""
     from distillseg.common import bids
 
+    if args.series_uid:
+        raise UserError("--series-uid does not apply with --bids: BIDS scans are NIfTI files.")
     if args.format not in (None, ".nii.gz"):
         raise UserError("--format does not apply with --bids: BIDS label maps are written as .nii.gz.")
     scans = bids.t1w_scans(args.bids)
@@ -137,10 +161,11 @@ def run_evaluate(args, progress) -> int:
 
     if len(args.images) != len(args.labels):
         raise UserError(f"{len(args.images)} images but {len(args.labels)} label maps were given; pair them.")
-    check_volume_files(args.images + args.labels)
+    check_volume_files(args.images + args.labels, _series_uids(args))
     _check_model(args)
     spec_files = [split_spec(spec)[0] for spec in (args.label_map, args.structures) if spec]
     check_apart([args.report], [*args.images, *args.labels, args.model, *spec_files])
+    check_outside([args.report], _folders(args.images + args.labels))
     check_target(args.report, REPORT)
     from distillseg.oneshot.evaluate import evaluate_files
 

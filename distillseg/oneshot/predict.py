@@ -82,6 +82,7 @@ class OneShotPredictor:
         first call compiles for a minute or more)."""
         check_consistent(bundle)
         manifest = bundle.manifest
+        self.manifest = manifest  # its name and creation time identify the algorithm in a DICOM SEG
         self.device, self.dtype, self.predictor = device, dtype, predictor
         self.values = torch.tensor(manifest["class_values"], dtype=torch.int64)
         self.table = LabelTable.from_json(manifest["labels"])

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from distillseg.common.bundle import load_bundle
+from distillseg.common.dicom_seg import Algorithm, is_seg_path, write_seg
 from distillseg.common.device import amp_dtype, describe_device, peak_memory_bytes, resolve_device, set_threads
 from distillseg.common.distributed import shard, world_from_env
 from distillseg.contract.manifest import ONESHOT
@@ -56,6 +57,13 @@ def load_predictor(args) -> OneShotPredictor:
     return OneShotPredictor(bundle, device, dtype, args.predictor, window, args.refine_iterations, args.compile)
 
 
+def _algorithm(predictor: OneShotPredictor) -> Algorithm:
+    """How a DICOM SEG names what made it: the model's name, when it was trained, the method and predictor."""
+    manifest = predictor.manifest
+    return Algorithm(name=str(manifest.get("name") or "OneShotSeg model"), version=str(manifest.get("created", "")),
+                     method=f"OneShotSeg reconstruction-guided feature distillation, {predictor.predictor} predictor")
+
+
 def segment_files(args, outputs: list[Path], progress, companions=None) -> None:
     """Segment ``args.input`` into ``outputs`` (one each; ``jobs.run_segment`` has checked both). The label maps are
     written under temporary names and put in place together at the end, so a job that fails or is cancelled leaves
@@ -72,12 +80,15 @@ def segment_files(args, outputs: list[Path], progress, companions=None) -> None:
     with StagedFiles() as staged, progress.stage("segment", total=len(jobs)) as bar:
         for number, (path, output) in enumerate(jobs, 1):
             started = time.perf_counter()
-            volume = read_image(path)
+            volume = read_image(path, tuple(args.series_uid or ()))
             result = predictor.segment(volume)
             labels = result.labels
             if args.keep_largest:
                 labels = keep_largest_components(labels, predictor.values.tolist())
-            write_labels(output, labels, volume.affine, predictor.table, staged, LABEL_MAP)
+            if is_seg_path(output):
+                write_seg(output, labels, volume.series, predictor.table, _algorithm(predictor), staged)
+            else:
+                write_labels(output, labels, volume.affine, predictor.table, staged, LABEL_MAP)
             seconds.append(round(time.perf_counter() - started, 3))
             written.append(str(output))
             progress.log(f"{path} -> {output} in {seconds[-1]:.1f} s")

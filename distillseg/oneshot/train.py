@@ -49,6 +49,7 @@ class TrainOptions:
     unlabeled: list[str]
     out: str
     label_names: str | None = None
+    series_uids: tuple[str, ...] = ()  # the series to read from DICOM folders that hold several
     spacing: str = "auto"
     modality: str = "auto"
     ct_window: tuple[float, float] = (-1000.0, 1000.0)
@@ -67,8 +68,9 @@ class TrainOptions:
 
 
 # Options that name the user's files: never written into a bundle or checkpoint (file and folder names in hospitals
-# often hold patient names or IDs); the inputs are described by content instead (``_input_records``).
-_PATH_OPTIONS = ("atlas", "atlas_labels", "unlabeled", "out", "label_names")
+# often hold patient names or IDs, DICOM UIDs lead to the patient); the inputs are described by content instead
+# (``_input_records``).
+_PATH_OPTIONS = ("atlas", "atlas_labels", "unlabeled", "out", "label_names", "series_uids")
 
 
 def _settings(options: TrainOptions) -> dict:
@@ -84,12 +86,21 @@ def _fingerprint(options: TrainOptions, records: list[dict]) -> str:
 
 
 def _input_records(options: TrainOptions) -> list[dict]:
-    """Each input file by content, in command-line order: its role and SHA-256 (no name, no path)."""
+    """Each input by content, in command-line order: its role and SHA-256 (no name, no path; a DICOM folder: of
+    the series read from it)."""
     roles = [("atlas", options.atlas), ("atlas labels", options.atlas_labels)]
     roles += [("unlabelled", path) for path in options.unlabeled]
     if options.label_names:
         roles.append(("label names", options.label_names))
-    return [{"role": role, "sha256": sha256_of(path)} for role, path in roles]
+
+    def digest(path) -> str:
+        if Path(path).is_dir():
+            from distillseg.common.dicom_series import series_sha256
+
+            return series_sha256(path, options.series_uids)
+        return sha256_of(path)
+
+    return [{"role": role, "sha256": digest(path)} for role, path in roles]
 
 
 def _per_world(options: TrainOptions, world: World) -> TrainOptions:
@@ -216,7 +227,8 @@ def _prepare(options: TrainOptions, device: torch.device, dtype, progress: Progr
     (atlas, [(1, 1, I, J, K)], [(shape, spacing in mm)])."""
     atlas = prepare_atlas(options.atlas, options.atlas_labels, options.label_names, options.spacing,
                           options.modality, options.ct_window, device.type,
-                          check_grid=lambda grid, classes: _check_memory(options, grid.shape, classes, device, dtype))
+                          check_grid=lambda grid, classes: _check_memory(options, grid.shape, classes, device, dtype),
+                          series_uids=options.series_uids)
     progress.log(f"working grid {atlas.grid.shape} at {atlas.grid.spacing[0]:.2f} mm, "
                  f"{len(atlas.values) - 1} structures")
     targets, grids = [], []
@@ -224,7 +236,7 @@ def _prepare(options: TrainOptions, device: torch.device, dtype, progress: Progr
         if options.prealign else None
     with progress.stage("prealign", total=len(options.unlabeled)) as bar:
         for number, path in enumerate(options.unlabeled, 1):
-            volume = read_image(path)
+            volume = read_image(path, options.series_uids)
             aligned = align_scan(volume, atlas.grid, atlas.normalization, aligner, device)
             targets.append(aligned.image.to(device)[None, None])
             grids.append(([int(s) for s in volume.shape], [float(s) for s in volume.spacing]))
