@@ -101,10 +101,11 @@ def run_cli(parse: Callable[[], argparse.Namespace]) -> int:
     disk errors and out-of-memory end in one sentence and a non-zero exit code; stdout is closed cleanly even when
     its reader has gone. Anything else is a bug and keeps its traceback.
     """
-    previous = cancel.install_handlers()
-    args, progress = argparse.Namespace(), Progress("none")
+    previous, args, progress = {}, argparse.Namespace(), Progress("none")
     try:
-        cancel.raise_if_requested()  # a signal that came while the command line was being loaded
+        with cancel.uninterrupted(raise_after=False):  # a signal while they are installed is only noted ...
+            previous = cancel.install_handlers()
+        cancel.raise_if_requested()  # ... and honoured here, as one that came while the command line was loading
         args = parse()
         progress = progress_for(args)
         return int(args.verb_function(args, progress) or 0)
