@@ -22,6 +22,7 @@ from PIL import Image
 from bad_input_env import env  # noqa: F401  (the matrix's fixture)
 from bad_input_env import copy_model, lap_copy, matrix_test, nifti, read_frame_mask, without_root_privileges
 from cli_contract import Invocation
+from tiny_models import ONESHOT_TINY
 from dicom_files import write_series
 from distillseg.contract.frames import read_frame, write_frame, write_index_png
 from distillseg.common.volume_io import read_labels, write_image, write_labels
@@ -287,6 +288,53 @@ def dicom_compressed_without_decoder(env, tmp):
                       "JPEG 2000", "no installed decoder"), names=tmp / "series", outputs=[tmp / "out.nii.gz"])
 
 
+def _bids(env, root: Path) -> Path:
+    """A BIDS dataset of the tiny case's scans (two subjects, one with sessions)."""
+    for relative in ("sub-01/anat/sub-01_T1w.nii.gz", "sub-02/ses-1/anat/sub-02_ses-1_T1w.nii.gz"):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(env.oneshot.case["scans"][0], root / relative)
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "test", "BIDSVersion": "1.9.0"}))
+    return root
+
+
+def _segment_bids(env, root: Path, *extra) -> list:
+    return ["oneshot", "segment", "--model", env.oneshot.model, "--bids", root, "--device", "cpu", "--progress",
+            "none", *extra]
+
+
+def bids_not_a_dataset(env, tmp):
+    root = _bids(env, tmp / "study")
+    (root / "dataset_description.json").unlink()
+    return Invocation(_segment_bids(env, root), fragments=("not a BIDS dataset", "no dataset_description.json"),
+                      names=root, outputs=[root / "derivatives"])
+
+
+def bids_without_t1w(env, tmp):
+    root = _bids(env, tmp / "study")
+    for scan in root.rglob("*_T1w.nii.gz"):
+        scan.rename(scan.with_name(scan.name.replace("_T1w", "_T2w")))
+    return Invocation(_segment_bids(env, root), fragments=("holds no T1-weighted scan",), names=root,
+                      outputs=[root / "derivatives"])
+
+
+def bids_folder_missing(env, tmp):
+    return Invocation(_segment_bids(env, tmp / "nowhere"), fragments=("BIDS dataset folder does not exist",),
+                      names=tmp / "nowhere", outputs=[tmp / "nowhere"])
+
+
+def bids_with_a_format(env, tmp):
+    root = _bids(env, tmp / "study")
+    return Invocation(_segment_bids(env, root, "--format", ".nrrd"), fragments=("--format does not apply with "
+                      "--bids",), outputs=[root / "derivatives"])
+
+
+def train_unlabeled_bids_not_a_dataset(env, tmp):
+    case = env.oneshot.case
+    argv = ["oneshot", "train", "--atlas", case["atlas"], "--atlas-labels", case["atlas_labels"], "--unlabeled-bids",
+            tmp, "--out", tmp / "m", *ONESHOT_TINY, "--progress", "none"]
+    return Invocation(argv, fragments=("not a BIDS dataset",), names=tmp, outputs=[tmp / "m"])
+
+
 def model_missing(env, tmp):
     return Invocation(env.segment(env.oneshot.case["scans"][0], tmp / "o.nii.gz", model=tmp / "no model"),
                       fragments=("model folder does not exist",), names=tmp / "no model", outputs=[tmp / "o.nii.gz"])
@@ -545,7 +593,8 @@ CASES = {
                   lap_evaluate_unknown_class, lap_size_not_multiple_of_32, lap_evaluate_odd_paths,
                   dicom_several_series, dicom_train_series_uid_not_there, dicom_missing_slice, dicom_gantry_tilt,
                   dicom_unequal_spacing, dicom_mixed_sizes, dicom_with_a_file_that_is_not_dicom,
-                  dicom_folder_without_dicom, dicom_compressed_without_decoder],
+                  dicom_folder_without_dicom, dicom_compressed_without_decoder, bids_not_a_dataset,
+                  bids_without_t1w, bids_folder_missing, bids_with_a_format, train_unlabeled_bids_not_a_dataset],
     MODELS: [model_missing, evaluate_lap_model, newer_format_model, tampered_weights, manifest_not_json,
              lap_segment_oneshot_model, lap_newer_format, lap_weights_escape],
     MEMORY: [segment_memory_too_small, train_working_grid_too_large, train_memory_not_a_size],
