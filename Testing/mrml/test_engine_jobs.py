@@ -60,9 +60,10 @@ def test_train_then_segment_as_the_module_does(scene, tmp_path):
         assert parameters.outputSegmentation is outcome.segmentationNode
     assert nodes[0] is nodes[1] and not (tmp_path / "segment").exists()
     job = control.startSegmentation(parameters, tmp_path / "cancelled")
+    job.poll()  # the scan is written for the engine (at the first poll) and the request sent
     job.cancel()
     assert jobProtocol.waitFor(job, 60) == jobProtocol.CANCELLED
-    assert (tmp_path / "cancelled" / "input.nrrd").is_file()
+    assert list((tmp_path / "cancelled").rglob("*.nrrd"))
     control.abandonJob()
     assert not (tmp_path / "cancelled").exists()  # a cancelled or failed segmentation leaves no files
     (tmp_path / "refused").mkdir()  # the temporary folder the module makes before starting

@@ -5,7 +5,7 @@ without distillseg (``python -m monai.bundle run``; its config ids are those MON
       configs/metadata.json    MONAI bundle metadata (schema meta_schema_20240725): versions, task, labels as the
                                output's channel_def; its first key marks the folder as this engine's export
       configs/inference.json   ConfigParser workflow: frames of --dataset_dir -> label maps in --output_dir
-      models/model.pt          the network's weights, a tensor-only state dict (torch.load(weights_only=True))
+      models/model.pt          the network's weights, a tensor-only state dict (torch's weights-only loader reads it)
       scripts/                 transforms stock MONAI lacks (imported from the bundle root, which monai.bundle
                                puts on sys.path)
       docs/README.md, docs/license.txt
