@@ -76,13 +76,14 @@ def recordSegmentationSequence(scene, browserNode, segmentationsByIndex: dict[st
 
 
 def recordItemSegmentations(browserNode, items: list[tuple[str, object]], importInto, name: str,
-                            sequencesLogic=None):
+                            sequencesLogic=None, attributes: dict[str, str] | None = None):
     """Segment items of the browser's master sequence into the segmentation sequence it plays (created and
     synchronised if there is none; items already there are updated in place, keeping their segment IDs).
 
     ``items``: ``(index value, data node)``; ``importInto(position, segmentationNode)`` puts the engine's result for
-    ``items[position]`` into a segmentation on that item's grid. Returns the segmentation sequence. Nothing is left
-    in the scene when an import fails."""
+    ``items[position]`` into a segmentation on that item's grid; ``attributes`` are set on the segmentation
+    sequence (e.g. the model that made it). Returns the segmentation sequence. Nothing is left in the scene when an
+    import fails."""
     scene = browserNode.GetScene()
     existing = findSegmentationSequence(browserNode)
     byIndex = {}
@@ -97,7 +98,10 @@ def recordItemSegmentations(browserNode, items: list[tuple[str, object]], import
                 node.CopyContent(earlier)
             importInto(position, node)
             byIndex[indexValue] = node
-        return recordSegmentationSequence(scene, browserNode, byIndex, name, sequencesLogic, existing)
+        sequenceNode = recordSegmentationSequence(scene, browserNode, byIndex, name, sequencesLogic, existing)
+        for key, value in (attributes or {}).items():
+            sequenceNode.SetAttribute(key, value)
+        return sequenceNode
     except BaseException:
         for node in byIndex.values():
             if node.GetScene() is scene:

@@ -136,13 +136,11 @@ def finishIntoSequence(segmentation: FrameSegmentationJob, sequencesLogic=None):
     """Every frame's segmentation recorded into the segmentation sequence the browser plays (created and
     synchronised if there is none; frames already there are updated in place, keeping their segment IDs)."""
     browserNode = segmentation.browserNode
-    frameSequence = frameSequences.masterFrameSequence(browserNode)
+    name = f"{frameSequences.masterFrameSequence(browserNode).GetName()} segmentation"
     try:
-        sequenceNode = sequenceBrowsers.recordItemSegmentations(
+        return sequenceBrowsers.recordItemSegmentations(
             browserNode, segmentation.frames,
             lambda position, node: importFrameLabels(segmentation, position, node, browserNode.GetScene()),
-            f"{frameSequence.GetName()} segmentation", sequencesLogic)
-        sequenceNode.SetAttribute(MODEL_ATTRIBUTE, segmentation.model.name)
+            name, sequencesLogic, {MODEL_ATTRIBUTE: segmentation.model.name})
     finally:
         shutil.rmtree(segmentation.folder, ignore_errors=True)
-    return sequenceNode

@@ -183,14 +183,12 @@ def finishSegmentation(segmentation: ScanSegmentationJob, segmentationNode=None)
 def finishIntoSequence(segmentation: ScanSegmentationJob, sequencesLogic=None):
     """Every time point's segmentation recorded into the segmentation sequence the browser plays (created and
     synchronised if there is none; time points already there are updated in place, keeping their segment IDs)."""
-    browserNode = segmentation.browserNode
-    volumeSequence = masterVolumeSequence(browserNode)
+    browserNode, model = segmentation.browserNode, segmentation.model
+    name = f"{masterVolumeSequence(browserNode).GetName()} {model.name}"
     try:
-        sequenceNode = sequenceBrowsers.recordItemSegmentations(
+        return sequenceBrowsers.recordItemSegmentations(
             browserNode, segmentation.scans,
             lambda position, node: importScanLabels(segmentation, position, node, browserNode.GetScene()),
-            f"{volumeSequence.GetName()} {segmentation.model.name}", sequencesLogic)
-        sequenceNode.SetAttribute(MODEL_ATTRIBUTE, segmentation.model.name)
+            name, sequencesLogic, {MODEL_ATTRIBUTE: model.name})
     finally:
         shutil.rmtree(segmentation.folder, ignore_errors=True)
-    return sequenceNode
