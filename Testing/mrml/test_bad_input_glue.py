@@ -204,7 +204,8 @@ def segment_with_lap_model(w):
 def segment_single_slice(w):
     flat = _volume(w.scene, np.zeros((1, 8, 8)), "one slice")
     model = ModelInfo("tiny", w.tiny.model, {"method": "oneshot", "labels": []})
-    return GlueCase(lambda: scanSegmentation.startSegmentation(model, flat, w.tmp / "work"), volumeFiles.VolumeFileError,
+    return GlueCase(lambda: scanSegmentation.startSegmentation(model, flat, w.tmp / "work"),
+                    volumeFiles.VolumeFileError,
                     ("single slice",), "one slice", [w.tmp / "work"])
 
 

@@ -46,7 +46,8 @@ def test_one_shot_effect(scene, tmp_path_factory, tmp_path, coldWorker):
     model = ModelStore(oneshotJobs.METHOD, tiny.model.parent).model(tiny.model.name)
     sourceVolume = volumeFiles.readVolumeFile(tiny.case["scans"][0], scene)
     segmentationNode = segmentLabels.newSegmentationFor(sourceVolume)
-    seconds = [_pressApply(lambda: scanSegmentation.startSegmentation(model, sourceVolume, tmp_path / f"press {n}", "cpu"),
+    seconds = [_pressApply(lambda: scanSegmentation.startSegmentation(model, sourceVolume, tmp_path / f"press {n}",
+                                                                      "cpu"),
                            scanSegmentation.finishSegmentation, segmentationNode) for n in (1, 2)]
     print(f"One-shot effect, Apply to segments: first {seconds[0]:.2f} s, second {seconds[1]:.2f} s")
     assert seconds[1] < seconds[0] / 2, seconds

@@ -6,8 +6,9 @@ convention). NRRD files in LPS space are converted on read and written back in L
 always written on the exact grid they are given (shape, spacing, origin, direction), atomically.
 
 How a NIfTI or NRRD header is trusted (its size, its space, the NIfTI qform and sform) is
-``distillseg.common.volume_readers``; an input that is a folder is a DICOM series (``distillseg.common.dicom_series``,
-imported only then; ``series_uids`` picks the series of a folder that holds several). Written NIfTI files set qform and sform to the same matrix; written files of
+``distillseg.common.volume_readers``; an input that is a folder is a DICOM series
+(``distillseg.common.dicom_series``, imported only then; ``series_uids`` picks the series of a folder that holds
+several). Written NIfTI files set qform and sform to the same matrix; written files of
 every format carry the engine's mark (``distillseg.contract.outputs``), so a later run may replace them but never a
 file of the user's. Two grids are the same when every corner lies within ``GRID_TOLERANCE_VOXELS`` of a voxel:
 exports round positions by micrometres (a label map 5 µm off its image used to be refused).

@@ -13,6 +13,7 @@ from distillseg.contract.errors import UserError, file_error
 from distillseg.common.metrics import structure_scores, summarize
 from distillseg.common.reports import write_report
 from distillseg.common.volume_io import read_image, read_labels, same_grid
+from distillseg.oneshot.jobs import series_uids
 from distillseg.oneshot.segment import keep_largest_components, load_predictor
 
 
@@ -74,7 +75,7 @@ def evaluate_files(args, progress) -> dict:
     cases = []
     with progress.stage("evaluate", total=len(args.images)) as bar:
         for number, (image_path, labels_path) in enumerate(zip(args.images, args.labels), 1):
-            volume, truth = read_image(image_path, args.series_uid or ()), read_labels(labels_path)
+            volume, truth = read_image(image_path, series_uids(args)), read_labels(labels_path)
             if not same_grid(volume, truth):
                 raise file_error(labels_path, "true labels are not on the image's grid")
             started = time.perf_counter()

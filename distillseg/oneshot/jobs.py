@@ -18,7 +18,8 @@ from distillseg.contract.manifest import ONESHOT
 from distillseg.contract.outputs import check_apart, check_bundle_output, check_outside, check_target
 
 
-def _series_uids(args) -> tuple[str, ...]:
+def series_uids(args) -> tuple[str, ...]:
+    """``--series-uid``: the DICOM series to read from input folders that hold several (none given: ())."""
     return tuple(args.series_uid or ())
 
 
@@ -34,7 +35,7 @@ def run_train(args, progress) -> int:
         atlas = Path(args.atlas).resolve()
         args.unlabeled = [str(scan) for scan in t1w_scans(args.unlabeled_bids) if scan.resolve() != atlas]
     inputs = [args.atlas, args.atlas_labels, *args.unlabeled]
-    check_volume_files(inputs, _series_uids(args))
+    check_volume_files(inputs, series_uids(args))
     if args.label_names:
         check_readable_file(args.label_names)
     check_bundle_output(args.out, ONESHOT, [*inputs, args.label_names])
@@ -48,7 +49,8 @@ def run_train(args, progress) -> int:
     set_threads(args.threads)
     options = TrainOptions(
         atlas=args.atlas, atlas_labels=args.atlas_labels, unlabeled=args.unlabeled, out=args.out,
-        label_names=args.label_names, series_uids=_series_uids(args), spacing=args.spacing, modality=args.modality, ct_window=tuple(args.ct_window),
+        label_names=args.label_names, series_uids=series_uids(args), spacing=args.spacing, modality=args.modality,
+        ct_window=tuple(args.ct_window),
         augmenter=AugmenterOptions(iterations=args.augmenter_iterations, lr=args.augmenter_lr,
                                    batch_pairs=args.batch_pairs, smooth_weight=args.smooth_weight,
                                    contrastive_weight=args.contrastive_weight,
@@ -111,7 +113,7 @@ def _check_segment(args, outputs: list[Path], companions: tuple = ()) -> None:
     before any work."""
     from distillseg.common import dicom_seg
 
-    check_volume_files(args.input, _series_uids(args))
+    check_volume_files(args.input, series_uids(args))
     _check_model(args)
     written = [*outputs, *(path for path, _ in companions)]
     check_apart(written, [*args.input, args.model])
@@ -161,7 +163,7 @@ def run_evaluate(args, progress) -> int:
 
     if len(args.images) != len(args.labels):
         raise UserError(f"{len(args.images)} images but {len(args.labels)} label maps were given; pair them.")
-    check_volume_files(args.images + args.labels, _series_uids(args))
+    check_volume_files(args.images + args.labels, series_uids(args))
     _check_model(args)
     spec_files = [split_spec(spec)[0] for spec in (args.label_map, args.structures) if spec]
     check_apart([args.report], [*args.images, *args.labels, args.model, *spec_files])

@@ -20,6 +20,7 @@ from distillseg.common.volume_io import LABEL_MAP, read_image, write_labels
 from distillseg.contract.atomic import StagedFiles
 from distillseg.common.memory import budget_bytes
 from distillseg.common.model_cache import cached_model
+from distillseg.oneshot.jobs import series_uids
 from distillseg.oneshot.memory_plan import sliding_window
 from distillseg.oneshot.predict import OneShotPredictor
 
@@ -80,7 +81,7 @@ def segment_files(args, outputs: list[Path], progress, companions=None) -> None:
     with StagedFiles() as staged, progress.stage("segment", total=len(jobs)) as bar:
         for number, (path, output) in enumerate(jobs, 1):
             started = time.perf_counter()
-            volume = read_image(path, tuple(args.series_uid or ()))
+            volume = read_image(path, series_uids(args))
             result = predictor.segment(volume)
             labels = result.labels
             if args.keep_largest:
