@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distillseg.common.device import run_tiny_in_fp32
+from distillseg.oneshot.tiny_fp32 import run_tiny_in_fp32
 
 
 def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Module:

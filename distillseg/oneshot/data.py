@@ -17,7 +17,7 @@ from distillseg.contract.errors import UserError, file_error
 from distillseg.contract.labels import LabelTable, read_label_table
 from distillseg.common.volume_io import Volume, read_image, read_labels, same_grid
 from distillseg.oneshot.geometry import Grid, resample, resample_labels, working_grid
-from distillseg.oneshot.intensity import IntensityNormalization, choose_normalization
+from distillseg.oneshot.intensity import IntensityNormalization
 from distillseg.oneshot.prealign import AtlasAligner
 
 # Working-grid size that ``--spacing auto`` aims for: a 1 mm brain fits on a GPU; a CPU gets about 2 mm.
@@ -73,6 +73,20 @@ def choose_spacing(spacing: str | float | None, source: Grid, bounds, device_typ
     if needed <= float(source.spacing.max()) * 1.01 and np.allclose(source.spacing, source.spacing[0], rtol=1e-3):
         return None
     return round(max(finest, needed), 2)
+
+
+def choose_normalization(atlas: np.ndarray, kind: str = "auto",
+                         window: tuple[float, float] = (-1000.0, 1000.0)) -> IntensityNormalization:
+    """The normalisation for ``kind`` (``auto``, ``mri``, ``ct``), judged from the atlas array for ``auto``."""
+    if kind == "auto":
+        kind = "ct" if float(atlas.min()) < -500 else "mri"
+    if kind == "ct":
+        if window[1] <= window[0]:
+            raise UserError(f"--ct-window {window[0]:g} {window[1]:g} is empty; give LOW HIGH with LOW < HIGH.")
+        return IntensityNormalization("window", float(window[0]), float(window[1]))
+    if kind == "mri":
+        return IntensityNormalization("percentile", 0.5, 99.5)
+    raise UserError(f"Unknown --modality '{kind}'; use auto, mri or ct.")
 
 
 def _label_table(labels: Volume, values: list[int], names_path: str | None) -> LabelTable:

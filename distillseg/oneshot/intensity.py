@@ -2,7 +2,9 @@
 
 MRI (arbitrary units): the 0.5th and 99.5th percentiles of the scan map to 0 and 1, computed per scan.
 CT (Hounsfield units): a fixed window, default [-1000, 1000] HU, maps to [0, 1]. ``auto`` picks CT when the atlas
-holds values below -500 (air in HU), MRI otherwise. Values outside are clipped.
+holds values below -500 (air in HU), MRI otherwise (``data.choose_normalization``). Values outside are clipped.
+
+Imports only numpy: an exported MONAI Bundle runs a copy of this file (``oneshot.bundle_export``).
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from distillseg.contract.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -43,17 +43,3 @@ class IntensityNormalization:
     @classmethod
     def from_json(cls, data: dict) -> "IntensityNormalization":
         return cls(str(data["mode"]), float(data["low"]), float(data["high"]))
-
-
-def choose_normalization(atlas: np.ndarray, kind: str = "auto",
-                         window: tuple[float, float] = (-1000.0, 1000.0)) -> IntensityNormalization:
-    """The normalisation for ``kind`` (``auto``, ``mri``, ``ct``), judged from the atlas array for ``auto``."""
-    if kind == "auto":
-        kind = "ct" if float(atlas.min()) < -500 else "mri"
-    if kind == "ct":
-        if window[1] <= window[0]:
-            raise UserError(f"--ct-window {window[0]:g} {window[1]:g} is empty; give LOW HIGH with LOW < HIGH.")
-        return IntensityNormalization("window", float(window[0]), float(window[1]))
-    if kind == "mri":
-        return IntensityNormalization("percentile", 0.5, 99.5)
-    raise UserError(f"Unknown --modality '{kind}'; use auto, mri or ct.")
