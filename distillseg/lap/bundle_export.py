@@ -16,20 +16,21 @@ MONAI's ``PILReader`` gives PNGs as (width, height): a ``Transposed`` puts rows 
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from distillseg.common.frame_views import BLACK_BORDER_LEVEL
+from distillseg.common.monai_bundle_export import copy_scripts, evaluator_config, save_tensors, write_config
 from distillseg.contract.frames import FRAME_SUFFIXES
 from distillseg.lap import frame_resize
-from distillseg.lap.model_bundle import LapModel
+from distillseg.lap.model_bundle import LapModel, load_lap_model
 from distillseg.lap.segmenter import IMAGENET_MEAN, IMAGENET_STD
 
 SCRIPT = "frame_resize"  # the module's name under the bundle's scripts/
+RUN_NOTE = ("Every PNG/JPEG/TIFF frame in `INPUT_FOLDER` becomes `OUTPUT_FOLDER/<name>_seg.png`, a grey label map "
+            "of the frame's size.")
 
 
 def flexible_unet_args(model: LapModel) -> dict[str, Any]:
@@ -78,33 +79,8 @@ def inference_config(model: LapModel) -> dict[str, Any]:
          "output_ext": ".png", "output_dtype": label_dtype, "scale": None, "resample": False,
          "separate_folder": False, "print_log": False},
     ]
-    return {
-        "imports": ["$import glob", "$import os"],
-        "bundle_root": ".",
-        "dataset_dir": "$@bundle_root + '/frames'",
-        "output_dir": "$@bundle_root + '/eval'",
-        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
-        "network_def": {"_target_": "FlexibleUNet", **flexible_unet_args(model)},
-        "network": "$@network_def.to(@device)",
-        "datalist": _load_frames_expression(),
-        "preprocessing": {"_target_": "Compose", "transforms": preprocessing},
-        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
-        # frames differ in size: one per batch, as the engine segments them
-        "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
-                       "num_workers": 0},
-        "inferer": {"_target_": "SimpleInferer"},
-        "postprocessing": {"_target_": "Compose", "transforms": postprocessing},
-        "handlers": [
-            {"_target_": "CheckpointLoader", "load_path": "$@bundle_root + '/models/model.pt'",
-             "load_dict": {"model": "@network"}, "map_location": "@device"},
-            {"_target_": "StatsHandler", "iteration_log": False},
-        ],
-        "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
-                      "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing",
-                      "val_handlers": "@handlers"},
-        "initialize": ["$monai.utils.set_determinism(seed=0)"],
-        "run": ["$@evaluator.run()"],
-    }
+    return evaluator_config({"_target_": "FlexibleUNet", **flexible_unet_args(model)}, _load_frames_expression(),
+                            preprocessing, {"_target_": "SimpleInferer"}, postprocessing)
 
 
 def _network_input_range() -> list[float]:
@@ -144,20 +120,19 @@ def _description(model: LapModel) -> str:
     return text
 
 
+def lap_bundle(model_dir: Path) -> tuple[Callable[[Path], dict[str, Any]], str, str]:
+    """(write, image reader package, README note) for ``monai_bundle_export.export_bundle``: the model is loaded
+    (and checked) now; ``write(folder)`` fills the bundle's ``models``, ``configs`` and ``scripts``."""
+    model = load_lap_model(model_dir)
+    return (lambda folder: write_lap_bundle(model, folder)), "pillow", RUN_NOTE
+
+
 def write_lap_bundle(model: LapModel, folder: Path) -> dict[str, Any]:
-    """Write the weights, ``configs/inference.json`` and ``scripts/`` into ``folder`` (an empty temporary
-    folder); returns the model's own ``metadata.json`` fields (the caller adds what every bundle carries)."""
-    for part in ("configs", "models", "scripts"):
-        (folder / part).mkdir()
-    # Through a handle: torch names the archive inside after a path it is given (and 'archive' for a handle or a
-    # path it cannot use), which would make the same model's file depend on where it was written.
-    with open(folder / "models" / "model.pt", "wb") as handle:
-        torch.save(flexible_unet_state(model.segmenter), handle)
-    (folder / "configs" / "inference.json").write_text(json.dumps(inference_config(model), indent=1) + "\n",
-                                                       encoding="utf-8")
-    shutil.copyfile(frame_resize.__file__, folder / "scripts" / f"{SCRIPT}.py")
-    (folder / "scripts" / "__init__.py").write_text('"""Transforms named by this bundle\'s configs."""\n',
-                                                   encoding="utf-8")
+    """Write the weights, ``configs/inference.json`` and ``scripts/`` into ``folder`` (made by ``make_folders``);
+    returns the model's own ``metadata.json`` fields (the caller adds what every bundle carries)."""
+    save_tensors(folder / "models" / "model.pt", flexible_unet_state(model.segmenter))
+    write_config(folder, inference_config(model))
+    copy_scripts(folder, [frame_resize])
     return {
         "name": f"IncrementalLap frame segmentation ({', '.join(model.registry.names)})",
         "task": f"Segmentation of {', '.join(model.registry.names)} in RGB laparoscopic frames",
