@@ -165,10 +165,12 @@ def export_bundle_of_a_damaged_manifest(env, tmp):
                       outputs=[tmp / "bundle"])
 
 
-def export_bundle_of_a_oneshot_model(env, tmp):
-    return Invocation(["model", "export-bundle", env.oneshot.model, tmp / "bundle", "--progress", "none"],
-                      fragments=("is a OneShotSeg model; export to a MONAI Bundle supports IncrementalLap models "
-                                 "only so far",), names=env.oneshot.model, outputs=[tmp / "bundle"])
+def export_bundle_of_an_inconsistent_oneshot_model(env, tmp):
+    model = copy_model(env.oneshot.model, tmp / "edited model",
+                       lambda m: m["networks"]["student"].update(out_channels=9, prior_channels=9))
+    return Invocation(["model", "export-bundle", model, tmp / "bundle", "--progress", "none"],
+                      fragments=("the student has 9 outputs but class_values lists 4 classes",),
+                      names=model / "manifest.json", outputs=[tmp / "bundle"])
 
 
 def export_bundle_of_a_missing_model(env, tmp):
@@ -183,5 +185,5 @@ CASES = {MODELS: [manifest_without_preprocessing, manifest_preprocessing_as_text
                   lap_manifest_outputs_disagree, lap_classes_numbered_with_a_gap, lap_version_without_its_weights,
                   lap_model_without_its_head, weights_of_the_wrong_shape, model_file_given_as_the_model,
                   model_info_of_a_damaged_manifest, export_bundle_of_a_damaged_manifest,
-                  export_bundle_of_a_oneshot_model, export_bundle_of_a_missing_model]}
+                  export_bundle_of_an_inconsistent_oneshot_model, export_bundle_of_a_missing_model]}
 test_bad_input = matrix_test(CASES)
