@@ -41,7 +41,7 @@ def _add_model_verbs(subparsers) -> None:
     info.add_argument("model", metavar="MODEL_DIR", help="model bundle folder (the one holding manifest.json)")
     info.add_argument("--json", action="store_true", help="print the whole manifest as JSON instead")
     info.set_defaults(verb_function=_model_info, progress="none")
-    export = verbs.add_parser("export-bundle", help="write an IncrementalLap model as a MONAI Bundle that "
+    export = verbs.add_parser("export-bundle", help="write an IncrementalLap or OneShotSeg model as a MONAI Bundle that "
                                                     "'python -m monai.bundle run' (and MONAI's other bundle tools) "
                                                     "can use without distillseg")
     export.add_argument("model", metavar="MODEL_DIR", help="model bundle folder (the one holding manifest.json)")
