@@ -53,6 +53,9 @@ OPTION_CASES = [_option_case(*case) for case in [
     ("lap_sample_steps_beyond_the_schedule", "lap_train", "--sample-steps", ("5000",), ("from 1 to 1000",)),
     ("lap_repeated_structure", "lap_train", "--classes", ("stomach,colon,stomach",), ("more than once",)),
     ("lap_structure_name_with_a_path", "lap_train", "--classes", ("../stomach",), ("not a plain name",)),
+    ("lap_zoom_of_nothing", "lap_train", "--zoom", ("0",), ("from 0.25 to 1",)),
+    ("lap_crop_off_the_32_grid", "lap_train", "--crop", ("100", "64")),
+    ("lap_crop_larger_than_the_frame", "lap_train", "--crop", ("512", "512"), ("larger than the working size",)),
 ]]
 
 

@@ -148,3 +148,36 @@ def test_encoder_weights_from_a_local_safetensors_file(tmp_path):
     save_file({"unrelated": torch.zeros(3)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(UserError, match="holds no tensor of a 2D resnet10 encoder"):
         load_encoder_weights(target.encoder, str(tmp_path / "other.safetensors"), "resnet10")
+
+
+def test_plop_pseudo_labels_keep_pixels_below_their_class_median_entropy():
+    from distillseg.lap.plop_thresholds import median_entropy_thresholds, normalised_entropy
+    from distillseg.lap.segmenter_training import _old_model_labels
+
+    # 3 outputs; uniform logits have entropy 1, a one-hot-like row entropy near 0.
+    assert normalised_entropy(_pixels([0.0, 0.0, 0.0])).item() == pytest.approx(1.0, abs=1e-6)
+    assert normalised_entropy(_pixels([0.0, 0.0, 30.0])).item() == pytest.approx(0.0, abs=1e-6)
+
+    class Fixed(torch.nn.Module):
+        """A stand-in old model whose logits are given, with the one attribute the rule reads."""
+        num_outputs = 3
+
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = logits
+
+        def forward(self, frames):
+            return type("Out", (), {"logits": self.logits[: len(frames)]})()
+
+    # Five pixels predicted as class 1 with growing uncertainty, three as background.
+    logits = _pixels([0.0, 9.0, 0.0], [0.0, 4.0, 0.0], [0.0, 2.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.5, 0.0],
+                     [9.0, 0.0, 0.0], [5.0, 0.0, 0.0], [2.0, 0.0, 0.0])
+    thresholds = median_entropy_thresholds(Fixed(logits), torch.zeros(1, 3, 1, 8, dtype=torch.uint8),
+                                           torch.device("cpu"))
+    entropy = normalised_entropy(logits)[0, 0]
+    assert thresholds[1].item() == pytest.approx(entropy[2].item(), rel=1e-6)   # median of pixels 0-4
+    assert thresholds[2].item() == 1.0                                          # never predicted
+    labels = _old_model_labels(torch.zeros(1, 1, 8, dtype=torch.long), logits, 0.7, True, thresholds)
+    # Strictly below their class's median: the two surest structure pixels, the surest background pixel; the
+    # others are uncertain and ignored, background ones included (as PLOP does).
+    assert labels[0, 0].tolist() == [1, 1, IGNORE, IGNORE, IGNORE, 0, IGNORE, IGNORE]

@@ -41,6 +41,13 @@ def _data_options(parser, training: bool = True) -> None:
 def _training_options(parser, iterations: int, lr: float) -> None:
     group = parser.add_argument_group("training")
     add_loop_options(group, iterations=iterations, lr=lr, batch_size=8, what="segmenter (AdamW, polynomial decay)")
+    group.add_argument("--zoom", type=types.real_number(0.25, 1), default=1.0, metavar="F",
+                       help="zoom augmentation: random crops with sides F..1 of the frame's, resized to the working "
+                            "size (small structures cover more pixels); 1 = none (default: %(default)s)")
+    group.add_argument("--crop", type=_WORKING_SIZE, nargs=2, default=None, metavar=("H", "W"),
+                       help="train on random H x W windows of the working-size frames (multiples of 32): the working "
+                            "grid's detail for small structures at the cost of a smaller grid; segmenting still sees "
+                            "whole frames (default: whole frames; lap learn: the base step's crop)")
     group.add_argument("--diffusion-iterations", type=types.whole_number(0), default=600,
                        help="iterations of this step's replay diffusion model; 0 = none, later steps then cannot "
                             "replay this step's patients (default: %(default)s)")
@@ -77,6 +84,9 @@ def add_lap_verbs(subparsers) -> None:
     train.add_argument("--encoder-weights", default=None, metavar="FILE|imagenet",
                        help="pretrained encoder: a .safetensors ResNet state dict, or 'imagenet' (downloaded once "
                             "into ~/.cache/distillseg); default: random initialisation")
+    train.add_argument("--dice-weight", type=_WEIGHT, default=1.0,
+                       help="soft Dice of every structure added to the cross-entropy (small structures weigh as "
+                            "much as large ones); 0 = cross-entropy alone (default: %(default)s)")
     _training_options(train, iterations=600, lr=1e-3)
     add_runtime_options(train)
     train.set_defaults(verb_function=lazy_verb(_JOBS, "run_train"))

@@ -81,7 +81,8 @@ def new_class_dice(logits: torch.Tensor, targets: torch.Tensor, old_outputs: int
     Why: a new structure can be small (vesicular glands cover about 3 % of a frame). Cross-entropy is dominated by
     the other 97 % and a short incremental step then ends before the class ever wins a pixel; Dice weighs each new
     class by its own size. Only new classes: old classes are absent from (background in) these frames' labels.
-    ``targets`` >= ``old_outputs`` are new classes; ``ignore_index`` pixels are left out.
+    ``targets`` >= ``old_outputs`` are new classes; ``ignore_index`` pixels are left out. With ``old_outputs`` = 1
+    (the base step, the joint model) every structure is "new".
     """
     from monai.losses import MaskedDiceLoss
 

@@ -8,6 +8,7 @@ process would draw for that batch.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
 from distillseg.common.distributed import World
@@ -46,10 +47,14 @@ def iteration_generator(seed: int, stage: str, iteration: int, rank: int = 0) ->
     return torch.Generator().manual_seed((seed * 1_000_003 + salt) * 100_003 + iteration * 17 + rank)
 
 
-def augment(images: torch.Tensor, labels: torch.Tensor | None, generator: torch.Generator
-            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def augment(images: torch.Tensor, labels: torch.Tensor | None, generator: torch.Generator, zoom: float = 1.0,
+            crop: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """uint8 frames (B, 3, H, W) -> float in [0, 1] with random horizontal flips and per-frame colour gain/offset
-    (a patient's colour cast and brightness differ); ``labels`` (B, H, W) are flipped with their frames."""
+    (a patient's colour cast and brightness differ). With ``crop`` (h, w) every frame becomes a random (h, w) window
+    of itself: training sees the working grid's full detail at a fraction of the cost. With ``zoom`` < 1 the window
+    is a fraction U(zoom, 1) of that size, resized up: the camera moves closer in real surgery, and a small structure
+    (cystic artery, 0.6 % of a frame) then covers more pixels. ``labels`` (B, H, W) follow their frames (nearest
+    neighbour). Output (B, 3, h, w), (B, h, w); (h, w) = (H, W) without ``crop``."""
     x = images.float() / 255.0
     batch = x.shape[0]
     flip = torch.rand(batch, generator=generator) < 0.5
@@ -59,7 +64,31 @@ def augment(images: torch.Tensor, labels: torch.Tensor | None, generator: torch.
     x = (x * gain + offset).clamp(0, 1)
     if labels is not None:
         labels = torch.where(flip.view(-1, 1, 1), labels.flip(-1), labels)
+    if zoom < 1 or (crop is not None and tuple(crop) != tuple(x.shape[-2:])):
+        x, labels = _windows(x, labels, zoom, tuple(crop) if crop is not None else tuple(x.shape[-2:]), generator)
     return x, labels
+
+
+def _windows(x: torch.Tensor, labels: torch.Tensor | None, zoom: float, size: tuple[int, int],
+             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Float frames (B, 3, H, W) and labels (B, H, W): from each a window of ``size`` times a random fraction
+    U(zoom, 1), at a random place, resized to ``size``: frames bilinear, labels nearest."""
+    height, width = x.shape[-2:]
+    fractions = zoom + (1 - zoom) * torch.rand(x.shape[0], generator=generator)
+    places = torch.rand(x.shape[0], 2, generator=generator)
+    frames, masks = [], []
+    for k, fraction in enumerate(fractions.tolist()):
+        h, w = min(height, max(1, round(fraction * size[0]))), min(width, max(1, round(fraction * size[1])))
+        top, left = int(places[k, 0] * (height - h + 1)), int(places[k, 1] * (width - w + 1))
+        window = x[k:k + 1, :, top:top + h, left:left + w]
+        frames.append(window if (h, w) == size else
+                      F.interpolate(window, size=size, mode="bilinear", align_corners=False))
+        if labels is not None:
+            mask = labels[k:k + 1, None, top:top + h, left:left + w]
+            if (h, w) != size:
+                mask = F.interpolate(mask.float(), size=size, mode="nearest-exact").to(labels.dtype)
+            masks.append(mask[:, 0])
+    return torch.cat(frames), (torch.cat(masks) if labels is not None else None)
 
 
 def poly_lr(base: float, iteration: int, total: int, power: float = 0.9) -> float:

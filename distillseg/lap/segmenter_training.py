@@ -23,6 +23,7 @@ from distillseg.common.distributed import World, all_reduce_mean, wrap_ddp
 from distillseg.lap.contrastive import MemoryBank, ProjectionHead, pixel_info_nce, sample_pixels
 from distillseg.lap.mib_losses import (IGNORE, new_class_dice, pseudo_label_cross_entropy,
                                                unbiased_cross_entropy, unbiased_distillation)
+from distillseg.lap.plop_thresholds import normalised_entropy
 from distillseg.lap.pod_loss import pod_distillation
 from distillseg.lap.sampling import BatchPlan, augment, iteration_generator, poly_lr
 from distillseg.lap.segmenter import Segmenter
@@ -41,6 +42,9 @@ class LoopOptions:
     seed: int = 0
     checkpoint_every: int = 50
     freeze_batchnorm: bool = False  # incremental steps keep the BN statistics the old structures were learned with
+    dice_weight: float = 0.0        # base step / joint: soft Dice of every structure (steps take the strategy's)
+    zoom: float = 1.0               # smallest window side fraction of the zoom augmentation (1 = none)
+    crop: tuple[int, int] | None = None  # training windows (h, w) taken from the working grid (None = whole frames)
 
 
 @dataclass
@@ -52,6 +56,7 @@ class StepInputs:
     old_outputs: int
     replay_images: torch.Tensor | None = None   # uint8 (M, 3, H, W)
     replay_labels: torch.Tensor | None = None   # uint8 (M, H, W), old values or 255
+    thresholds: torch.Tensor | None = None      # (K_old,) PLOP's per-class entropy thresholds, if the strategy uses them
 
 
 def _pod_layers(out) -> list[torch.Tensor]:
@@ -60,14 +65,18 @@ def _pod_layers(out) -> list[torch.Tensor]:
 
 
 def _old_model_labels(targets: torch.Tensor, old_logits: torch.Tensor, confidence: float,
-                      ignore_uncertain: bool) -> torch.Tensor:
-    """Background pixels of ``targets`` relabelled with the previous model's confident old-structure prediction;
-    uncertain ones become IGNORE when ``ignore_uncertain`` (PLOP), else stay background."""
+                      ignore_uncertain: bool, thresholds: torch.Tensor | None = None) -> torch.Tensor:
+    """Background pixels of ``targets`` relabelled with the previous model's sure old-structure prediction;
+    uncertain ones become IGNORE when ``ignore_uncertain`` (PLOP), else stay background. Sure = softmax >=
+    ``confidence``, or with ``thresholds`` (K_old,) PLOP's rule: normalised entropy below the predicted class's."""
     probs = torch.softmax(old_logits.float(), dim=1)
     conf, predicted = probs.max(dim=1)
     out = targets.long().clone()
     background = out == 0
-    sure = conf >= confidence
+    if thresholds is None:
+        sure = conf >= confidence
+    else:
+        sure = normalised_entropy(old_logits) < thresholds.to(predicted.device)[predicted]
     out[background & sure & (predicted > 0)] = predicted[background & sure & (predicted > 0)]
     if ignore_uncertain:
         out[background & ~sure] = IGNORE
@@ -107,11 +116,12 @@ class SegmenterTrainer:
     def _batch(self, iteration: int):
         generator = iteration_generator(self.options.seed, "segmenter", iteration, self.world.rank)
         index = self.plan.indices(iteration)
-        x, y = augment(self.images[index], self.labels[index], generator)
+        x, y = augment(self.images[index], self.labels[index], generator, self.options.zoom, self.options.crop)
         real = len(index)
         if self.replay_plan is not None:
             replay_index = self.replay_plan.indices(iteration)
-            xs, ys = augment(self.step.replay_images[replay_index], self.step.replay_labels[replay_index], generator)
+            xs, ys = augment(self.step.replay_images[replay_index], self.step.replay_labels[replay_index], generator,
+                             self.options.zoom, self.options.crop)
             x, y = torch.cat([x, xs]), torch.cat([y, ys])
         return x.to(self.device), y.to(self.device).long(), real
 
@@ -123,20 +133,28 @@ class SegmenterTrainer:
             need_features = step is not None and bool(step.strategy.pod_weight or step.strategy.contrastive_weight)
             out = self.ddp_model(x, features=need_features)
             if step is None:
-                ce = F.cross_entropy(out.logits.float(), y, ignore_index=IGNORE)
-                return ce, {"ce": float(ce.detach())}
+                return self._base_loss(out.logits, y)
             old = None
             if step.strategy.uses_old_model:
                 with torch.no_grad():
                     old = step.old(x, features=bool(step.strategy.pod_weight))
         return self._step_loss(out, old, y, real)
 
+    def _base_loss(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Step 0 / joint: cross-entropy + ``dice_weight`` · soft Dice of every structure (nnU-Net's Dice + CE),
+        so a structure covering 0.3 % of the pixels weighs as much in the Dice term as one covering 17 %."""
+        terms = {"ce": F.cross_entropy(logits.float(), y, ignore_index=IGNORE)}
+        if self.options.dice_weight:
+            terms["dice"] = self.options.dice_weight * new_class_dice(logits, y, old_outputs=1)
+        return sum(terms.values()), {k: float(v.detach()) for k, v in terms.items()}
+
     def _step_loss(self, out, old, y, real: int) -> tuple[torch.Tensor, dict[str, float]]:
         strategy, old_outputs = self.step.strategy, self.step.old_outputs
         logits, old_logits = out.logits, (old.logits if old is not None else None)
         terms: dict[str, torch.Tensor] = {}
         if strategy.pseudo_labels:
-            targets = _old_model_labels(y[:real], old_logits[:real], strategy.confidence, ignore_uncertain=True)
+            targets = _old_model_labels(y[:real], old_logits[:real], strategy.confidence, ignore_uncertain=True,
+                                        thresholds=self.step.thresholds)
             terms["ce"] = F.cross_entropy(logits[:real].float(), targets, ignore_index=IGNORE)
         elif strategy.unbiased_ce:
             terms["ce"] = unbiased_cross_entropy(logits[:real], y[:real], old_outputs)
@@ -153,7 +171,8 @@ class SegmenterTrainer:
         if strategy.contrastive_weight:
             with autocast(self.device, self.amp_dtype):
                 embeddings = self.ddp_projection(out.decoder[self.model.config.embedding_level])
-            labels = torch.cat([_old_model_labels(y[:real], old_logits[:real], strategy.confidence, True), y[real:]])
+            labels = torch.cat([_old_model_labels(y[:real], old_logits[:real], strategy.confidence, True,
+                                                  self.step.thresholds), y[real:]])
             labels = _downsample_labels(labels, tuple(embeddings.shape[-2:]))
             generator = iteration_generator(self.options.seed, "contrast", self._iteration, self.world.rank)
             anchors, anchor_labels = sample_pixels(embeddings, labels, PIXELS_PER_CLASS, generator)

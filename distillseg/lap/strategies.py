@@ -2,8 +2,8 @@
 
 - ``finetune``: plain cross-entropy on the new frames (old structures there are labelled background): lower bound.
 - ``mib``: MiB's unbiased cross-entropy and unbiased output distillation from the frozen previous model.
-- ``plop``: pseudo-labels of old structures from the previous model (confident pixels; uncertain background pixels
-  ignored) plus PLOP's pooled feature distillation.
+- ``plop``: pseudo-labels of old structures from the previous model (PLOP's rule: entropy below the class's median
+  entropy on the step's frames; uncertain background pixels ignored) plus PLOP's pooled feature distillation.
 - ``ours``: on the real frames, cross-entropy on the new labels plus the previous model's confident old structures
   (pseudo-labels; ``--no-pseudo-labels`` falls back to MiB's unbiased cross-entropy, DESIGN's first choice, which
   lets old structures spread over the background unpunished: on synthetic scenes of another seed than the
@@ -31,6 +31,7 @@ class Strategy:
     dice_weight: float = 0.0          # soft Dice of the new classes on the real frames
     temperature: float = 0.1
     confidence: float = 0.7           # pseudo-label threshold on the previous model's softmax
+    entropy_thresholds: bool = False  # PLOP: per-class median-entropy thresholds instead of ``confidence``
 
     @property
     def uses_old_model(self) -> bool:
@@ -43,7 +44,7 @@ class Strategy:
 STRATEGIES = {
     "finetune": Strategy("finetune"),
     "mib": Strategy("mib", unbiased_ce=True, kd_weight=10.0),
-    "plop": Strategy("plop", pod_weight=0.01, pseudo_labels=True),
+    "plop": Strategy("plop", pod_weight=0.01, pseudo_labels=True, entropy_thresholds=True),
     "ours": Strategy("ours", unbiased_ce=True, kd_weight=10.0, pod_weight=0.01, pseudo_labels=True, replay=True,
                      contrastive_weight=0.1, dice_weight=1.0),
 }

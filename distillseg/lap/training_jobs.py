@@ -14,7 +14,7 @@ import torch
 from distillseg.common.device import amp_dtype, describe_device, resolve_device, set_threads
 from distillseg.common.checkpoint import training_output
 from distillseg.common.distributed import barrier, init_world
-from distillseg.contract.errors import file_error
+from distillseg.contract.errors import UserError, file_error
 from distillseg.lap.classes import ClassRegistry
 from distillseg.lap.data import FrameSet, read_frames
 from distillseg.lap.diffusion import DiffusionConfig
@@ -24,6 +24,7 @@ from distillseg.lap.job_state import JobState
 from distillseg.lap.model_bundle import LapModel, load_lap_model, save_lap_model
 from distillseg.lap.prediction import predict_working_grid
 from distillseg.lap.replay import generate_replay
+from distillseg.lap.plop_thresholds import median_entropy_thresholds
 from distillseg.lap.segmenter import Segmenter, SegmenterConfig
 from distillseg.lap.segmenter_training import LoopOptions, SegmenterTrainer, StepInputs
 from distillseg.lap.strategies import strategy_named
@@ -101,6 +102,7 @@ def train(args, progress) -> int:
     size = tuple(args.size)
     out = Path(args.out)
     registry = ClassRegistry().extended(classes, step=0)
+    crop = _crop(args.crop, size)
     started = time.monotonic()
     with training_output(out, world.is_main):
         frames = _read(args, classes, {n: registry.value_of(n) for n in classes}, size, progress)
@@ -114,10 +116,13 @@ def train(args, progress) -> int:
             progress.log(f"loaded {loaded} pretrained encoder tensors")
         trainer = SegmenterTrainer(net, frames.images, frames.labels,
                                    LoopOptions(args.iterations, args.batch_size, args.lr, seed=args.seed,
-                                               checkpoint_every=args.checkpoint_every), device, dtype, world)
+                                               checkpoint_every=args.checkpoint_every, dice_weight=args.dice_weight,
+                                               zoom=args.zoom, crop=crop), device, dtype, world)
         with progress.stage("segmenter", args.iterations, start=state.iteration("segmenter")) as stage:
             terms = trainer.run(state, "segmenter", stage)
-        diffusion_config = DiffusionConfig(size=(size[0] // 2, size[1] // 2), sample_steps=args.sample_steps)
+        # Replay frames are generated at half the training windows' size (half the working size without --crop).
+        window = args.crop or size
+        diffusion_config = DiffusionConfig(size=(window[0] // 2, window[1] // 2), sample_steps=args.sample_steps)
         diffusion = _diffusion(args, frames, diffusion_config, state, device, dtype, world, progress)
         scores = _fit_scores(net, frames, registry_values(registry), device, dtype)
         entry = {"step": 0, "strategy": "base", "classes_added": classes, "data": frames.summary(),
@@ -136,6 +141,17 @@ def train(args, progress) -> int:
     progress.result(model=str(out), step=0, classes=registry.labels_json(), synthetic_data=frames.synthetic,
                     scores_on_training_frames=named_scores(scores, registry), seconds=entry["seconds"])
     return 0
+
+
+def _crop(crop, size) -> tuple[int, int] | None:
+    """The training window (h, w), checked against the working ``size``; None = whole frames."""
+    if crop is None:
+        return None
+    crop = (int(crop[0]), int(crop[1]))
+    if crop[0] > size[0] or crop[1] > size[1]:
+        raise UserError(f"--crop {crop[0]} {crop[1]} is larger than the working size {size[0]} {size[1]}; "
+                        "choose a window inside the frame.")
+    return crop
 
 
 def registry_values(registry: ClassRegistry) -> list[int]:
@@ -161,6 +177,7 @@ def learn(args, progress) -> int:
     strategy = strategy_named(args.strategy, kd_weight=args.kd_weight, pod_weight=args.pod_weight,
                               contrastive_weight=args.contrastive_weight, dice_weight=args.dice_weight,
                               confidence=args.confidence, pseudo_labels=args.pseudo_labels)
+    crop = _crop(args.crop or model.history[0]["options"].get("crop"), model.size)
     out = Path(args.out)
     started = time.monotonic()
     with training_output(out, world.is_main):
@@ -181,9 +198,15 @@ def learn(args, progress) -> int:
                                                                           "labels": replay_labels}})
             else:
                 replay_images, replay_labels = replay["images"], replay["labels"]
-        inputs = StepInputs(strategy, previous, model.registry.num_outputs, replay_images, replay_labels)
+        thresholds = None
+        if strategy.pseudo_labels and strategy.entropy_thresholds:
+            thresholds = median_entropy_thresholds(previous, frames.images, device, dtype)
+            progress.log("pseudo-label entropy thresholds (PLOP): "
+                         + ", ".join(f"{t:.3f}" for t in thresholds.tolist()))
+        inputs = StepInputs(strategy, previous, model.registry.num_outputs, replay_images, replay_labels, thresholds)
         options = LoopOptions(args.iterations, args.batch_size, args.lr, seed=args.seed,
-                              checkpoint_every=args.checkpoint_every, freeze_batchnorm=True)
+                              checkpoint_every=args.checkpoint_every, freeze_batchnorm=True, zoom=args.zoom,
+                              crop=crop)
         trainer = SegmenterTrainer(net, frames.images, frames.labels, options, device, dtype, world, inputs)
         if trainer.projection is not None and model.projection is not None:
             trainer.projection.load_state_dict(model.projection)
@@ -200,6 +223,8 @@ def learn(args, progress) -> int:
         entry = {"step": step, "strategy": strategy.name, "strategy_settings": strategy.to_json(),
                  "classes_added": new, "data": frames.summary(), "synthetic_data": frames.synthetic,
                  "replayed_frames": 0 if replay_images is None else len(replay_images),
+                 **({"pseudo_label_entropy_thresholds": [round(t, 4) for t in thresholds.tolist()]}
+                    if thresholds is not None else {}),
                  "options": _recorded_options(args, "learn"), "scores": scores, "loss_terms": terms,
                  "seconds": round(time.monotonic() - started, 1), "device": str(device), "world_size": world.size}
         projection = trainer.weights().get("projection", model.projection)
