@@ -1,13 +1,8 @@
-"""Class-incremental benchmark of IncrementalLap: strategies ours, finetune, mib, plop and joint in one run.
+"""Class-incremental pipeline check of IncrementalLap on GENERATED scenes: ours, finetune, mib, plop and joint.
 
-NEITHER PROTOCOL IS LAPAROSCOPIC DATA (no laparoscopic frames with masks can be obtained here):
-
-1. ``synthetic``: frames from ``distillseg lap demo-data`` (generated scenes in the DSAD layout). 3 base structures,
-   then 3 steps of 1 new structure, new patients in every step, held-out test patients (all structures annotated).
-2. ``proxy``: real pixels — 2.5D slices (three neighbouring slices as R, G, B) of the labelled brain MRIs and the
-   spine CT in ../shared/data, turned into the same protocol: 3 brain structures, then vertebrae, thalamus and
-   cerebellum; every step uses other slices ("patients"); the test set is the second brain (another subject) and
-   held-out spine slices (the same subject: only one spine is labelled). Skipped with a message when absent.
+NOT LAPAROSCOPIC DATA: frames from ``distillseg lap demo-data`` (generated scenes in the DSAD layout). 3 base
+structures, then 3 steps of 1 new structure, new patients in every step, held-out test patients (all structures
+annotated). It is fast and needs no data set; what the method does on real frames is ``benchmarks.lap_endoscapes``.
 
 Every step runs through the real CLI (``python -m distillseg lap …``); the scores come from ``lap evaluate``.
 One command, from the repository root::
@@ -28,10 +23,9 @@ from pathlib import Path
 
 from benchmarks.harness.cli import benchmark_parser, log, report_folder
 from benchmarks.harness.figures import pyplot, save
-from benchmarks.harness.lap_protocols import PROTOCOLS, build_proxy_data, build_synthetic_data
+from benchmarks.harness.lap_protocols import PROTOCOLS, build_synthetic_data
 from benchmarks.harness.lap_runs import (SMOKE_SETTINGS, curve_rows, evaluate, final_iou_table, fitter, iou_cells,
                                          ious, lap, learn_steps, mean, step_header, train_base, train_options)
-from benchmarks.harness.paths import shown
 from benchmarks.harness.report import invocation, module_command, write_json, write_text
 
 NAME = "lap_incremental"
@@ -110,8 +104,8 @@ def markdown(results: list[dict], summaries: list[dict], settings: dict, total_s
              command: str) -> str:
     """The report: the machine and command, then per protocol the IoU after each step, per structure, the checks."""
     lines = ["# IncrementalLap class-incremental benchmark", "",
-             "**Neither protocol is laparoscopic data.** `synthetic` = generated scenes in the DSAD layout "
-             "(`distillseg lap demo-data`); `proxy` = 2.5D slices of real brain MRI and spine CT.", "",
+             "**Not laparoscopic data**: generated scenes in the DSAD layout (`distillseg lap demo-data`). Real "
+             "frames: `benchmarks/results/lap_endoscapes/report.md`.", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, CPU only, "
              f"torch threads {settings['threads']}. Total wall time of the command {total_s / 60:.1f} min.", "",
              f"Command: `{command}` (the report can be rebuilt from the raw scores with `--report-only`).", "",
@@ -184,7 +178,7 @@ def rebuild_report(args, out: Path) -> int:
     previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
     total = previous.get("total_seconds", sum(sum(r["seconds"].values()) for r in results))
     skipped = [f"{name} protocol: no results (not run, or its run was stopped before it finished; run it with "
-               f"`--protocols {name}`)." for name in PROTOCOLS if name not in used]
+               f"`--protocols {name}`)." for name in ("synthetic",) if name not in used]
     write_report(out, results, used, args.threads, total, skipped,
                  previous.get("command", module_command(f"benchmarks.{NAME}")))
     return 0
@@ -192,8 +186,8 @@ def rebuild_report(args, out: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = benchmark_parser(__doc__, NAME, "lap_incremental_benchmark", smoke="a few iterations per step",
-                              data="the shared data folder (the proxy protocol's brains and spine CT)")
-    parser.add_argument("--protocols", default="synthetic,proxy")
+                              data=None)
+    parser.add_argument("--protocols", default="synthetic", choices=["synthetic"])
     parser.add_argument("--reuse-models", action="store_true",
                         help="keep the bundles an earlier run left in --work when their options and strategy settings "
                              "are today's (their times come from the bundles); the report lists them")
@@ -205,19 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     command = invocation()
     results, used = [], {}
     skipped = [f"{name} protocol: not run by this command (run it with `--protocols {name}`)."
-               for name in PROTOCOLS if name not in args.protocols.split(",")]
+               for name in ("synthetic",) if name not in args.protocols.split(",")]
     for name in args.protocols.split(","):
         protocol = PROTOCOLS[name]
         work = args.work / name
         work.mkdir(parents=True, exist_ok=True)
-        if name == "synthetic":
-            data = build_synthetic_data(work, protocol, lambda *a: lap(*a, threads=args.threads))
-        else:
-            data = build_proxy_data(work, args.data)
-            if data is None:
-                skipped.append(f"proxy protocol: {shown(args.data)} is absent.")
-                print(skipped[-1], file=sys.stderr)
-                continue
+        data = build_synthetic_data(work, protocol, lambda *a: lap(*a, threads=args.threads))
         settings = protocol["settings"]
         if args.smoke:
             settings = {**settings, **SMOKE_SETTINGS}

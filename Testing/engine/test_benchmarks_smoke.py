@@ -247,10 +247,12 @@ def test_lap_benchmark_reuses_only_a_bundle_made_with_the_same_options_and_strat
     out.mkdir()
     settings = {"name": "mib", "unbiased_ce": True, "kd_weight": 10.0, "pod_weight": 0.0, "pseudo_labels": False,
                 "replay": False, "contrastive_weight": 0.0, "temperature": 0.1, "confidence": 0.7}
-    options = {"verb": "learn", "out": str(out), "strategy": "mib", "iterations": 120, "size": [128, 160], "lr": 0.001}
+    # As the engine records them: no paths (data, out and model are left out of a model's history).
+    options = {"verb": "learn", "strategy": "mib", "iterations": 120, "size": [128, 160], "lr": 0.001}
     (out / "manifest.json").write_text(json.dumps({"history": [
         {"options": options, "strategy_settings": settings, "seconds": 42.5}]}))
-    args = ("--out", out, "--strategy", "mib", "--iterations", 120, "--size", 128, 160, "--lr", 1e-3)
+    args = ("--out", out, "--strategy", "mib", "--iterations", 120, "--size", 128, 160, "--lr", 1e-3, "--model",
+            tmp_path / "base", "--data", tmp_path / "frames")
     assert lap_runs.reusable_seconds("learn", args) == 42.5  # a setting added later is at its default
     assert lap_runs.reusable_seconds("train", args) is None
     assert lap_runs.reusable_seconds("learn", (*args[:4], "--iterations", 121, *args[6:])) is None
@@ -347,3 +349,51 @@ def test_ants_worker_runs_as_a_module_of_the_repository():
     assert ants.WORKER == "benchmarks.harness.ants"
     # The benchmarks start it as a child in the repository root; --help imports it without ANTs.
     assert run_measured([sys.executable, "-m", ants.WORKER, "--help"]).returncode == 0
+
+
+def _endoscapes_raw(ours_last: float) -> dict:
+    """A raw result of benchmarks.lap_endoscapes with made-up scores (two variants, joint, replay numbers)."""
+    from benchmarks.harness.lap_protocols import PROTOCOLS
+
+    steps = PROTOCOLS["endoscapes"]["steps"]
+    names = [c for s in steps for c in s["classes"]]
+
+    def curve(last_small: float, old_base: float) -> list[dict]:
+        return [{"gallbladder": 0.7, "tool": 0.6},
+                {"gallbladder": old_base, "tool": old_base, "cystic_artery": 0.2, "cystic_duct": 0.3},
+                {"gallbladder": old_base, "tool": old_base, "cystic_artery": 0.2, "cystic_duct": 0.3,
+                 "cystic_plate": last_small, "calot_triangle": last_small}]
+
+    joint = {n: 0.45 for n in names}
+    shares = {"predicted": [0.7, 0.2, 0.1], "pseudo_labelled": [0.6, 0.15, 0.05]}
+    return {"command": ".venv/bin/python -m benchmarks.lap_endoscapes", "threads": 2, "smoke": False,
+            "settings": {"batch_size": 8}, "total_seconds": 3600.0,
+            "result": {"steps": steps, "description": "Endoscapes-Seg50, real frames, 128x224",
+                       "test_patients": PROTOCOLS["endoscapes"]["test_patients"],
+                       "curves": {"ours": curve(ours_last, 0.68), "finetune": curve(0.3, 0.1)},
+                       "joint": joint, "joint_dice": joint, "final_dice": {"ours": joint, "finetune": joint},
+                       "seconds": {"base": 60, "joint": 120, "ours": 300, "finetune": 200, "replay_evidence": 30},
+                       "reused": [], "replay": {"count": {"replayed": 4, "base_real": 90, "other_real": 80},
+                                                "feature": "f", "frechet": {"replayed_vs_base_real": 3.0,
+                                                                          "other_patients_vs_base_real": 1.0,
+                                                                          "noise_vs_base_real": 9.0},
+                                                "classes": ["background", "gallbladder", "tool"],
+                                                "shares": {"replayed": shares, "base_real": shares}, "confidence": 0.7}}}
+
+
+def test_endoscapes_report_checks_the_targets_and_credits_the_data(tmp_path):
+    from benchmarks.harness.lap_endoscapes_report import write_report
+
+    raw = _endoscapes_raw(ours_last=0.4)
+    write_report(tmp_path, raw, raw["command"])
+    report = (tmp_path / "report.md").read_text()
+    targets = report.split("## Targets")[1].split("##")[0]
+    assert "joint mean IoU ≥ 0.40: 45.0 — met" in targets
+    # ours: (0.68 * 2 + 0.2 + 0.3 + 0.4 * 2) / 6 = 0.443 -> 0.985 of joint; old drop 0.65 -> 0.68 is a gain.
+    assert "ours ≥ 0.90 × joint after the last step: 0.985 — met" in targets
+    assert "finetune forgets" in targets and "17.5 — yes" in targets  # old = (0.1 + 0.1 + 0.2 + 0.3) / 4
+    assert "CC BY-NC-SA 4.0" in report and "Murali" in report
+    assert (tmp_path / "iou_endoscapes.png").is_file() and json.loads((tmp_path / "results.json").read_text())
+    low = _endoscapes_raw(ours_last=0.0)
+    write_report(tmp_path, low, low["command"])
+    assert "0.689 — MISSED" in (tmp_path / "report.md").read_text()

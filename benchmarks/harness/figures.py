@@ -23,11 +23,15 @@ def pyplot():
     return plt
 
 
-def save(fig, path: Path, dpi: int, title: str | None = None) -> None:
-    """Title (small), tight layout, write ``path`` and free the figure."""
+def save(fig, path: Path, dpi: int, title: str | None = None, caption: str | None = None) -> None:
+    """Title (small), tight layout, a caption line under the plot (a data set's attribution and licence, which must
+    travel with any figure that shows its frames), write ``path`` and free the figure."""
     if title is not None:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    if caption is not None:
+        fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.1))
+        fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=6.5, wrap=True)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     pyplot().close(fig)

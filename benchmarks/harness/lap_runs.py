@@ -55,11 +55,17 @@ def _same_strategy(stored: dict) -> bool:
     return all(stored.get(k, defaults[k]) == v for k, v in current.items())
 
 
+_PATH_OPTIONS = ("data", "out", "model", "eval_data")
+
+
 def reusable_seconds(verb: str, args: tuple) -> float | None:
     """Seconds of an earlier run's ``train``/``learn`` whose bundle (``--out``) was made with these options and the
     strategy's current settings, else None: ``--reuse-models`` then keeps it instead of training again."""
     wanted = _option_values(args)
     manifest = Path(wanted["out"][0]) / "manifest.json"
+    # A model records no file or folder names (the engine keeps paths out of models); the bundle is the one at
+    # --out by construction, and a benchmark reads one data folder.
+    wanted = {k: v for k, v in wanted.items() if k not in _PATH_OPTIONS}
     if not manifest.is_file():
         return None
     last = json.loads(manifest.read_text())["history"][-1]
@@ -92,7 +98,7 @@ def evaluate(model: Path, protocol: dict, data: Path, work: Path, threads: int) 
     """``lap evaluate`` of ``model`` on the protocol's test patients; its report."""
     report = work / f"{model.name}.eval.json"
     lap("evaluate", "--model", model, "--data", data, "--source", protocol["eval_source"], "--patients",
-        ",".join(protocol["test_patients"]), "--report", report, threads=threads)
+        ",".join(protocol["test_patients"]), "--report", report, *protocol.get("data_options", ()), threads=threads)
     return json.loads(report.read_text())
 
 
@@ -102,8 +108,10 @@ def ious(report: dict, names: list[str]) -> dict[str, float]:
 
 
 def train_options(protocol: dict, settings: dict) -> list:
-    """Options of every ``lap train`` of a protocol: its frame size, the batch size and a fixed seed."""
-    return ["--size", *protocol["size"], "--batch-size", settings["batch_size"], "--seed", 0]
+    """Options of every ``lap train`` of a protocol: its frame size, the batch size, a fixed seed, the protocol's data
+    options and its training settings beyond the defaults (``train_extra``)."""
+    return ["--size", *protocol["size"], "--batch-size", settings["batch_size"], "--seed", 0,
+            *protocol.get("data_options", ()), *settings.get("train_extra", ())]
 
 
 def train_base(protocol: dict, data: Path, work: Path, settings: dict, threads: int, fit) -> tuple[Path, float, dict]:
@@ -123,16 +131,24 @@ def learn_steps(strategy: str, base: Path, base_scores: dict, protocol: dict, da
     steps, previous, seconds, curve = protocol["steps"], base, 0.0, [base_scores]
     for index, step in enumerate(steps[1:], 1):
         out = work / f"{tag or strategy}_step{index}"
-        # Only ``ours`` replays, and the last step's diffusion model would serve a step that never comes.
-        diffusion = settings["diffusion_iterations"] if strategy == "ours" and index < len(steps) - 1 else 0
+        # Only ``ours`` replays (not when a variant turns replay off), and the last step's diffusion model would
+        # serve a step that never comes.
+        replays = strategy == "ours" and not _replay_off(extra)
+        diffusion = settings["diffusion_iterations"] if replays and index < len(steps) - 1 else 0
         seconds += fit("learn", "--model", previous, "--data", data, "--new-classes", ",".join(step["classes"]),
                        "--out", out, "--patients", ",".join(step["patients"]), "--strategy", strategy,
                        "--iterations", settings["step_iterations"], "--diffusion-iterations", diffusion,
-                       "--batch-size", settings["batch_size"], "--lr", settings["step_lr"], "--seed", index, *extra)
+                       "--batch-size", settings["batch_size"], "--lr", settings["step_lr"], "--seed", index,
+                       *protocol.get("data_options", ()), *settings.get("step_extra", ()), *extra)
         seen = [c for s in steps[: index + 1] for c in s["classes"]]
         curve.append(ious(evaluate(out, protocol, data, work, threads), seen))
         previous = out
     return curve, seconds
+
+
+def _replay_off(extra: tuple) -> bool:
+    """Whether ``lap learn`` options turn replay off (``--replay 0``)."""
+    return any(a == "--replay" and str(b) == "0" for a, b in zip(extra, extra[1:]))
 
 
 def mean(values) -> float:

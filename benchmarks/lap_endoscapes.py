@@ -1,0 +1,182 @@
+"""Class-incremental benchmark of IncrementalLap on REAL laparoscopic frames: Endoscapes-Seg50 (train + val videos).
+
+Protocol (``benchmarks.harness.lap_protocols``, ``endoscapes``): the 30 train videos in three disjoint groups of 10
+patients; step 0 learns gallbladder + tool from group 0, step 1 cystic artery + cystic duct from group 1, step 2
+cystic plate + Calot triangle from group 2; after every step the model is scored on the 10 val videos (mean IoU and
+Dice per structure, on the working grid, 255 = uncertain pixels left out). The joint model (all train videos, all
+labels) is the upper bound. Every strategy runs with and without the new-class soft Dice term that ``ours`` uses,
+and ``ours`` without replay, without the contrastive term and without distillation. The base model's diffusion
+replay is compared with the real frames it stands in for (``benchmarks.harness.lap_replay_evidence``).
+
+Settings (working size, Dice + cross-entropy, zoom crops) were chosen with ``--dev``: the joint model trained on 24
+train videos and scored on the 6 others, never on the val videos. The official 10 test videos are not in
+../shared/data: they are kept for an independent check.
+
+One command, from the repository root::
+
+    .venv/bin/python -m benchmarks.lap_endoscapes
+
+writes ``benchmarks/results/lap_endoscapes/{report.md,results.json,*.png}``; ``--reuse-models`` keeps the bundles an
+earlier (stopped) run left in ``--work`` when their options are today's. Skips with a message when the data are
+absent. Endoscapes-Seg50: CC BY-NC-SA 4.0 (Murali et al. 2023, CAMMA); no frame enters the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.harness.cli import benchmark_parser, log, report_folder
+from benchmarks.harness.lap_endoscapes_report import write_report
+from benchmarks.harness.lap_protocols import ENDOSCAPES_FOLDER, ENDOSCAPES_TRAIN_VIDEOS, PROTOCOLS
+from benchmarks.harness.lap_runs import (SMOKE_SETTINGS, evaluate, fitter, ious, learn_steps, train_base,
+                                         train_options)
+from benchmarks.harness.paths import shown
+from benchmarks.harness.report import invocation
+
+NAME = "lap_endoscapes"
+# Variant -> (strategy, extra ``lap learn`` options). "+ Dice" / "without Dice" toggle the new-class soft Dice term
+# (weight 1, ours' default) so every strategy is seen with and without it.
+VARIANTS = {
+    "ours": ("ours", ()),
+    "ours without Dice": ("ours", ("--dice-weight", 0)),
+    "finetune": ("finetune", ()),
+    "finetune + Dice": ("finetune", ("--dice-weight", 1)),
+    "mib": ("mib", ()),
+    "mib + Dice": ("mib", ("--dice-weight", 1)),
+    "plop": ("plop", ()),
+    "plop + Dice": ("plop", ("--dice-weight", 1)),
+    "ours without replay": ("ours", ("--replay", 0)),
+    "ours without contrast": ("ours", ("--contrastive-weight", 0)),
+    "ours without distillation": ("ours", ("--kd-weight", 0, "--pod-weight", 0)),
+}
+# Segmenter settings compared by --dev (joint model, 24 train videos -> 6 held-out train videos).
+DEV_VIDEOS = ENDOSCAPES_TRAIN_VIDEOS[::5]
+DEV_SETTINGS = {
+    "cross-entropy": ("--dice-weight", 0),
+    "cross-entropy + Dice": ("--dice-weight", 1),
+    "cross-entropy + Dice + zoom 0.6": ("--dice-weight", 1, "--zoom", 0.6),
+    "cross-entropy + Dice, 256x448 trained on 128x224 crops": ("--dice-weight", 1, "--size", 256, 448, "--crop", 128,
+                                                               224),
+}
+DEV_ITERATIONS = 600
+
+
+def _tag(variant: str) -> str:
+    return variant.replace(" + ", "_plus_").replace(" ", "_")
+
+
+def _dice(work: Path, model: Path) -> dict[str, float]:
+    """Dice per structure from the evaluation report ``evaluate`` left beside the model."""
+    report = json.loads((work / f"{model.name}.eval.json").read_text())
+    return {n: s["dice"] for n, s in report["per_class"].items()}
+
+
+def run(data: Path, work: Path, settings: dict, threads: int, reuse: bool, variants: dict, replay_count: int) -> dict:
+    """Base, joint, every variant's steps, the replay evidence and the prediction figure's models."""
+    from benchmarks.harness.lap_replay_evidence import replay_evidence
+
+    protocol = PROTOCOLS["endoscapes"]
+    steps = protocol["steps"]
+    reused: list[str] = []
+    fit = fitter(threads, reuse, reused)
+    seconds: dict[str, float] = {}
+    log("base step")
+    base, seconds["base"], base_scores = train_base(protocol, data, work, settings, threads, fit)
+    log("replay evidence")
+    started = time.monotonic()
+    replay = replay_evidence(base, data, protocol, replay_count, 0, work / "replay_grid.png")
+    seconds["replay_evidence"] = time.monotonic() - started
+    all_classes = [c for s in steps for c in s["classes"]]
+    log("joint")
+    joint = work / "joint"
+    seconds["joint"] = fit("train", "--data", data, "--classes", ",".join(all_classes), "--out", joint,
+                           "--patients", ",".join(ENDOSCAPES_TRAIN_VIDEOS), "--iterations",
+                           settings["joint_iterations"], "--diffusion-iterations", 0,
+                           *train_options(protocol, settings))
+    joint_iou = ious(evaluate(joint, protocol, data, work, threads), all_classes)
+    curves, final_dice = {}, {}
+    for variant, (strategy, extra) in variants.items():
+        log(f"variant {variant}")
+        curves[variant], seconds[variant] = learn_steps(strategy, base, base_scores, protocol, data, work, settings,
+                                                        threads, fit, extra, tag=_tag(variant))
+        final_dice[variant] = _dice(work, work / f"{_tag(variant)}_step{len(steps) - 1}")
+    return {"protocol": "endoscapes", "description": protocol["description"], "steps": steps,
+            "test_patients": protocol["test_patients"], "curves": curves, "joint": joint_iou,
+            "joint_dice": _dice(work, joint), "final_dice": final_dice, "seconds": seconds, "reused": reused,
+            "replay": replay, "variants": {v: [s, list(map(str, e))] for v, (s, e) in variants.items()}}
+
+
+def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool) -> dict:
+    """The joint model under each of ``DEV_SETTINGS``, trained on the train videos but ``DEV_VIDEOS`` and scored on
+    those: how the segmenter's settings were chosen without looking at the val videos."""
+    protocol = {**PROTOCOLS["endoscapes"], "test_patients": DEV_VIDEOS}
+    classes = [c for s in protocol["steps"] for c in s["classes"]]
+    fitting = [v for v in ENDOSCAPES_TRAIN_VIDEOS if v not in DEV_VIDEOS]
+    reused: list[str] = []
+    fit = fitter(threads, reuse, reused)
+    rows = {}
+    plain = {**settings, "train_extra": []}
+    for name, extra in DEV_SETTINGS.items():
+        log(f"dev: {name}")
+        model = work / f"dev_{_tag(name)}"
+        seconds = fit("train", "--data", data, "--classes", ",".join(classes), "--out", model, "--patients",
+                      ",".join(fitting), "--iterations", DEV_ITERATIONS, "--diffusion-iterations", 0,
+                      *train_options(protocol, plain), *extra)
+        report = evaluate(model, protocol, data, work, threads)
+        rows[name] = {"options": list(map(str, extra)), "seconds": seconds,
+                      "iou": {n: report["per_class"][n]["iou"] for n in classes},
+                      "dice": {n: report["per_class"][n]["dice"] for n in classes}}
+    return {"dev_videos": DEV_VIDEOS, "fitting_videos": fitting, "iterations": DEV_ITERATIONS,
+            "rows": rows, "reused": reused}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = benchmark_parser(__doc__, NAME, "lap_endoscapes", smoke="a few iterations per step, two variants",
+                              data="the shared data folder (Endoscapes-Seg50 under laparoscopy/)")
+    parser.add_argument("--reuse-models", action="store_true",
+                        help="keep the bundles an earlier run left in --work when their options and strategy settings "
+                             "are today's (their times come from the bundles); the report lists them")
+    parser.add_argument("--dev", action="store_true",
+                        help="only the settings comparison on held-out train videos (no val video is used)")
+    parser.add_argument("--replay-count", type=int, default=64, help="replayed frames for the evidence (default 64)")
+    args = parser.parse_args(argv)
+    out = report_folder(args, NAME)
+    data = args.data / ENDOSCAPES_FOLDER
+    if not (data / "labels.json").is_file():
+        print(f"Endoscapes-Seg50 is not at {shown(data)}: benchmark skipped.", file=sys.stderr)
+        return 0
+    if args.report_only:
+        raw = json.loads((args.work / "raw_result.json").read_text())
+        write_report(out, raw, raw["command"])
+        return 0
+    settings = {**PROTOCOLS["endoscapes"]["settings"], **(SMOKE_SETTINGS if args.smoke else {})}
+    args.work.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    raw_path = args.work / "raw_result.json"
+    raw = json.loads(raw_path.read_text()) if raw_path.is_file() and args.reuse_models else {}
+    raw.update({"command": invocation(), "settings": settings, "threads": args.threads, "smoke": args.smoke})
+    if args.dev:
+        raw["dev"] = run_dev(data, args.work, settings, args.threads, args.reuse_models)
+    else:
+        variants = {k: VARIANTS[k] for k in ("ours", "finetune")} if args.smoke else VARIANTS
+        raw["result"] = run(data, args.work, settings, args.threads, args.reuse_models, variants,
+                            4 if args.smoke else args.replay_count)
+        from benchmarks.harness.lap_frame_figures import prediction_figure
+
+        last = len(PROTOCOLS["endoscapes"]["steps"]) - 1
+        prediction_figure({"ours": args.work / f"ours_step{last}", "joint": args.work / "joint",
+                           "finetune": args.work / f"finetune_step{last}"}, data,
+                          PROTOCOLS["endoscapes"]["test_patients"], out / "val_predictions.png")
+    raw["total_seconds"] = raw.get("total_seconds", 0) * bool(args.dev and "result" in raw) + (
+        time.monotonic() - started)
+    raw_path.write_text(json.dumps(raw, indent=1))
+    write_report(out, raw, raw["command"], replay_grid=args.work / "replay_grid.png")
+    log(f"report in {shown(out / 'report.md')} ({raw['total_seconds'] / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
