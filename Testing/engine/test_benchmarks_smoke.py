@@ -397,3 +397,50 @@ def test_endoscapes_report_checks_the_targets_and_credits_the_data(tmp_path):
     low = _endoscapes_raw(ours_last=0.0)
     write_report(tmp_path, low, low["command"])
     assert "0.689 — MISSED" in (tmp_path / "report.md").read_text()
+
+
+def _protocol_runs(full: list[list[float]], others: dict[str, list[list[float]]]) -> list[dict]:
+    """Made-up per-seed runs: ``full`` and each of ``others`` give one Dice list per seed."""
+    from benchmarks.harness.oneshot_variants import VARIANT_NAMES
+
+    runs = []
+    for key, per_seed in {"full": full, **others}.items():
+        for seed, dices in enumerate(per_seed):
+            runs.append({"variant": key, "seed": seed,
+                         "method": _method(f"ours: {VARIANT_NAMES[key]}", "ours", dices, 6.0, train=key != "augmenter")})
+    return runs
+
+
+def test_protocol_report_shows_seed_spread_ties_hd95_and_directions(tmp_path):
+    from benchmarks import oneshot_protocols
+
+    runs = _protocol_runs([[0.70, 0.70, 0.70], [0.74, 0.74, 0.74], [0.72, 0.72, 0.72]],
+                          {"no_hint": [[0.71] * 3, [0.73] * 3, [0.72] * 3],      # Δ 0 within the spread: a tie
+                           "augmenter": [[0.50] * 3, [0.51] * 3, [0.52] * 3]})   # far below: worse
+    block = {"name": oneshot_protocols.DIRECTIONS["oasis_to_vxm"], "seeds": [0, 1, 2], "test": ["vxm"],
+             "floor": _method("no registration (floor)", "floor", [0.5, 0.4, 0.6], None, resolution=None),
+             "syn": _method(oneshot_protocols.SYN, "peer", [0.7, 0.72, 0.7], 30.0),
+             "protocols": {"transductive": {"unlabeled": ["vxm"], "runs": runs}}}
+    other = {**block, "name": oneshot_protocols.DIRECTIONS["vxm_to_oasis"], "seeds": [0], "test": ["oasis"],
+             "protocols": {"transductive": {"unlabeled": ["oasis"],
+                                            "runs": [r for r in runs if r["seed"] == 0]}}}
+    result = {"about": about(module_command("benchmarks.oneshot_protocols", "--smoke")), "skipped": ["Colin27: absent"],
+              "settings": {"direction": "oasis_to_vxm", "seeds": [0, 1, 2], "spacing": 2.0, "budget": "b",
+                           "smoke": False, "threads": 2, "variants": "full,no_hint,augmenter", "external": []},
+              "directions": {"oasis_to_vxm": block, "vxm_to_oasis": other}, "total_seconds": 60.0}
+    oneshot_protocols.write_report(result, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "Reported direction**: OASIS atlas → vxm test" in text
+    assert "Settings chosen on**: vxm aseg atlas → OASIS test" in text
+    assert "reported direction)" in text and "direction settings are chosen on)" in text
+    assert "HD95 mm (seed mean [min–max])" in text and "HD95 (mm) per structure" in text
+    assert "0.720 [0.700–0.740]" in text                       # the full method's seed mean and range
+    no_hint = next(line for line in text.splitlines() if line.startswith("| no hint loss |"))
+    assert "tie (Δ within seed spread" in no_hint
+    augmenter = next(line for line in text.splitlines() if line.startswith("| augmenter alone"))
+    assert "| worse |" in augmenter
+    assert "not called (1 seed: no spread)" in text            # the one-seed direction calls nothing
+    assert "Colin27: absent" in text
+    assert all(line.count("|") == 9 for line in text.splitlines() if line.startswith("| no hint loss |"))
+    assert (tmp_path / "dice_oasis_to_vxm_transductive.png").stat().st_size > 0
+    assert json.loads((tmp_path / "results.json").read_text())["settings"]["direction"] == "oasis_to_vxm"

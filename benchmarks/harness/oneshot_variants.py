@@ -1,0 +1,148 @@
+"""Our method's ablation variants, each trained once per (options, inputs) and kept under a key of both, so a
+benchmark of many CPU-hours can be stopped and resumed: a rerun reuses every finished training and every finished
+scoring, redoes a training whose bundle has no complete manifest, and continues a killed training from its
+checkpoint (``oneshot train --resume``).
+
+Why the key hashes the *contents* of the input files and not their paths: the data copies are written by the
+benchmark itself, and a reused training must have seen exactly the scans it is now scored for.
+
+The engine cannot start a training from an earlier model's augmenter (``oneshot train`` has no such option), so
+the variants that change only the student stage still train their own augmenter; with the same seed each such
+augmenter follows the same per-step random streams as the full model's. The one variant that needs no training of
+its own is "augmenter alone": the full model's registration network used as the predictor (label propagation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from distillseg.contract.paths import CHECKPOINT_SUFFIX
+
+from .cli import log
+from .oneshot import segment_and_score, train_ours
+from .run import CommandFailed
+
+# (key, report name, extra `oneshot train` options, trained?). "augmenter" is scored on the full model's bundle.
+VARIANTS = [
+    ("full", "full method", [], True),
+    ("no_hint", "no hint loss", ["--hint-weight", 0], True),
+    ("no_recon", "no reconstruction loss", ["--recon-weight", 0], True),
+    ("augmenter", "augmenter alone (label propagation)", [], False),
+    ("no_prior", "no atlas prior", ["--no-atlas-prior"], True),
+    ("no_appearance", "no appearance transfer", ["--appearance", 0], True),
+]
+VARIANT_NAMES = {key: name for key, name, _, _ in VARIANTS}
+
+_hashes: dict[Path, str] = {}
+
+
+def file_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes (memoised for the run: the same data copies are hashed for every training)."""
+    path = Path(path).resolve()
+    if path not in _hashes:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _hashes[path] = digest.hexdigest()
+    return _hashes[path]
+
+
+def options_key(arguments: list) -> str:
+    """A short hash of a command's arguments, each existing file replaced by the hash of its contents."""
+    described = [file_hash(a) if isinstance(a, Path) and a.is_file() else str(a) for a in arguments]
+    return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
+
+
+def complete_manifest(model: Path) -> bool:
+    """Whether ``model`` holds a bundle whose manifest names both finished stages (a training killed while writing,
+    or a folder some other run left, is not)."""
+    try:
+        manifest = json.loads((model / "manifest.json").read_text())
+        training = manifest["training"]
+        return bool(manifest["preprocessing"]["grid"]) and all(
+            stage in training["options"] and stage in training["seconds"] for stage in ("augmenter", "distill"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def train_keyed(work: Path, atlas: Path, atlas_labels: Path, unlabeled: list[Path], options: list,
+                threads: int) -> dict:
+    """``oneshot train`` into ``work/models/<key>`` (key = ``options_key`` of every input and option), reusing a
+    complete bundle there, continuing a checkpoint a killed run left, else training from scratch."""
+    arguments = [atlas, atlas_labels, *unlabeled, *options]
+    key = options_key(arguments)
+    model = work / "models" / key
+    checkpoint = model.with_name(model.name + CHECKPOINT_SUFFIX)
+    if complete_manifest(model):
+        log(f"  reusing the finished training {model.name}")
+    else:
+        if model.exists():  # a folder without a finished bundle: the engine would refuse to write over it
+            shutil.rmtree(model)
+        if checkpoint.exists():
+            log(f"  continuing training {model.name} from its checkpoint")
+            try:
+                return _trained(train_ours(work, key, atlas, atlas_labels, unlabeled, [*options, "--resume"],
+                                           threads), key, options)
+            except CommandFailed as error:  # e.g. a checkpoint of a different engine version: start again
+                log(f"  resume refused ({error}); training {model.name} from scratch")
+                shutil.rmtree(checkpoint, ignore_errors=True)
+                shutil.rmtree(model, ignore_errors=True)
+    return _trained(train_ours(work, key, atlas, atlas_labels, unlabeled, options, threads, reuse=True), key, options)
+
+
+def _trained(trained: dict, key: str, options: list) -> dict:
+    return {**trained, "key": key, "options": [str(o) for o in options]}
+
+
+def scored_keyed(work: Path, trained: dict, predictor: str, data: dict, evaluate_options: list,
+                 threads: int) -> dict:
+    """``segment_and_score`` of a trained model with ``predictor`` on ``data['tests']``, cached in
+    ``work/scores/<model key>_<predictor>.json`` (keyed also by the test files' contents)."""
+    tests = data["tests"]
+    key = options_key([trained["key"], predictor, *[t[1] for t in tests], *[t[2] for t in tests],
+                       *evaluate_options])
+    name = f"{trained['key']}_{predictor}"
+    cache = work / "scores" / f"{name}.json"
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached.get("key") == key:
+            return cached["scored"]
+    scored = segment_and_score(work, name, trained, [t[1] for t in tests], [t[2] for t in tests],
+                               [t[0] for t in tests], data["structures"], data["names"], evaluate_options, threads,
+                               predictor=predictor, label_map=data["label_map"])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"key": key, "scored": scored}, indent=1, default=str) + "\n")
+    return scored
+
+
+def run_variants(work: Path, data: dict, unlabeled: list[Path], common: list, variants: list[str],
+                 seeds: list[int], evaluate_options: list, threads: int) -> list[dict]:
+    """Every variant in ``variants`` (keys of ``VARIANTS``) with every seed, scored on ``data['tests']``: a list of
+    ``{"variant", "seed", "method": method result}``. Seeds are the outer loop, so a stopped run has whole seeds."""
+    runs = []
+    for seed in seeds:
+        full = None
+        for key, name, extra, trained_itself in VARIANTS:
+            if key not in variants:
+                continue
+            if trained_itself:
+                log(f"{name}, seed {seed}: training")
+                trained = train_keyed(work, data["atlas"], data["atlas_labels"], unlabeled,
+                                      [*common, "--seed", seed, *extra], threads)
+                full = trained if key == "full" else full
+            else:
+                # label propagation by the full model's augmenter: the same bundle, another predictor
+                trained = full or train_keyed(work, data["atlas"], data["atlas_labels"], unlabeled,
+                                              [*common, "--seed", seed], threads)
+                full = trained
+            predictor = "student" if trained_itself else "augmenter"
+            scored = scored_keyed(work, trained, predictor, data, evaluate_options, threads)
+            runs.append({"variant": key, "seed": seed,
+                         "method": {"name": f"ours: {name}", "kind": "ours", "resolution_mm": trained["resolution_mm"],
+                                    "train": trained if trained_itself else None,
+                                    "trained_with": None if trained_itself else trained["key"], **scored}})
+    return runs
