@@ -444,3 +444,26 @@ def test_protocol_report_shows_seed_spread_ties_hd95_and_directions(tmp_path):
     assert all(line.count("|") == 9 for line in text.splitlines() if line.startswith("| no hint loss |"))
     assert (tmp_path / "dice_oasis_to_vxm_transductive.png").stat().st_size > 0
     assert json.loads((tmp_path / "results.json").read_text())["settings"]["direction"] == "oasis_to_vxm"
+
+
+def test_protocol_trainings_are_keyed_by_contents_and_options_and_need_a_complete_manifest(tmp_path):
+    from benchmarks.harness.oneshot_variants import complete_manifest, options_key
+
+    scan = tmp_path / "scan.nii.gz"
+    scan.write_bytes(b"one")
+    key = options_key([scan, "--seed", 0])
+    assert options_key([scan, "--seed", 0]) == key and options_key([scan, "--seed", 1]) != key
+    scan2 = tmp_path / "other" / "scan.nii.gz"      # another path, same bytes: the same training
+    scan2.parent.mkdir()
+    scan2.write_bytes(b"one")
+    assert options_key([scan2, "--seed", 0]) == key
+    model = tmp_path / "model"
+    model.mkdir()
+    assert not complete_manifest(model)              # no manifest: redo
+    (model / "manifest.json").write_text(json.dumps({"preprocessing": {"grid": {"shape": [4, 4, 4]}},
+                                                     "training": {"options": {"augmenter": {}}, "seconds": {}}}))
+    assert not complete_manifest(model)              # the student stage never finished
+    (model / "manifest.json").write_text(json.dumps({"preprocessing": {"grid": {"shape": [4, 4, 4]}},
+                                                     "training": {"options": {"augmenter": {}, "distill": {}},
+                                                                  "seconds": {"augmenter": 1, "distill": 2}}}))
+    assert complete_manifest(model)
