@@ -184,8 +184,9 @@ def entries(block: dict, protocol: str) -> list[tuple[str, dict]]:
     return rows
 
 
-def targets(rows: list[tuple[str, dict]]) -> list[str]:
-    """The issue's targets against SyN (40, 20) at 2 mm, met or missed by how much."""
+def targets(rows: list[tuple[str, dict]], protocol: str) -> list[str]:
+    """The issue's targets against SyN (40, 20) at 2 mm, met or missed by how much (the transductive target is SyN
+    at 1 mm, which this run does not make: said so rather than compared with the wrong reference)."""
     by_name = dict(rows)
     full, syn = by_name.get(VARIANT_NAMES["full"]), by_name[SYN]
     if not full:
@@ -199,6 +200,8 @@ def targets(rows: list[tuple[str, dict]]) -> list[str]:
              f"full method HD95 {fmt(full['hd95']['mean'], 2)} mm vs SyN {fmt(syn['hd95']['mean'], 2)} mm: "
              f"{'met' if gap_hd <= 0 else 'MISSED'} ({gap_hd:+.2f} mm; seed range "
              f"{fmt(full['hd95']['max'] - full['hd95']['min'], 2)} mm)"]
+    if protocol == "transductive":
+        lines.append("the issue's transductive target is SyN at 1 mm, not run here (reference: SyN at 2 mm only)")
     return lines
 
 
@@ -233,7 +236,7 @@ def markdown(result: dict) -> str:
                       f"Unlabelled training scans: {', '.join(block['protocols'][protocol]['unlabeled'])}; test: "
                       f"{', '.join(block['test'])}. Differences are against the full method.", ""]
             lines += summary_table(rows, VARIANT_NAMES["full"]) + [""]
-            lines += ["Targets (issue 18):", ""] + [f"- {t}" for t in targets(rows)] + [""]
+            lines += ["Targets (issue 18):", ""] + [f"- {t}" for t in targets(rows, protocol)] + [""]
             if direction == reporting:
                 lines += [f"![Dice per structure]({figure_name(direction, protocol)})", ""]
                 lines += structure_tables(rows)
