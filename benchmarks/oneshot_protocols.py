@@ -38,7 +38,6 @@ from benchmarks.harness.figures import learning_curves
 from benchmarks.harness.oneshot import SMOKE_ANTS, run_ants_method, run_floor
 from benchmarks.harness.oneshot_seeds import dice_figure, seed_stats, structure_tables, summary_table
 from benchmarks.harness.oneshot_variants import VARIANT_NAMES, VARIANTS, run_variants
-from benchmarks.harness.paths import shown
 from benchmarks.harness.report import about, fmt, header, write_json, write_text
 from benchmarks.oneshot_brain import _fs_lookup, _mni_in_grid, _write
 
@@ -167,7 +166,7 @@ def run_direction(args, direction: str, data: dict, external: list, seeds: list[
             continue
         log(f"{direction} {protocol}: seeds {seeds}")
         runs = run_variants(work, data, unlabeled, common, args.variants.split(","), seeds, evaluate, args.threads)
-        protocols[protocol] = {"unlabeled": [shown(p) for p in unlabeled], "runs": runs}
+        protocols[protocol] = {"unlabeled": [Path(p).name for p in unlabeled], "runs": runs}
     return {"name": DIRECTIONS[direction], "floor": run_floor(data), "syn": syn, "protocols": protocols,
             "seeds": seeds, "test": [t[0] for t in data["tests"]]}
 
