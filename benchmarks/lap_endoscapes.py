@@ -8,8 +8,8 @@ labels) is the upper bound. Every strategy runs with and without the new-class s
 and ``ours`` without replay, without the contrastive term and without distillation. The base model's diffusion
 replay is compared with the real frames it stands in for (``benchmarks.harness.lap_replay_evidence``).
 
-Settings (working size, Dice + cross-entropy, zoom crops) were chosen with ``--dev``: the joint model trained on 24
-train videos and scored on the 6 others, never on the val videos. The official 10 test videos are not in
+Segmenter settings are compared with ``--dev``: the joint model trained on 24 train videos and scored on the 6
+others, never on the val videos (zoom windows and crops were checked that way, call by call; docs/incremental.md). The official 10 test videos are not in
 ../shared/data: they are kept for an independent check.
 
 One command, from the repository root::

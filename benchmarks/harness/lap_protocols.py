@@ -25,8 +25,8 @@ _ENDOSCAPES_SETTINGS = {"batch_size": 8, "base_iterations": 800, "step_iteration
                         "step_extra": ["--replay", 48]}
 
 # Endoscapes-Seg50's official video split (frames.csv). The train videos are dealt round-robin, in number order,
-# into three disjoint groups, one per learning step: every step learns from patients no other step saw. Settings of
-# the segmenter were chosen on 6 train videos held out of training (lap_endoscapes' --dev), never on the val videos.
+# into three disjoint groups, one per learning step: every step learns from patients no other step saw. Segmenter
+# settings are compared on 6 train videos held out of training (lap_endoscapes' --dev), never on the val videos.
 ENDOSCAPES_TRAIN_VIDEOS = ["4", "5", "10", "13", "14", "36", "38", "39", "43", "48", "52", "56", "57", "65", "71",
                            "72", "75", "81", "82", "83", "84", "90", "98", "100", "102", "105", "110", "116", "117",
                            "119"]
