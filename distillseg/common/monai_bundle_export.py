@@ -133,7 +133,7 @@ def make_folders(folder: Path) -> None:
 
 
 def save_tensors(path: Path, tensors: dict[str, Any]) -> None:
-    """A tensor-only dict (a state dict) as a ``torch.save`` file that ``torch.load(weights_only=True)`` reads.
+    """A tensor-only dict (a state dict) as a ``torch.save`` file that torch's weights-only loader reads.
 
     Through a handle: torch names the archive inside after a path it is given (and 'archive' for a handle or a path
     it cannot use), which would make the same model's file depend on where it was written."""
