@@ -159,7 +159,7 @@ def run_direction(args, direction: str, data: dict, external: list, seeds: list[
     evaluate = ["--label-map", f"{data['labels_json']}:oasis_seg35_to_freesurfer",
                 "--structures", f"{data['labels_json']}:brain_eval_labels_recommended"]
     protocols = {}
-    for protocol in PROTOCOLS:
+    for protocol in args.protocols.split(","):
         unlabeled = [t[1] for t in data["tests"]] if protocol == "transductive" else [p for _, p in external]
         if not unlabeled:
             log(f"{direction} {protocol}: skipped (no unlabelled scans from elsewhere)")
@@ -285,7 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(k for k, *_ in VARIANTS),
                         help="comma-separated subset of " + ", ".join(k for k, *_ in VARIANTS))
     parser.add_argument("--only-reporting", action="store_true", help="skip the settings-choosing direction")
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS),
+                        help="comma-separated subset of " + ", ".join(PROTOCOLS) + " (default: both)")
     args = parser.parse_args(argv)
+    unknown = set(args.protocols.split(",")) - set(PROTOCOLS)
+    if unknown:
+        parser.error(f"--protocols: unknown {', '.join(sorted(unknown))} (choose from {', '.join(PROTOCOLS)})")
     if args.smoke:
         args.seeds, args.only_reporting = args.seeds[:1], True
     elif len(args.seeds) < 3:
@@ -309,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"about": about(), "skipped": skipped, "directions": {},
               "settings": {"direction": args.direction, "seeds": args.seeds, "spacing": args.spacing,
                            "budget": budget, "smoke": args.smoke, "threads": args.threads, "variants": args.variants,
+                           "protocols": args.protocols,
                            "external": [name for name, _ in data["external"]]}}
     order = [args.direction] + ([] if args.only_reporting else [d for d in DIRECTIONS if d != args.direction])
     for direction in order:

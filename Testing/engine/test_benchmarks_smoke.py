@@ -467,3 +467,10 @@ def test_protocol_trainings_are_keyed_by_contents_and_options_and_need_a_complet
                                                      "training": {"options": {"augmenter": {}, "distill": {}},
                                                                   "seconds": {"augmenter": 1, "distill": 2}}}))
     assert complete_manifest(model)
+    borrowed = {"preprocessing": {"grid": {"shape": [4, 4, 4]}},
+                "training": {"options": {"augmenter": {}, "distill": {}}, "seconds": {"distill": 2}}}
+    (model / "manifest.json").write_text(json.dumps(borrowed))
+    assert not complete_manifest(model)              # no augmenter stage, and none borrowed
+    borrowed["training"]["augmenter_from"] = {"augmenter_sha256": "0" * 64}
+    (model / "manifest.json").write_text(json.dumps(borrowed))
+    assert complete_manifest(model)                  # its augmenter came from another training (--augmenter-from)

@@ -84,6 +84,11 @@ def add_oneshot_verbs(subparsers) -> None:
     add_memory_option(train, "memory budget, e.g. 12G; a training that would not fit stops before it starts with a "
                              "suggestion (default: what the device has free)")
     advanced = train.add_argument_group("method")
+    advanced.add_argument("--augmenter-from", metavar="MODEL_DIR", default=None,
+                          help="skip the augmenter's training: start from the trained augmenter of this earlier "
+                               "OneShotSeg model, trained on the same atlas at the same --spacing (its augmenter "
+                               "options then apply; the unlabelled scans may differ). For trainings that change "
+                               "only the student")
     advanced.add_argument("--augmenter-lr", type=types.real_number(0, above=True), default=1e-4,
                           help="augmenter learning rate (Adam)")
     advanced.add_argument("--batch-pairs", type=types.batch_count, default="auto",

@@ -38,8 +38,10 @@ def run_train(args, progress) -> int:
     check_volume_files(inputs, series_uids(args))
     if args.label_names:
         check_readable_file(args.label_names)
-    check_bundle_output(args.out, ONESHOT, [*inputs, args.label_names])
-    check_outside([args.out], _folders(inputs))
+    if args.augmenter_from:
+        _check_model(args.augmenter_from)
+    check_bundle_output(args.out, ONESHOT, [*inputs, args.label_names, args.augmenter_from])
+    check_outside([args.out], _folders(inputs) + ([args.augmenter_from] if args.augmenter_from else []))
     from distillseg.common.device import set_threads
     from distillseg.oneshot.distill import DistillOptions
     from distillseg.oneshot.synthesis import SynthesisOptions
@@ -65,14 +67,14 @@ def run_train(args, progress) -> int:
                                    patch=args.patch_size),
         prealign=not args.no_prealign, device=args.device, precision=args.precision, seed=args.seed,
         resume=args.resume, checkpoint_every=args.checkpoint_every, max_memory=args.max_memory,
-        description=args.description,
+        description=args.description, augmenter_from=args.augmenter_from,
     )
     train_oneshot(options, progress)
     return 0
 
 
-def _check_model(args) -> None:
-    read_valid_manifest(args.model, ONESHOT)
+def _check_model(model) -> None:
+    read_valid_manifest(model, ONESHOT)
 
 
 def output_paths(inputs: list[str], output: str, suffix: str | None) -> list[Path]:
@@ -114,7 +116,7 @@ def _check_segment(args, outputs: list[Path], companions: tuple = ()) -> None:
     from distillseg.common import dicom_seg
 
     check_volume_files(args.input, series_uids(args))
-    _check_model(args)
+    _check_model(args.model)
     written = [*outputs, *(path for path, _ in companions)]
     check_apart(written, [*args.input, args.model])
     check_outside(written, _folders(args.input))
@@ -164,7 +166,7 @@ def run_evaluate(args, progress) -> int:
     if len(args.images) != len(args.labels):
         raise UserError(f"{len(args.images)} images but {len(args.labels)} label maps were given; pair them.")
     check_volume_files(args.images + args.labels, series_uids(args))
-    _check_model(args)
+    _check_model(args.model)
     spec_files = [split_spec(spec)[0] for spec in (args.label_map, args.structures) if spec]
     check_apart([args.report], [*args.images, *args.labels, args.model, *spec_files])
     check_outside([args.report], _folders(args.images + args.labels))

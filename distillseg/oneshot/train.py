@@ -32,6 +32,7 @@ from distillseg.common.progress import Progress
 from distillseg.common.volume_io import read_image
 from distillseg.oneshot.data import align_scan, prepare_atlas
 from distillseg.oneshot.atlas_prior import atlas_prior
+from distillseg.oneshot.augmenter_source import source_augmenter, source_bundle, source_options, source_record
 from distillseg.oneshot.distill import DistillationObjective, DistillOptions, build_networks
 from distillseg.oneshot.instance_optimization import refine_velocity
 from distillseg.oneshot.memory_plan import FIXED_OVERHEAD, augmenter_training_bytes, training_bytes
@@ -65,12 +66,13 @@ class TrainOptions:
     checkpoint_seconds: float = 300.0
     max_memory: str | None = None
     description: str = ""  # the user's own words about the training data, kept in the manifest
+    augmenter_from: str | None = None  # an earlier model whose trained augmenter this training starts from
 
 
 # Options that name the user's files: never written into a bundle or checkpoint (file and folder names in hospitals
 # often hold patient names or IDs, DICOM UIDs lead to the patient); the inputs are described by content instead
 # (``_input_records``).
-_PATH_OPTIONS = ("atlas", "atlas_labels", "unlabeled", "out", "label_names", "series_uids")
+_PATH_OPTIONS = ("atlas", "atlas_labels", "unlabeled", "out", "label_names", "series_uids", "augmenter_from")
 
 
 def _settings(options: TrainOptions) -> dict:
@@ -100,7 +102,11 @@ def _input_records(options: TrainOptions) -> list[dict]:
             return series_sha256(path, options.series_uids)
         return sha256_of(path)
 
-    return [{"role": role, "sha256": digest(path)} for role, path in roles]
+    records = [{"role": role, "sha256": digest(path)} for role, path in roles]
+    if options.augmenter_from:  # by its weights: a checkpoint must not resume onto another augmenter
+        records.append({"role": "augmenter source", "sha256": source_record(source_bundle(
+            options.augmenter_from))["augmenter_sha256"]})
+    return records
 
 
 def _per_world(options: TrainOptions, world: World) -> TrainOptions:
@@ -253,9 +259,9 @@ def _check_memory(options: TrainOptions, grid_shape, num_classes: int, device: t
     grid_data = int(np.prod(grid_shape)) * (36 + 4 * len(options.unlabeled))
     student = training_bytes(options.distill.channels, num_classes, voxels, dtype is not None,
                              options.distill.checkpointing, options.distill.batch_size)
-    # The augmenter trains on whole grids whatever the student's patch size.
+    # The augmenter trains on whole grids whatever the student's patch size (unless it comes trained).
     augmenter = augmenter_training_bytes(int(np.prod(grid_shape)), dtype is not None, options.augmenter.batch_pairs) \
-        if options.augmenter.iterations > 0 else 0
+        if options.augmenter.iterations > 0 and not options.augmenter_from else 0
     needed = FIXED_OVERHEAD + grid_data + max(student, augmenter)
     budget = budget_bytes(device, options.max_memory)
     if needed > budget:
@@ -289,6 +295,8 @@ def _manifest(options: TrainOptions, atlas, student, augmenter, device, dtype, m
             "device": describe_device(device), "precision": str(dtype) if dtype else "fp32",
             "processes": meta.get("processes", 1),
             "seconds": meta.get("seconds", {}), "curves": meta.get("curves", {}),
+            **({"augmenter_from": source_record(source_bundle(options.augmenter_from))}
+               if options.augmenter_from else {}),
         },
     }
 
@@ -301,6 +309,8 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
     dtype = amp_dtype(device, options.precision)
     world = init_world(device)
     options = _per_world(options, world)
+    if options.augmenter_from:  # the manifest then says how the augmenter really was trained
+        options = replace(options, augmenter=source_options(source_bundle(options.augmenter_from), options.augmenter))
     progress.device(str(device), describe_device(device), str(dtype).replace("torch.", "") if dtype else "fp32")
     seed_everything(options.seed)
     try:
@@ -320,7 +330,12 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
             images = [atlas_image, *targets]
             amp = autocast(device, dtype)
 
-            augmenter = build_augmenter(options.augmenter).to(device)
+            if options.augmenter_from:
+                augmenter = source_augmenter(source_bundle(options.augmenter_from), atlas.image,
+                                             atlas.grid.to_json(), device)
+                meta.setdefault("stage", "distill")
+            else:
+                augmenter = build_augmenter(options.augmenter).to(device)
             if meta.get("stage", "augmenter") == "augmenter":
                 objective = AugmenterObjective(augmenter, options.augmenter)
                 trained = wrap_ddp(objective, device, world,
@@ -338,6 +353,10 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
                 _restore(checkpointer, {"augmenter": augmenter}, None, "augmenter")
             augmenter.eval().requires_grad_(False)
 
+            # The student's first weights depend on the seed alone, not on whether the augmenter trained here
+            # (its training draws from the same global stream): a student trained --augmenter-from a same-seed
+            # model starts where it would have started after training that augmenter itself.
+            torch.manual_seed(options.seed * 1_000_003 + 2)
             teacher, student = build_networks(options.distill, len(atlas.values))
             objective = DistillationObjective(teacher, student, options.distill).to(device)
             trained = wrap_ddp(objective, device, world, find_unused_parameters=not (
