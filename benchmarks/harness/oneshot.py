@@ -101,13 +101,15 @@ def train_ours(work: Path, name: str, atlas: Path, atlas_labels: Path, unlabeled
 
 def segment_and_score(work: Path, name: str, trained: dict, images: list[Path], truths: list[Path],
                       cases: list[str], structures: list[int], names: dict[int, str], evaluate_options: list,
-                      threads: int, predictor: str = "student", label_map: dict[int, int] | None = None) -> dict:
+                      threads: int, predictor: str = "student", label_map: dict[int, int] | None = None,
+                      segment_options: list = ()) -> dict:
     """Our whole ``segment`` command on the test images (timed, memory measured), then
     ``distillseg oneshot evaluate`` for the scores; the segment command's own files are re-scored as a check that
-    both agree (``max_dice_difference_segment_vs_evaluate``)."""
+    both agree (``max_dice_difference_segment_vs_evaluate``). ``segment_options`` (e.g. ``--keep-largest``) go to
+    both commands."""
     out = work / "segmentations" / name
     out.mkdir(parents=True, exist_ok=True)
-    predictor_options = ["--predictor", predictor]
+    predictor_options = ["--predictor", predictor, *segment_options]
     segmented = distillseg("segment", "--model", trained["model"], "--input", *images, "--output", out,
                            "--format", ".nii.gz", *predictor_options, threads=threads)
     report_path = work / "reports" / f"{name}.json"

@@ -27,14 +27,18 @@ from .cli import log
 from .oneshot import segment_and_score, train_ours
 from .run import CommandFailed
 
-# (key, report name, extra `oneshot train` options, trained?). "augmenter" is scored on the full model's bundle.
+# (key, report name, extra `oneshot train` options or None, extra `segment`/`evaluate` options). A variant without
+# training options is the same seed's full model, scored another way: its augmenter as the predictor, or its
+# student's label maps kept to the largest connected component of each structure (stray islands are what keeps
+# HD95 above SyN's).
 VARIANTS = [
-    ("full", "full method", [], True),
-    ("no_hint", "no hint loss", ["--hint-weight", 0], True),
-    ("no_recon", "no reconstruction loss", ["--recon-weight", 0], True),
-    ("augmenter", "augmenter alone (label propagation)", [], False),
-    ("no_prior", "no atlas prior", ["--no-atlas-prior"], True),
-    ("no_appearance", "no appearance transfer", ["--appearance", 0], True),
+    ("full", "full method", [], []),
+    ("no_hint", "no hint loss", ["--hint-weight", 0], []),
+    ("no_recon", "no reconstruction loss", ["--recon-weight", 0], []),
+    ("augmenter", "augmenter alone (label propagation)", None, ["--predictor", "augmenter"]),
+    ("largest", "full method, largest component per structure", None, ["--keep-largest"]),
+    ("no_prior", "no atlas prior", ["--no-atlas-prior"], []),
+    ("no_appearance", "no appearance transfer", ["--appearance", 0], []),
 ]
 VARIANT_NAMES = {key: name for key, name, _, _ in VARIANTS}
 
@@ -102,14 +106,17 @@ def _trained(trained: dict, key: str, options: list) -> dict:
     return {**trained, "key": key, "options": [str(o) for o in options]}
 
 
-def scored_keyed(work: Path, trained: dict, predictor: str, data: dict, evaluate_options: list,
+def scored_keyed(work: Path, trained: dict, scoring: list, data: dict, evaluate_options: list,
                  threads: int) -> dict:
-    """``segment_and_score`` of a trained model with ``predictor`` on ``data['tests']``, cached in
-    ``work/scores/<model key>_<predictor>.json`` (keyed also by the test files' contents)."""
+    """``segment_and_score`` of a trained model with the segment options ``scoring`` (``--predictor P`` among them,
+    else the student) on ``data['tests']``, cached in ``work/scores/<model key>_<P>[_<other options>].json`` (keyed
+    also by the test files' contents)."""
     tests = data["tests"]
+    predictor = scoring[scoring.index("--predictor") + 1] if "--predictor" in scoring else "student"
+    extra = [o for o in scoring if o not in ("--predictor", predictor)]
     key = options_key([trained["key"], predictor, *[t[1] for t in tests], *[t[2] for t in tests],
-                       *evaluate_options])
-    name = f"{trained['key']}_{predictor}"
+                       *evaluate_options, *extra])
+    name = "_".join([trained["key"], predictor, *(str(o).strip("-").replace("-", "_") for o in extra)])
     cache = work / "scores" / f"{name}.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())
@@ -117,7 +124,7 @@ def scored_keyed(work: Path, trained: dict, predictor: str, data: dict, evaluate
             return cached["scored"]
     scored = segment_and_score(work, name, trained, [t[1] for t in tests], [t[2] for t in tests],
                                [t[0] for t in tests], data["structures"], data["names"], evaluate_options, threads,
-                               predictor=predictor, label_map=data["label_map"])
+                               predictor=predictor, label_map=data["label_map"], segment_options=extra)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"key": key, "scored": scored}, indent=1, default=str) + "\n")
     return scored
@@ -131,9 +138,10 @@ def run_variants(work: Path, data: dict, unlabeled: list[Path], common: list, va
     runs = []
     for seed in seeds:
         full = None
-        for key, name, extra, trained_itself in VARIANTS:
+        for key, name, extra, scoring in VARIANTS:
             if key not in variants:
                 continue
+            trained_itself = extra is not None
             if trained_itself:
                 log(f"{name}, seed {seed}: training")
                 shared = ["--augmenter-from", Path(full["model"])] if full and key != "full" else []
@@ -141,12 +149,11 @@ def run_variants(work: Path, data: dict, unlabeled: list[Path], common: list, va
                                       [*common, "--seed", seed, *extra, *shared], threads)
                 full = trained if key == "full" else full
             else:
-                # label propagation by the full model's augmenter: the same bundle, another predictor
+                # the full model's bundle, scored another way
                 trained = full or train_keyed(work, data["atlas"], data["atlas_labels"], unlabeled,
                                               [*common, "--seed", seed], threads)
                 full = trained
-            predictor = "student" if trained_itself else "augmenter"
-            scored = scored_keyed(work, trained, predictor, data, evaluate_options, threads)
+            scored = scored_keyed(work, trained, scoring, data, evaluate_options, threads)
             runs.append({"variant": key, "seed": seed,
                          "method": {"name": f"ours: {name}", "kind": "ours", "resolution_mm": trained["resolution_mm"],
                                     "train": trained if trained_itself else None,
