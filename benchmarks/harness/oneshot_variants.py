@@ -29,14 +29,16 @@ from .run import CommandFailed
 
 # (key, report name, extra `oneshot train` options or None, extra `segment`/`evaluate` options). A variant without
 # training options is the same seed's full model, scored another way: its augmenter as the predictor, or its
-# student's label maps kept to the largest connected component of each structure (stray islands are what keeps
-# HD95 above SyN's).
+# student's label maps kept to the largest connected component of each structure, or only of those in one piece
+# in the atlas (stray islands are what keeps HD95 above SyN's).
 VARIANTS = [
     ("full", "full method", [], []),
     ("no_hint", "no hint loss", ["--hint-weight", 0], []),
     ("no_recon", "no reconstruction loss", ["--recon-weight", 0], []),
     ("augmenter", "augmenter alone (label propagation)", None, ["--predictor", "augmenter"]),
-    ("largest", "full method, largest component per structure", None, ["--keep-largest"]),
+    ("largest", "full method, largest component of every structure", None, ["--keep-largest"]),
+    ("largest_atlas", "full method, largest component of structures in one piece in the atlas", None,
+     ["--keep-largest", "atlas"]),
     ("no_prior", "no atlas prior", ["--no-atlas-prior"], []),
     ("no_appearance", "no appearance transfer", ["--appearance", 0], []),
 ]

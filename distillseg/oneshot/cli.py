@@ -41,8 +41,10 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
                              "(default: as in training)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the student first (pays off over many scans; compiling takes minutes)")
-    parser.add_argument("--keep-largest", action="store_true",
-                        help="keep only the largest connected component of each structure")
+    parser.add_argument("--keep-largest", nargs="?", const="all", default=None, choices=["all", "atlas"],
+                        help="keep only the largest connected component of each structure (all, the default "
+                             "when no value is given), or only of the structures that are one piece in the "
+                             "atlas (atlas: fragmented ones, e.g. the choroid plexus, keep every piece)")
 
 
 def add_oneshot_verbs(subparsers) -> None:

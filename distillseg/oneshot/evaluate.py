@@ -80,8 +80,7 @@ def evaluate_files(args, progress) -> dict:
                 raise file_error(labels_path, "true labels are not on the image's grid")
             started = time.perf_counter()
             labels = predictor.segment(volume).labels
-            if args.keep_largest:
-                labels = keep_largest_components(labels, predictor.values.tolist())
+            labels = keep_largest_components(labels, predictor, args.keep_largest)
             seconds = time.perf_counter() - started
             predicted = lookup[np.clip(labels, 0, len(lookup) - 1)]
             scores = structure_scores(predicted, truth.array, structures, spacing=volume.spacing)

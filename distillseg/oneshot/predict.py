@@ -45,6 +45,9 @@ class Segmentation:
 
 
 PREDICTORS = ("student", "augmenter", "affine", "identity")
+# Resampling the atlas labels onto the working grid can split a few voxels off a compact structure: with 95 % of
+# its voxels in one piece it still counts as one piece (``--keep-largest atlas``). Fixed a priori, not tuned.
+ONE_PIECE_SHARE = 0.95
 BASELINES = ("affine", "identity")  # the atlas's own labels, placed without a network
 
 
@@ -96,6 +99,7 @@ class OneShotPredictor:
         self.aligner = AtlasAligner(self.atlas_image, self.grid) \
             if pre.get("prealign", True) and predictor != "identity" else None
         self.atlas_classes = atlas["classes"].long()
+        self._one_piece: list[int] | None = None  # ``one_piece_values``, computed on first use
         if predictor == "student":
             self.network = bundle.load_network("student", lambda: FeatureUNet(**manifest["networks"]["student"]),
                                                device)
@@ -121,6 +125,22 @@ class OneShotPredictor:
         # Windows larger than the grid along an axis cover that whole axis.
         self.windows = None if window is None else GaussianWindows(
             self.grid.shape, tuple(min(w, g) for w, g in zip(window, self.grid.shape)), device=device)
+
+    def one_piece_values(self) -> list[int]:
+        """Label values of the structures that are one connected piece (full connectivity) in the atlas on the
+        working grid: the largest piece holds at least ``ONE_PIECE_SHARE`` of the structure's voxels."""
+        from scipy import ndimage
+
+        if self._one_piece is None:
+            classes = self.atlas_classes.cpu().numpy()
+            connectivity = ndimage.generate_binary_structure(3, 3)
+            self._one_piece = []
+            for index, value in enumerate(self.values.tolist()[1:], 1):
+                pieces, count = ndimage.label(classes == index, connectivity)
+                sizes = np.bincount(pieces.ravel())[1:]
+                if count and sizes.max() >= ONE_PIECE_SHARE * sizes.sum():
+                    self._one_piece.append(int(value))
+        return self._one_piece
 
     @torch.no_grad()
     def scores(self, image: torch.Tensor) -> torch.Tensor:

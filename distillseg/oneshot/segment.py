@@ -25,10 +25,16 @@ from distillseg.oneshot.memory_plan import sliding_window
 from distillseg.oneshot.predict import OneShotPredictor
 
 
-def keep_largest_components(labels: np.ndarray, values: list[int]) -> np.ndarray:
-    """Keep each structure's largest connected component (MONAI ``KeepLargestConnectedComponent``)."""
+def keep_largest_components(labels: np.ndarray, predictor: OneShotPredictor, which: str | None) -> np.ndarray:
+    """``--keep-largest``: keep the largest connected component (MONAI ``KeepLargestConnectedComponent``, full
+    connectivity) of every structure (``which="all"``), of the structures that are one piece in the atlas
+    (``"atlas"``: a fragmented structure such as the choroid plexus keeps all its pieces, since its largest piece
+    need not be the right one), or of none (None: ``labels`` unchanged)."""
     from monai.transforms import KeepLargestConnectedComponent
 
+    if which is None:
+        return labels
+    values = predictor.values.tolist() if which == "all" else predictor.one_piece_values()
     present = [int(v) for v in values if v != 0 and np.any(labels == v)]
     if not present:
         return labels
@@ -84,8 +90,7 @@ def segment_files(args, outputs: list[Path], progress, companions=None) -> None:
             volume = read_image(path, series_uids(args))
             result = predictor.segment(volume)
             labels = result.labels
-            if args.keep_largest:
-                labels = keep_largest_components(labels, predictor.values.tolist())
+            labels = keep_largest_components(labels, predictor, args.keep_largest)
             if is_seg_path(output):
                 write_seg(output, labels, volume.series, predictor.table, _algorithm(predictor), staged)
             else:
