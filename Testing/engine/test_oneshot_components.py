@@ -39,7 +39,7 @@ def model(tmp_path_factory):
 
 def test_only_structures_in_one_piece_in_the_atlas_lose_their_islands(model):
     predictor = OneShotPredictor(load_bundle(model[0], "oneshot"), torch.device("cpu"), None)
-    assert predictor.one_piece_values() == [ONE_PIECE]
+    assert predictor.one_piece_values == [ONE_PIECE]
     labels = np.zeros((20, 20, 20), np.int16)
     labels[0:5, 0:5, 0:5] = ONE_PIECE
     labels[15:17, 15:17, 15:17] = ONE_PIECE        # a stray island of a one-piece structure

@@ -14,6 +14,7 @@ the scans' headers put them (no registration at all).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -99,7 +100,6 @@ class OneShotPredictor:
         self.aligner = AtlasAligner(self.atlas_image, self.grid) \
             if pre.get("prealign", True) and predictor != "identity" else None
         self.atlas_classes = atlas["classes"].long()
-        self._one_piece: list[int] | None = None  # ``one_piece_values``, computed on first use
         if predictor == "student":
             self.network = bundle.load_network("student", lambda: FeatureUNet(**manifest["networks"]["student"]),
                                                device)
@@ -126,21 +126,22 @@ class OneShotPredictor:
         self.windows = None if window is None else GaussianWindows(
             self.grid.shape, tuple(min(w, g) for w, g in zip(window, self.grid.shape)), device=device)
 
+    @cached_property
     def one_piece_values(self) -> list[int]:
         """Label values of the structures that are one connected piece (full connectivity) in the atlas on the
-        working grid: the largest piece holds at least ``ONE_PIECE_SHARE`` of the structure's voxels."""
+        working grid: the largest piece holds at least ``ONE_PIECE_SHARE`` of the structure's voxels (computed on
+        first use, once per predictor)."""
         from scipy import ndimage
 
-        if self._one_piece is None:
-            classes = self.atlas_classes.cpu().numpy()
-            connectivity = ndimage.generate_binary_structure(3, 3)
-            self._one_piece = []
-            for index, value in enumerate(self.values.tolist()[1:], 1):
-                pieces, count = ndimage.label(classes == index, connectivity)
-                sizes = np.bincount(pieces.ravel())[1:]
-                if count and sizes.max() >= ONE_PIECE_SHARE * sizes.sum():
-                    self._one_piece.append(int(value))
-        return self._one_piece
+        classes = self.atlas_classes.cpu().numpy()
+        connectivity = ndimage.generate_binary_structure(3, 3)
+        values = []
+        for index, value in enumerate(self.values.tolist()[1:], 1):
+            pieces, count = ndimage.label(classes == index, connectivity)
+            sizes = np.bincount(pieces.ravel())[1:]
+            if count and sizes.max() >= ONE_PIECE_SHARE * sizes.sum():
+                values.append(int(value))
+        return values
 
     @torch.no_grad()
     def scores(self, image: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ def keep_largest_components(labels: np.ndarray, predictor: OneShotPredictor, whi
 
     if which is None:
         return labels
-    values = predictor.values.tolist() if which == "all" else predictor.one_piece_values()
+    values = predictor.values.tolist() if which == "all" else predictor.one_piece_values
     present = [int(v) for v in values if v != 0 and np.any(labels == v)]
     if not present:
         return labels

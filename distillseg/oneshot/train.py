@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distillseg.common.bundle import save_bundle
+from distillseg.common.bundle import Bundle, save_bundle
 from distillseg.common.checkpoint import (open_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint,
                                           training_output)
 from distillseg.common.cli_support import seed_everything
@@ -87,7 +87,7 @@ def _fingerprint(options: TrainOptions, records: list[dict]) -> str:
     return hashlib.sha256(json.dumps([records, _settings(options)], sort_keys=True).encode()).hexdigest()
 
 
-def _input_records(options: TrainOptions) -> list[dict]:
+def _input_records(options: TrainOptions, source: Bundle | None) -> list[dict]:
     """Each input by content, in command-line order: its role and SHA-256 (no name, no path; a DICOM folder: of
     the series read from it)."""
     roles = [("atlas", options.atlas), ("atlas labels", options.atlas_labels)]
@@ -103,9 +103,8 @@ def _input_records(options: TrainOptions) -> list[dict]:
         return sha256_of(path)
 
     records = [{"role": role, "sha256": digest(path)} for role, path in roles]
-    if options.augmenter_from:  # by its weights: a checkpoint must not resume onto another augmenter
-        records.append({"role": "augmenter source", "sha256": source_record(source_bundle(
-            options.augmenter_from))["augmenter_sha256"]})
+    if source is not None:  # by its weights: a checkpoint must not resume onto another augmenter
+        records.append({"role": "augmenter source", "sha256": source_record(source)["augmenter_sha256"]})
     return records
 
 
@@ -272,7 +271,8 @@ def _check_memory(options: TrainOptions, grid_shape, num_classes: int, device: t
             f"but {human(budget)} is available; use {advice}.")
 
 
-def _manifest(options: TrainOptions, atlas, student, augmenter, device, dtype, meta: dict) -> dict:
+def _manifest(options: TrainOptions, atlas, student, augmenter, device, dtype, meta: dict,
+              source: Bundle | None) -> dict:
     return {
         "method": ONESHOT,
         "name": Path(options.out).name,
@@ -295,8 +295,7 @@ def _manifest(options: TrainOptions, atlas, student, augmenter, device, dtype, m
             "device": describe_device(device), "precision": str(dtype) if dtype else "fp32",
             "processes": meta.get("processes", 1),
             "seconds": meta.get("seconds", {}), "curves": meta.get("curves", {}),
-            **({"augmenter_from": source_record(source_bundle(options.augmenter_from))}
-               if options.augmenter_from else {}),
+            **({"augmenter_from": source_record(source)} if source is not None else {}),
         },
     }
 
@@ -309,15 +308,17 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
     dtype = amp_dtype(device, options.precision)
     world = init_world(device)
     options = _per_world(options, world)
-    if options.augmenter_from:  # the manifest then says how the augmenter really was trained
-        options = replace(options, augmenter=source_options(source_bundle(options.augmenter_from), options.augmenter))
+    # Read once: every use below (options, checkpoint fingerprint, weights, manifest) sees the same source.
+    source = source_bundle(options.augmenter_from) if options.augmenter_from else None
+    if source is not None:  # the manifest then says how the augmenter really was trained
+        options = replace(options, augmenter=source_options(source, options.augmenter))
     progress.device(str(device), describe_device(device), str(dtype).replace("torch.", "") if dtype else "fp32")
     seed_everything(options.seed)
     try:
         with training_output(out, world.is_main):
             checkpoint_path = paths.checkpoint_path(out)
             barrier(world)
-            records = _input_records(options)
+            records = _input_records(options, source)
             checkpointer = _Checkpointer(checkpoint_path, options, _fingerprint(options, records), world)
             meta = dict(checkpointer.state[1]) if checkpointer.state else {}
             meta.pop("optimizer", None)
@@ -330,9 +331,8 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
             images = [atlas_image, *targets]
             amp = autocast(device, dtype)
 
-            if options.augmenter_from:
-                augmenter = source_augmenter(source_bundle(options.augmenter_from), atlas.image,
-                                             atlas.grid.to_json(), device)
+            if source is not None:
+                augmenter = source_augmenter(source, atlas.image, atlas.grid.to_json(), device)
                 meta.setdefault("stage", "distill")
             else:
                 augmenter = build_augmenter(options.augmenter).to(device)
@@ -385,7 +385,7 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
                               "classes": atlas.classes.to(torch.uint8 if len(atlas.values) < 256 else torch.int16)
                               .cpu()},
                 }
-                save_bundle(out, _manifest(options, atlas, student, augmenter, device, dtype, meta), weights)
+                save_bundle(out, _manifest(options, atlas, student, augmenter, device, dtype, meta, source), weights)
                 shutil.rmtree(checkpoint_path, ignore_errors=True)
             barrier(world)
     finally:
