@@ -52,14 +52,15 @@ VARIANTS = {
     "ours without contrast": ("ours", ("--contrastive-weight", 0)),
     "ours without distillation": ("ours", ("--kd-weight", 0, "--pod-weight", 0)),
 }
-# Segmenter settings compared by --dev (joint model, 24 train videos -> 6 held-out train videos).
+# Segmenter settings compared by --dev (joint model, 24 train videos -> 6 held-out train videos). Plain cross-entropy
+# (without the Dice term) was compared once, call by call, before --dev had seeds (docs/incremental.md).
 DEV_VIDEOS = ENDOSCAPES_TRAIN_VIDEOS[::5]
 DEV_SETTINGS = {
-    "cross-entropy": ("--dice-weight", 0),
     "cross-entropy + Dice": ("--dice-weight", 1),
     "cross-entropy + Dice + zoom 0.6": ("--dice-weight", 1, "--zoom", 0.6),
-    "cross-entropy + Dice, 256x448 trained on 128x224 crops": ("--dice-weight", 1, "--size", 256, 448, "--crop", 128,
-                                                               224),
+    "cross-entropy + Dice + zoom 0.6 + focus 0.5": ("--dice-weight", 1, "--zoom", 0.6, "--focus", 0.5),
+    "cross-entropy + Dice, 256x448 trained on 128x224 crops + focus 0.5": ("--dice-weight", 1, "--size", 256, 448,
+                                                                          "--crop", 128, 224, "--focus", 0.5),
 }
 DEV_ITERATIONS = 600
 
@@ -109,9 +110,10 @@ def run(data: Path, work: Path, settings: dict, threads: int, reuse: bool, varia
             "replay": replay, "variants": {v: [s, list(map(str, e))] for v, (s, e) in variants.items()}}
 
 
-def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool) -> dict:
-    """The joint model under each of ``DEV_SETTINGS``, trained on the train videos but ``DEV_VIDEOS`` and scored on
-    those: how the segmenter's settings were chosen without looking at the val videos."""
+def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool, seeds: list[int]) -> dict:
+    """The joint model under each of ``DEV_SETTINGS`` and ``seeds`` (the same seeds for every setting: paired),
+    trained on the train videos but ``DEV_VIDEOS`` and scored on those: how the segmenter's settings were chosen
+    without looking at the val videos."""
     protocol = {**PROTOCOLS["endoscapes"], "test_patients": DEV_VIDEOS}
     classes = [c for s in protocol["steps"] for c in s["classes"]]
     fitting = [v for v in ENDOSCAPES_TRAIN_VIDEOS if v not in DEV_VIDEOS]
@@ -120,16 +122,18 @@ def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool) -
     rows = {}
     plain = {**settings, "train_extra": []}
     for name, extra in DEV_SETTINGS.items():
-        log(f"dev: {name}")
-        model = work / f"dev_{_tag(name)}"
-        seconds = fit("train", "--data", data, "--classes", ",".join(classes), "--out", model, "--patients",
-                      ",".join(fitting), "--iterations", DEV_ITERATIONS, "--diffusion-iterations", 0,
-                      *train_options(protocol, plain), *extra)
-        report = evaluate(model, protocol, data, work, threads)
-        rows[name] = {"options": list(map(str, extra)), "seconds": seconds,
-                      "iou": {n: report["per_class"][n]["iou"] for n in classes},
-                      "dice": {n: report["per_class"][n]["dice"] for n in classes}}
-    return {"dev_videos": DEV_VIDEOS, "fitting_videos": fitting, "iterations": DEV_ITERATIONS,
+        rows[name] = {"options": list(map(str, extra)), "seeds": {}}
+        for seed in seeds:
+            log(f"dev: {name}, seed {seed}")
+            model = work / f"dev_{_tag(name)}_seed{seed}"
+            seconds = fit("train", "--data", data, "--classes", ",".join(classes), "--out", model, "--patients",
+                          ",".join(fitting), "--iterations", DEV_ITERATIONS, "--diffusion-iterations", 0,
+                          *train_options(protocol, plain), *extra, "--seed", seed)
+            report = evaluate(model, protocol, data, work, threads)
+            rows[name]["seeds"][str(seed)] = {"seconds": seconds,
+                                              "iou": {n: report["per_class"][n]["iou"] for n in classes},
+                                              "dice": {n: report["per_class"][n]["dice"] for n in classes}}
+    return {"dev_videos": DEV_VIDEOS, "fitting_videos": fitting, "iterations": DEV_ITERATIONS, "seeds": seeds,
             "rows": rows, "reused": reused}
 
 
@@ -141,25 +145,28 @@ def main(argv: list[str] | None = None) -> int:
                              "are today's (their times come from the bundles); the report lists them")
     parser.add_argument("--dev", action="store_true",
                         help="only the settings comparison on held-out train videos (no val video is used)")
+    parser.add_argument("--dev-seeds", type=int, nargs="+", default=[0, 1],
+                        help="seeds of every --dev setting, the same for each (paired; default: 0 1)")
     parser.add_argument("--replay-count", type=int, default=64, help="replayed frames for the evidence (default 64)")
     args = parser.parse_args(argv)
-    out = report_folder(args, NAME)
+    # The settings comparison is its own report and raw result: it never replaces the protocol's.
+    out = report_folder(args, NAME + "_dev" if args.dev else NAME)
+    raw_path = args.work / ("raw_dev_result.json" if args.dev else "raw_result.json")
     data = args.data / ENDOSCAPES_FOLDER
     if not (data / "labels.json").is_file():
         print(f"Endoscapes-Seg50 is not at {shown(data)}: benchmark skipped.", file=sys.stderr)
         return 0
     if args.report_only:
-        raw = json.loads((args.work / "raw_result.json").read_text())
+        raw = json.loads(raw_path.read_text())
         write_report(out, raw, raw["command"])
         return 0
     settings = {**PROTOCOLS["endoscapes"]["settings"], **(SMOKE_SETTINGS if args.smoke else {})}
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    raw_path = args.work / "raw_result.json"
     raw = json.loads(raw_path.read_text()) if raw_path.is_file() and args.reuse_models else {}
     raw.update({"command": invocation(), "settings": settings, "threads": args.threads, "smoke": args.smoke})
     if args.dev:
-        raw["dev"] = run_dev(data, args.work, settings, args.threads, args.reuse_models)
+        raw["dev"] = run_dev(data, args.work, settings, args.threads, args.reuse_models, args.dev_seeds)
     else:
         variants = {k: VARIANTS[k] for k in ("ours", "finetune")} if args.smoke else VARIANTS
         raw["result"] = run(data, args.work, settings, args.threads, args.reuse_models, variants,

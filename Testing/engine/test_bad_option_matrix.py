@@ -56,6 +56,8 @@ OPTION_CASES = [_option_case(*case) for case in [
     ("lap_zoom_of_nothing", "lap_train", "--zoom", ("0",), ("from 0.25 to 1",)),
     ("lap_crop_off_the_32_grid", "lap_train", "--crop", ("100", "64")),
     ("lap_crop_larger_than_the_frame", "lap_train", "--crop", ("512", "512"), ("larger than the working size",)),
+    ("lap_focus_above_one", "lap_train", "--focus", ("1.5",), ("from 0 to 1",)),
+    ("lap_focus_on_whole_frames", "lap_train", "--focus", ("0.5",), ("whole frames", "--zoom below 1 or --crop")),
 ]]
 
 

@@ -57,17 +57,28 @@ def _yes(flag: bool) -> str:
     return "met" if flag else "MISSED"
 
 
+def _spread(values: list[float]) -> str:
+    """Percent: the seed mean, and [min–max] when there are several seeds."""
+    text = f"{100 * mean(values):.1f}"
+    return text + (f" [{100 * min(values):.1f}–{100 * max(values):.1f}]" if len(values) > 1 else "")
+
+
 def _dev_lines(dev: dict) -> list[str]:
     rows = dev["rows"]
-    names = list(next(iter(rows.values()))["iou"])
+    names = list(next(iter(next(iter(rows.values()))["seeds"].values()))["iou"])
     lines = ["## How the segmenter's settings were chosen (`--dev`, no val video used)", "",
              f"Joint model, {dev['iterations']} iterations, trained on {len(dev['fitting_videos'])} train videos and "
-             f"scored on the other {len(dev['dev_videos'])} (videos {', '.join(dev['dev_videos'])}). IoU in percent:",
-             "", "| settings | " + " | ".join(names) + " | mean | time |", "|---|" + "---|" * (len(names) + 2)]
+             f"scored on the other {len(dev['dev_videos'])} (videos {', '.join(dev['dev_videos'])}); seeds "
+             f"{', '.join(map(str, dev['seeds']))}, the same for every setting. IoU in percent, seed mean "
+             "[min–max]; a difference smaller than the seed spread is a tie:",
+             "", "| settings | " + " | ".join(names) + " | mean | time per training |",
+             "|---|" + "---|" * (len(names) + 2)]
     for name, row in rows.items():
+        runs = list(row["seeds"].values())
         lines.append(f"| {name} (`{' '.join(row['options'])}`) | "
-                     + " | ".join(f"{100 * row['iou'][n]:.1f}" for n in names)
-                     + f" | {100 * mean(row['iou'].values()):.1f} | {row['seconds'] / 60:.1f} min |")
+                     + " | ".join(_spread([r["iou"][n] for r in runs]) for n in names)
+                     + f" | {_spread([mean(r['iou'].values()) for r in runs])} | "
+                     f"{mean(r['seconds'] for r in runs) / 60:.1f} min |")
     return lines + [""]
 
 

@@ -48,6 +48,11 @@ def _training_options(parser, iterations: int, lr: float) -> None:
                        help="train on random H x W windows of the working-size frames (multiples of 32): the working "
                             "grid's detail for small structures at the cost of a smaller grid; segmenting still sees "
                             "whole frames (default: whole frames; lap learn: the base step's crop)")
+    group.add_argument("--focus", type=types.real_number(0, 1), default=0.0, metavar="P",
+                       help="share of the training windows (--zoom < 1 or --crop) centred on a pixel of a structure "
+                            "the frame shows, the structure drawn uniformly among the frame's: a small one (cystic "
+                            "artery, 0.5 %% of the pixels) is then seen as often as the gallbladder; 0 = random "
+                            "places (default: %(default)s)")
     group.add_argument("--diffusion-iterations", type=types.whole_number(0), default=600,
                        help="iterations of this step's replay diffusion model; 0 = none, later steps then cannot "
                             "replay this step's patients (default: %(default)s)")

@@ -45,6 +45,7 @@ class LoopOptions:
     dice_weight: float = 0.0        # base step / joint: soft Dice of every structure (steps take the strategy's)
     zoom: float = 1.0               # smallest window side fraction of the zoom augmentation (1 = none)
     crop: tuple[int, int] | None = None  # training windows (h, w) taken from the working grid (None = whole frames)
+    focus: float = 0.0              # share of the windows centred on a labelled structure (sampling.augment)
 
 
 @dataclass
@@ -116,12 +117,13 @@ class SegmenterTrainer:
     def _batch(self, iteration: int):
         generator = iteration_generator(self.options.seed, "segmenter", iteration, self.world.rank)
         index = self.plan.indices(iteration)
-        x, y = augment(self.images[index], self.labels[index], generator, self.options.zoom, self.options.crop)
+        x, y = augment(self.images[index], self.labels[index], generator, self.options.zoom, self.options.crop,
+                       self.options.focus)
         real = len(index)
         if self.replay_plan is not None:
             replay_index = self.replay_plan.indices(iteration)
             xs, ys = augment(self.step.replay_images[replay_index], self.step.replay_labels[replay_index], generator,
-                             self.options.zoom, self.options.crop)
+                             self.options.zoom, self.options.crop, self.options.focus)
             x, y = torch.cat([x, xs]), torch.cat([y, ys])
         return x.to(self.device), y.to(self.device).long(), real
 

@@ -103,6 +103,7 @@ def train(args, progress) -> int:
     out = Path(args.out)
     registry = ClassRegistry().extended(classes, step=0)
     crop = _crop(args.crop, size)
+    _check_focus(args.focus, args.zoom, crop, size)
     started = time.monotonic()
     with training_output(out, world.is_main):
         frames = _read(args, classes, {n: registry.value_of(n) for n in classes}, size, progress)
@@ -117,7 +118,8 @@ def train(args, progress) -> int:
         trainer = SegmenterTrainer(net, frames.images, frames.labels,
                                    LoopOptions(args.iterations, args.batch_size, args.lr, seed=args.seed,
                                                checkpoint_every=args.checkpoint_every, dice_weight=args.dice_weight,
-                                               zoom=args.zoom, crop=crop), device, dtype, world)
+                                               zoom=args.zoom, crop=crop, focus=args.focus), device, dtype,
+                                   world)
         with progress.stage("segmenter", args.iterations, start=state.iteration("segmenter")) as stage:
             terms = trainer.run(state, "segmenter", stage)
         # Replay frames are generated at half the training windows' size (half the working size without --crop).
@@ -154,6 +156,14 @@ def _crop(crop, size) -> tuple[int, int] | None:
     return crop
 
 
+def _check_focus(focus: float, zoom: float, crop, size) -> None:
+    """``--focus`` places training windows; with whole frames (no ``--zoom`` < 1, no ``--crop`` smaller than the
+    working ``size``) there are none to place."""
+    if focus > 0 and zoom >= 1 and (crop is None or tuple(crop) == tuple(size)):
+        raise UserError(f"--focus {focus:g} centres training windows on structures, but this step trains on whole "
+                        "frames; add --zoom below 1 or --crop H W.")
+
+
 def registry_values(registry: ClassRegistry) -> list[int]:
     return [e.value for e in registry.entries]
 
@@ -178,6 +188,7 @@ def learn(args, progress) -> int:
                               contrastive_weight=args.contrastive_weight, dice_weight=args.dice_weight,
                               confidence=args.confidence, pseudo_labels=args.pseudo_labels)
     crop = _crop(args.crop or model.history[0]["options"].get("crop"), model.size)
+    _check_focus(args.focus, args.zoom, crop, model.size)
     out = Path(args.out)
     started = time.monotonic()
     with training_output(out, world.is_main):
@@ -206,7 +217,7 @@ def learn(args, progress) -> int:
         inputs = StepInputs(strategy, previous, model.registry.num_outputs, replay_images, replay_labels, thresholds)
         options = LoopOptions(args.iterations, args.batch_size, args.lr, seed=args.seed,
                               checkpoint_every=args.checkpoint_every, freeze_batchnorm=True, zoom=args.zoom,
-                              crop=crop)
+                              crop=crop, focus=args.focus)
         trainer = SegmenterTrainer(net, frames.images, frames.labels, options, device, dtype, world, inputs)
         if trainer.projection is not None and model.projection is not None:
             trainer.projection.load_state_dict(model.projection)
