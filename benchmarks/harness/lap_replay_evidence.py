@@ -48,16 +48,15 @@ def frechet(a: torch.Tensor, b: torch.Tensor) -> float:
 def class_shares(segmenter, images: torch.Tensor, confidence: float) -> dict[str, list[float]]:
     """Per output of ``segmenter``: the share of pixels it predicts (argmax) and the share its pseudo-labels keep
     (argmax with softmax >= ``confidence``) on ``images``."""
-    from distillseg.lap.replay import pseudo_label
+    from distillseg.lap.replay import predict_with_confidence
     from distillseg.lap.segmenter import frames_to_float
 
-    frames = frames_to_float(images)
-    labels = pseudo_label(segmenter, frames, 0.0, torch.device("cpu"))
-    kept = pseudo_label(segmenter, frames, confidence, torch.device("cpu"))
+    labels, sure = predict_with_confidence(segmenter, frames_to_float(images), torch.device("cpu"))
+    kept = sure >= confidence
     outputs = segmenter.num_outputs
     total = labels.numel()
     return {"predicted": [float((labels == v).sum()) / total for v in range(outputs)],
-            "pseudo_labelled": [float((kept == v).sum()) / total for v in range(outputs)]}
+            "pseudo_labelled": [float(((labels == v) & kept).sum()) / total for v in range(outputs)]}
 
 
 def blurred_noise(count: int, size: tuple[int, int], seed: int = 0) -> torch.Tensor:

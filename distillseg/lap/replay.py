@@ -14,19 +14,31 @@ from distillseg.lap.segmenter import Segmenter
 
 
 @torch.no_grad()
+def predict_with_confidence(segmenter: Segmenter, frames: torch.Tensor, device: torch.device, amp_dtype=None,
+                            batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """float frames (M, 3, H, W) in [0, 1] -> the argmax class, uint8 (M, H, W), and its softmax, float (M, H, W)."""
+    segmenter.eval()
+    if not len(frames):
+        return (torch.empty((0, *frames.shape[-2:]), dtype=torch.uint8),
+                torch.empty((0, *frames.shape[-2:]), dtype=torch.float32))
+    labels, confidences = [], []
+    with torch.no_grad():
+        for start in range(0, len(frames), batch_size):
+            with autocast(device, amp_dtype):
+                logits = segmenter(frames[start:start + batch_size].to(device)).logits.float()
+            confidence, predicted = torch.softmax(logits, dim=1).max(dim=1)
+            labels.append(predicted.to(torch.uint8).cpu())
+            confidences.append(confidence.cpu())
+    return torch.cat(labels), torch.cat(confidences)
+
+
 def pseudo_label(segmenter: Segmenter, frames: torch.Tensor, confidence: float, device: torch.device,
                  amp_dtype=None, batch_size: int = 16) -> torch.Tensor:
     """float frames (M, 3, H, W) in [0, 1] -> uint8 labels (M, H, W): argmax where softmax >= ``confidence``,
     else IGNORE (255)."""
-    segmenter.eval()
-    out = []
-    for start in range(0, len(frames), batch_size):
-        with autocast(device, amp_dtype):
-            logits = segmenter(frames[start:start + batch_size].to(device)).logits.float()
-        conf, labels = torch.softmax(logits, dim=1).max(dim=1)
-        labels[conf < confidence] = IGNORE
-        out.append(labels.to(torch.uint8).cpu())
-    return torch.cat(out) if out else torch.empty((0, *frames.shape[-2:]), dtype=torch.uint8)
+    labels, sure = predict_with_confidence(segmenter, frames, device, amp_dtype, batch_size)
+    labels[sure < confidence] = IGNORE
+    return labels
 
 
 def generate_replay(model: LapModel, previous: Segmenter, count: int, confidence: float, device: torch.device,
