@@ -117,13 +117,22 @@ def _per_world(options: TrainOptions, world: World) -> TrainOptions:
                        options.distill.batch_size, world, "--batch-size")))
 
 
+# Stage numbers in the random streams: the augmenter's and the distillation's draws never overlap.
+AUGMENTER_STAGE, DISTILL_STAGE = 1, 2
+
+
+def _stage_seed(seed: int, stage: int) -> int:
+    """The root of a stage's random streams (``_generators``) and of its networks' first weights."""
+    return seed * 1_000_003 + stage
+
+
 def _generators(seed: int, stage: int, step: int, batch: int, world: World) -> list[torch.Generator]:
     """This process's share of the step's per-sample random streams: samples ``rank, rank + N, …`` of ``batch``.
 
     Each (seed, stage, step, sample) has its own stream, so a resumed run draws exactly what the first run would,
     and N processes draw together exactly what one process would.
     """
-    return [torch.Generator().manual_seed((((seed * 1_000_003 + stage) * 10_007_777 + step) * 1009 + sample) % 2**63)
+    return [torch.Generator().manual_seed(((_stage_seed(seed, stage) * 10_007_777 + step) * 1009 + sample) % 2**63)
             for sample in range(world.rank, batch, world.size)]
 
 
@@ -343,7 +352,7 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
                 optimizer = torch.optim.Adam(augmenter.parameters(), lr=options.augmenter.lr)
                 _restore(checkpointer, {"augmenter": augmenter}, optimizer, "augmenter")
                 meta["stage"] = "augmenter"
-                _run_stage("augmenter", 1, options.augmenter.iterations, options.augmenter.batch_pairs,
+                _run_stage("augmenter", AUGMENTER_STAGE, options.augmenter.iterations, options.augmenter.batch_pairs,
                            {"augmenter": augmenter}, optimizer,
                            torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
                            lambda generators: trained(*pair_batch(images, generators), amp),
@@ -356,7 +365,7 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
             # The student's first weights depend on the seed alone, not on whether the augmenter trained here
             # (its training draws from the same global stream): a student trained --augmenter-from a same-seed
             # model starts where it would have started after training that augmenter itself.
-            torch.manual_seed(options.seed * 1_000_003 + 2)
+            torch.manual_seed(_stage_seed(options.seed, DISTILL_STAGE))
             teacher, student = build_networks(options.distill, len(atlas.values))
             objective = DistillationObjective(teacher, student, options.distill).to(device)
             trained = wrap_ddp(objective, device, world, find_unused_parameters=not (
@@ -373,7 +382,7 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
                 pair = sampler.sample_batch(generators)
                 return trained(pair.image, pair.classes, pair.teacher_image, amp, pair.prior)
 
-            _run_stage("distill", 2, options.distill.iterations, options.distill.batch_size,
+            _run_stage("distill", DISTILL_STAGE, options.distill.iterations, options.distill.batch_size,
                        {"augmenter": augmenter, "teacher": teacher, "student": student}, optimizer,
                        _warmup_cosine(optimizer, options.distill.warmup, options.distill.iterations),
                        distill_step, checkpointer, progress, options, meta, world)
