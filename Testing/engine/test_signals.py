@@ -108,8 +108,15 @@ def test_resume_means_the_same_in_both_methods(fixtures, method, tmp_path, recor
     assert not changes(before, snapshot(tmp_path))
 
 
+def _record(record_property, result) -> None:
+    """What the bad-input report shows for a case of this file: its group, exit code and last sentence."""
+    record_property("group", INTERRUPTED)
+    record_property("exit_code", result.returncode)
+    record_property("message", last_error_line(result.stderr)[0] or "(killed: no output)")
+
+
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
-def test_a_stopped_segmentation_leaves_nothing_under_a_final_name(fixtures, signal_name, tmp_path):
+def test_a_stopped_segmentation_leaves_nothing_under_a_final_name(fixtures, signal_name, tmp_path, record_property):
     oneshot, _ = fixtures
     scans = []
     for index in range(3):
@@ -121,6 +128,7 @@ def test_a_stopped_segmentation_leaves_nothing_under_a_final_name(fixtures, sign
     _wait_for(process, "segment", 1)  # the first scan's label map is written: two more to go
     process.send_signal(getattr(signal, signal_name))
     result, _ = _finish(process, reader_gone=False)
+    _record(record_property, result)
     finals = [p.name for p in out.iterdir() if not p.name.startswith(".")] if out.exists() else []
     assert finals == [], finals
     if signal_name == "SIGTERM":  # a cancelled job also takes its temporaries and the folder it made
@@ -128,7 +136,7 @@ def test_a_stopped_segmentation_leaves_nothing_under_a_final_name(fixtures, sign
 
 
 @pytest.mark.parametrize("delay", [0.15, 0.4, 0.8])
-def test_a_signal_while_the_command_line_loads_is_a_cancellation(fixtures, delay, tmp_path):
+def test_a_signal_while_the_command_line_loads_is_a_cancellation(fixtures, delay, tmp_path, record_property):
     """Within a second of starting, a job is still importing its modules (torch, MONAI), at most reading inputs."""
     before = snapshot(tmp_path)
     for signal_name in ("SIGINT", "SIGTERM"):
@@ -136,6 +144,7 @@ def test_a_signal_while_the_command_line_loads_is_a_cancellation(fixtures, delay
         time.sleep(delay)
         process.send_signal(getattr(signal, signal_name))
         result, _ = _finish(process, reader_gone=False)
+        _record(record_property, result)
         assert assert_one_sentence(result, (130,)) == "Cancelled.", signal_name
         assert not changes(before, snapshot(tmp_path))
 
@@ -158,17 +167,18 @@ runpy.run_module("distillseg", run_name="__main__", alter_sys=True)
 """
 
 
-def test_a_signal_while_the_handlers_are_installed_is_a_cancellation(fixtures, tmp_path):
+def test_a_signal_while_the_handlers_are_installed_is_a_cancellation(fixtures, tmp_path, record_property):
     before = snapshot(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     argv = [str(a) for a in _train(fixtures, "oneshot", tmp_path / "model", "--progress", "none")]
     result = subprocess.run([sys.executable, "-c", SIGNAL_WHILE_INSTALLING, *argv], capture_output=True, text=True,
                             env=env, cwd=REPO, timeout=300)
+    _record(record_property, result)
     assert assert_one_sentence(result, (130,)) == "Cancelled."
     assert not changes(before, snapshot(tmp_path))
 
 
-def test_a_second_signal_does_not_interrupt_the_clean_up(fixtures, tmp_path):
+def test_a_second_signal_does_not_interrupt_the_clean_up(fixtures, tmp_path, record_property):
     out = tmp_path / "model"
     process = _start(_train(fixtures, "lap", out, "--progress", "jsonl"))
     _wait_for(process, "segmenter", 2)
@@ -176,5 +186,6 @@ def test_a_second_signal_does_not_interrupt_the_clean_up(fixtures, tmp_path):
         process.send_signal(signal.SIGINT)
         time.sleep(0.01)
     result, _ = _finish(process, reader_gone=False)
+    _record(record_property, result)
     assert assert_one_sentence(result, (130,)) == "Cancelled."
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.checkpoint"]  # the job's lock file went with it
