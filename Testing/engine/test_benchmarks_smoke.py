@@ -256,6 +256,9 @@ def test_lap_benchmark_reuses_only_a_bundle_made_with_the_same_options_and_strat
     assert lap_runs.reusable_seconds("learn", args) == 42.5  # a setting added later is at its default
     assert lap_runs.reusable_seconds("train", args) is None
     assert lap_runs.reusable_seconds("learn", (*args[:4], "--iterations", 121, *args[6:])) is None
+    # An option given twice counts with its last values, as the CLI reads it (a setting's own --size or --seed).
+    assert lap_runs.reusable_seconds("learn", ("--size", 64, 64, *args)) == 42.5
+    assert lap_runs.reusable_seconds("learn", (*args, "--iterations", 121)) is None
     settings["kd_weight"] = 5.0
     (out / "manifest.json").write_text(json.dumps({"history": [
         {"options": options, "strategy_settings": settings, "seconds": 42.5}]}))

@@ -34,11 +34,12 @@ def lap(*args, threads: int) -> float:
 
 
 def _option_values(args: tuple) -> dict[str, list[str]]:
-    """``("--lr", 0.001, "--size", 128, 160)`` -> ``{"lr": ["0.001"], "size": ["128", "160"]}``."""
+    """``("--lr", 0.001, "--size", 128, 160)`` -> ``{"lr": ["0.001"], "size": ["128", "160"]}``; an option given
+    again replaces its earlier values, as argparse does."""
     values: dict[str, list[str]] = {}
     for arg in args:
         if isinstance(arg, str) and arg.startswith("--"):
-            key = values.setdefault(arg[2:].replace("-", "_"), [])
+            key = values[arg[2:].replace("-", "_")] = []
         else:
             key.append(str(arg))
     return values
