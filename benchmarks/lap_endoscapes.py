@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                              "are today's (their times come from the bundles); the report lists them")
     parser.add_argument("--dev", action="store_true",
                         help="only the settings comparison on held-out train videos (no val video is used)")
-    parser.add_argument("--dev-seeds", type=int, nargs="+", default=[0, 1],
-                        help="seeds of every --dev setting, the same for each (paired; default: 0 1)")
+    parser.add_argument("--dev-seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="seeds of every --dev setting, the same for each (paired; default: 0 1 2)")
     parser.add_argument("--replay-count", type=int, default=64, help="replayed frames for the evidence (default 64)")
     args = parser.parse_args(argv)
     # The settings comparison is its own report and raw result: it never replaces the protocol's.
