@@ -248,17 +248,21 @@ def test_lap_benchmark_reuses_only_a_bundle_made_with_the_same_options_and_strat
     settings = {"name": "mib", "unbiased_ce": True, "kd_weight": 10.0, "pod_weight": 0.0, "pseudo_labels": False,
                 "replay": False, "contrastive_weight": 0.0, "temperature": 0.1, "confidence": 0.7}
     # As the engine records them: no paths (data, out and model are left out of a model's history).
-    options = {"verb": "learn", "strategy": "mib", "iterations": 120, "size": [128, 160], "lr": 0.001}
+    options = {"verb": "learn", "strategy": "mib", "iterations": 120, "size": [128, 160], "lr": 0.001,
+               "patients": ["05", "14"], "dice_weight": 1.0}
     (out / "manifest.json").write_text(json.dumps({"history": [
         {"options": options, "strategy_settings": settings, "seconds": 42.5}]}))
+    # Given as the benchmark types them: a comma list, a weight without its decimal point.
     args = ("--out", out, "--strategy", "mib", "--iterations", 120, "--size", 128, 160, "--lr", 1e-3, "--model",
-            tmp_path / "base", "--data", tmp_path / "frames")
+            tmp_path / "base", "--data", tmp_path / "frames", "--patients", "05,14", "--dice-weight", 1)
     assert lap_runs.reusable_seconds("learn", args) == 42.5  # a setting added later is at its default
     assert lap_runs.reusable_seconds("train", args) is None
     assert lap_runs.reusable_seconds("learn", (*args[:4], "--iterations", 121, *args[6:])) is None
     # An option given twice counts with its last values, as the CLI reads it (a setting's own --size or --seed).
     assert lap_runs.reusable_seconds("learn", ("--size", 64, 64, *args)) == 42.5
     assert lap_runs.reusable_seconds("learn", (*args, "--iterations", 121)) is None
+    assert lap_runs.reusable_seconds("learn", (*args, "--patients", "05,15")) is None
+    assert lap_runs.reusable_seconds("learn", (*args, "--dice-weight", 0.5)) is None
     settings["kd_weight"] = 5.0
     (out / "manifest.json").write_text(json.dumps({"history": [
         {"options": options, "strategy_settings": settings, "seconds": 42.5}]}))

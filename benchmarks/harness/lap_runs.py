@@ -59,6 +59,22 @@ def _same_strategy(stored: dict) -> bool:
 _PATH_OPTIONS = ("data", "out", "model", "eval_data")
 
 
+def _same_values(recorded, given: list[str]) -> bool:
+    """Whether an option's value as a model records it (``1.0``, ``["5", "10"]``) is the one given on the command
+    line (``["1"]``, ``["5,10"]``): comma lists are split and numbers compared as numbers."""
+    items = [str(v) for v in (recorded if isinstance(recorded, list) else [recorded])]
+    given = [part for value in given for part in value.split(",")]
+    return len(items) == len(given) and all(a == b or (_number(a) is not None and _number(a) == _number(b))
+                                            for a, b in zip(items, given))
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def reusable_seconds(verb: str, args: tuple) -> float | None:
     """Seconds of an earlier run's ``train``/``learn`` whose bundle (``--out``) was made with these options and the
     strategy's current settings, else None: ``--reuse-models`` then keeps it instead of training again."""
@@ -71,9 +87,7 @@ def reusable_seconds(verb: str, args: tuple) -> float | None:
         return None
     last = json.loads(manifest.read_text())["history"][-1]
     options = last["options"]
-    same = options.get("verb") == verb and all(
-        [str(v) for v in (options.get(k) if isinstance(options.get(k), list) else [options.get(k)])] == values
-        for k, values in wanted.items())
+    same = options.get("verb") == verb and all(_same_values(options.get(k), values) for k, values in wanted.items())
     if verb == "learn":
         same = same and _same_strategy(last["strategy_settings"])
     return float(last["seconds"]) if same else None
