@@ -134,7 +134,8 @@ def markdown(raw: dict, summary: dict | None) -> str:
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, CPU only, torch "
              f"threads {raw['threads']}. Command: `{raw['command']}`; wall time of the last invocation "
              f"{raw['total_seconds'] / 60:.1f} min (times are clean only when nothing else ran on the machine).", "",
-             f"Settings: `{settings}`", "", CONTEXT, ""]
+             # The protocol's settings; a --dev report trains the joint model only, with its own rows' options.
+             *([f"Settings: `{settings}`", ""] if raw.get("result") else []), CONTEXT, ""]
     if raw.get("dev"):
         lines += _dev_lines(raw["dev"])
     if summary is None:
