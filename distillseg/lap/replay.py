@@ -22,13 +22,12 @@ def predict_with_confidence(segmenter: Segmenter, frames: torch.Tensor, device: 
         return (torch.empty((0, *frames.shape[-2:]), dtype=torch.uint8),
                 torch.empty((0, *frames.shape[-2:]), dtype=torch.float32))
     labels, confidences = [], []
-    with torch.no_grad():
-        for start in range(0, len(frames), batch_size):
-            with autocast(device, amp_dtype):
-                logits = segmenter(frames[start:start + batch_size].to(device)).logits.float()
-            confidence, predicted = torch.softmax(logits, dim=1).max(dim=1)
-            labels.append(predicted.to(torch.uint8).cpu())
-            confidences.append(confidence.cpu())
+    for start in range(0, len(frames), batch_size):
+        with autocast(device, amp_dtype):
+            logits = segmenter(frames[start:start + batch_size].to(device)).logits.float()
+        confidence, predicted = torch.softmax(logits, dim=1).max(dim=1)
+        labels.append(predicted.to(torch.uint8).cpu())
+        confidences.append(confidence.cpu())
     return torch.cat(labels), torch.cat(confidences)
 
 

@@ -81,10 +81,11 @@ def _windows(x: torch.Tensor, labels: torch.Tensor | None, zoom: float, size: tu
     height, width = x.shape[-2:]
     fractions = zoom + (1 - zoom) * torch.rand(x.shape[0], generator=generator)
     places = torch.rand(x.shape[0], 2, generator=generator)
-    centres = _focus_centres(labels, fractions, size, focus, generator) if focus > 0 and labels is not None else {}
+    windows = [(min(height, max(1, round(f * size[0]))), min(width, max(1, round(f * size[1]))))
+               for f in fractions.tolist()]
+    centres = _focus_centres(labels, windows, focus, generator) if focus > 0 and labels is not None else {}
     frames, masks = [], []
-    for k, fraction in enumerate(fractions.tolist()):
-        h, w = min(height, max(1, round(fraction * size[0]))), min(width, max(1, round(fraction * size[1])))
+    for k, (h, w) in enumerate(windows):
         top, left = int(places[k, 0] * (height - h + 1)), int(places[k, 1] * (width - w + 1))
         if k in centres:  # MONAI's centre is already shifted so that the whole window lies inside the frame
             top, left = centres[k][0] - h // 2, centres[k][1] - w // 2
@@ -99,27 +100,25 @@ def _windows(x: torch.Tensor, labels: torch.Tensor | None, zoom: float, size: tu
     return torch.cat(frames), (torch.cat(masks) if labels is not None else None)
 
 
-def _focus_centres(labels: torch.Tensor, fractions: torch.Tensor, size: tuple[int, int], focus: float,
+def _focus_centres(labels: torch.Tensor, windows: list[tuple[int, int]], focus: float,
                    generator: torch.Generator) -> dict[int, tuple[int, int]]:
-    """Window centres (row, column) for the frames drawn into the ``focus`` share that show a structure: a
-    structure chosen uniformly among those the frame's labels (B, H, W) show (0 = background and 255 = unlabelled
-    never), then one of its pixels, both by MONAI's class-ratio crop sampler (``RandCropByLabelClasses``' rule, as
+    """Window centres (row, column) for the frames drawn into the ``focus`` share that show a structure, the
+    frames' windows of sizes ``windows`` (h, w), one per frame: a structure chosen uniformly among those the frame's
+    labels (B, H, W) show (0 = background and 255 = unlabelled never), then one of its pixels, both by MONAI's class-ratio crop sampler (``RandCropByLabelClasses``' rule, as
     nnU-Net oversamples foreground). A structure covering 0.3 % of a frame is then at the centre of a window as often
     as one covering 20 %. Frames outside the share, or without a structure, keep their random place."""
     chosen = (torch.rand(labels.shape[0], generator=generator) < focus).tolist()
     seeds = torch.randint(0, 2 ** 31 - 1, (labels.shape[0],), generator=generator).tolist()
     height, width = labels.shape[-2:]
     centres = {}
-    for k in range(labels.shape[0]):
+    for k in (k for k in range(labels.shape[0]) if chosen[k]):
         frame = labels[k].numpy()
         values = [int(v) for v in np.unique(frame) if 0 < v < 255]
-        if not chosen[k] or not values:
+        if not values:
             continue
-        h = min(height, max(1, round(float(fractions[k]) * size[0])))
-        w = min(width, max(1, round(float(fractions[k]) * size[1])))
         indices = map_classes_to_indices(np.where(frame == 255, 0, frame)[None], num_classes=max(values) + 1)
         ratios = [int(c in values) for c in range(max(values) + 1)]
-        centre = generate_label_classes_crop_centers((h, w), 1, (height, width), indices, ratios,
+        centre = generate_label_classes_crop_centers(windows[k], 1, (height, width), indices, ratios,
                                                      np.random.RandomState(seeds[k]), warn=False)[0]
         centres[k] = (int(centre[0]), int(centre[1]))
     return centres
