@@ -11,6 +11,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ONESHOTSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
 
+# scripts/test.sh runs two pytest workers on CI's two cores. With torch's default of one thread per core, each
+# worker's own torch and every engine child it starts would run two OpenMP threads, four on two cores, and tiny
+# kernels then wait on each other's spinning threads. One thread each under xdist; ONESHOTSEG_TEST_THREADS overrides.
+# Set before anything imports torch (torch reads OMP_NUM_THREADS once), and inherited by every engine child.
+ENGINE_THREADS = os.environ.get("ONESHOTSEG_TEST_THREADS") or ("1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
+os.environ["OMP_NUM_THREADS"] = ENGINE_THREADS
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

@@ -14,13 +14,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import REPO
+from conftest import ENGINE_THREADS, REPO
 from synthetic_volumes import write_case
 
 ONESHOT_TINY = ["--iterations", "2", "--augmenter-iterations", "1", "--spacing", "atlas", "--device", "cpu",
-                "--threads", "2", "--no-prealign", "--checkpoint-every", "1"]
+                "--threads", ENGINE_THREADS, "--no-prealign", "--checkpoint-every", "1"]
 LAP_TINY = ["--size", "64", "64", "--iterations", "3", "--diffusion-iterations", "0", "--batch-size", "2",
-            "--checkpoint-every", "1", "--device", "cpu", "--threads", "2"]
+            "--checkpoint-every", "1", "--device", "cpu", "--threads", ENGINE_THREADS]
 ODD_FOLDER = "tiny ü é 脳"   # spaces and non-ASCII letters in every shared path
 
 

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from cli_contract import assert_one_sentence, changes, snapshot
-from conftest import REPO
+from conftest import ENGINE_THREADS, REPO
 from distillseg.cli import main
 from distillseg.common.bundle import load_bundle, save_bundle
 from distillseg.common.volume_io import read_image, write_image
@@ -107,7 +107,7 @@ def _same_labels_as_lap_segment(model: Path, bundle: Path, frames: Path, tmp: Pa
     autocast on CPUs with bf16 instructions, which moves a few pixels at class boundaries)."""
     _run_bundle(bundle, frames, tmp / "monai out")
     assert main(["lap", "segment", "--model", str(model), "--input", str(frames), "--output", str(tmp / "engine"),
-                 "--device", "cpu", "--precision", "fp32", "--threads", "2", "--progress", "none"]) == 0
+                 "--device", "cpu", "--precision", "fp32", "--threads", ENGINE_THREADS, "--progress", "none"]) == 0
     names = sorted(p.stem for p in frames.iterdir())
     assert sorted(p.name for p in (tmp / "monai out").iterdir()) == [f"{n}_seg.png" for n in names]
     for name in names:
@@ -201,7 +201,7 @@ def test_bundle_gives_the_labels_of_oneshot_segment(oneshot_exported, tmp_path):
     for name in ("as is", "oblique"):
         assert main(["oneshot", "segment", "--model", str(model), "--input", str(scans / f"{name}.nii.gz"),
                      "--output", str(tmp_path / f"{name} engine.nii.gz"), "--device", "cpu", "--precision", "fp32",
-                     "--threads", "2", "--progress", "none"]) == 0
+                     "--threads", ENGINE_THREADS, "--progress", "none"]) == 0
         theirs = nib.load(tmp_path / "monai out" / f"{name}_seg.nii.gz")
         ours = nib.load(tmp_path / f"{name} engine.nii.gz")
         assert np.array_equal(theirs.affine, nib.load(scans / f"{name}.nii.gz").affine), name

@@ -26,6 +26,7 @@ from distillseg.contract.errors import UserError
 from distillseg.common.volume_io import read_image, read_labels, write_image, write_labels
 from geometry_cases import (LPS_TO_RAS, NRRD_VARIANTS, VARIANTS, affines, reorder, shapes, suffix_of, undo_reorder,
                             write_input)
+from conftest import ENGINE_THREADS
 from tiny_models import oneshot_fixture
 
 TOLERANCE_MM = 1e-4  # NIfTI stores its matrices in float32
@@ -103,7 +104,7 @@ def _header_grid(path: Path) -> tuple[tuple[int, ...], list[np.ndarray]]:
 
 def _segment(model: Path, image: Path, output: Path) -> None:
     assert main(["oneshot", "segment", "--model", str(model), "--input", str(image), "--output", str(output),
-                 "--device", "cpu", "--threads", "2", "--progress", "none"]) == 0
+                 "--device", "cpu", "--threads", ENGINE_THREADS, "--progress", "none"]) == 0
 
 
 @given(shape=shapes(3, 12), affine=affines(), variant=st.sampled_from(VARIANTS),

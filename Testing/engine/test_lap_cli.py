@@ -16,8 +16,9 @@ from distillseg.cli import main
 from distillseg.common.bundle import save_bundle
 from distillseg.contract.frames import read_frame, read_mask, write_index_png
 from distillseg.lap.model_bundle import load_lap_model
+from conftest import ENGINE_THREADS
 
-TINY = ["--batch-size", "4", "--sample-steps", "3", "--progress", "none", "--threads", "2"]
+TINY = ["--batch-size", "4", "--sample-steps", "3", "--progress", "none", "--threads", ENGINE_THREADS]
 TINY_TRAIN = ["--size", "64", "64", *TINY]
 
 

@@ -17,11 +17,12 @@ from distillseg.contract.errors import UserError
 from distillseg.lap.data import find_records, load_frameset
 from distillseg.lap.endoscapes_data import CLASSES
 from distillseg.lap.mib_losses import IGNORE
+from conftest import ENGINE_THREADS
 
 FRAMES = {"train_seg": ("4_22450", "4_23200", "10_16600"), "val_seg": ("126_10825", "153_32700"),
           "test_seg": ("165_22925",)}
 TINY = ["--size", "64", "64", "--batch-size", "4", "--iterations", "2", "--diffusion-iterations", "0",
-        "--progress", "none", "--threads", "2", "--device", "cpu"]
+        "--progress", "none", "--threads", ENGINE_THREADS, "--device", "cpu"]
 
 
 def lap(*args) -> int:

@@ -24,9 +24,10 @@ from distillseg.lap.data import find_records, load_frameset
 from distillseg.lap.evaluation import confusion_scores
 from distillseg.lap.index_masks import UNKNOWN_VALUE_RULES
 from distillseg.lap.mib_losses import IGNORE, new_class_dice, unbiased_cross_entropy
+from conftest import ENGINE_THREADS
 
 TINY = ["--size", "64", "64", "--batch-size", "4", "--iterations", "3", "--diffusion-iterations", "0",
-        "--progress", "none", "--threads", "2", "--device", "cpu"]
+        "--progress", "none", "--threads", ENGINE_THREADS, "--device", "cpu"]
 BLACK = ("10_20350", "38_50100", "39_27425", "39_40925", "117_23125", "153_20700", "153_21450")
 NO_STRUCTURE = ("105_23200", "117_29125")
 

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import ENGINE_THREADS, REPO
 from distillseg.common.metrics import structure_scores
 from distillseg.common.volume_io import read_image, read_labels, write_image, write_labels
 from synthetic_volumes import phantom
@@ -39,7 +39,7 @@ def prealigned(tmp_path_factory):
     model = folder / "model"
     checked(distillseg("oneshot", "train", "--atlas", atlas, "--atlas-labels", atlas_labels, "--unlabeled", moved,
                        "--out", model, "--iterations", "2", "--augmenter-iterations", "1", "--spacing", "atlas",
-                       "--device", "cpu", "--threads", "2"))
+                       "--device", "cpu", "--threads", ENGINE_THREADS))
     return folder, model, moved, moved_truth
 
 

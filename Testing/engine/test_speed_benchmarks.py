@@ -14,13 +14,14 @@ import pytest
 from benchmarks import prealign_accuracy
 from benchmarks.harness.report import about, module_command
 from benchmarks.harness.speed_warm import SYN_1MM, SYN_2MM, warm_section
-from conftest import REPO
+from conftest import ENGINE_THREADS, REPO
 
 
 @pytest.mark.slow
 def test_gpu_check_smoke_mode_runs_every_step_on_the_cpu(shared_data, tmp_path):
     done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--smoke", "--data", str(shared_data),
-                           "--work", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path, timeout=1200,
+                           "--work", str(tmp_path), "--threads", ENGINE_THREADS], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=1200,
                           env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "report" / "results.json").read_text())

@@ -19,8 +19,9 @@ from OneShotSegLib.jobControl import OneShotJobControl
 from DistillSegKernelLib.modelStore import ModelStore
 
 import slicer
+from conftest import ENGINE_THREADS
 
-TINY = dict(iterations=2, augmenterIterations=2, device="cpu", prealign=False, threads=2)
+TINY = dict(iterations=2, augmenterIterations=2, device="cpu", prealign=False, threads=int(ENGINE_THREADS))
 TIMEOUT_S = 240
 
 

@@ -16,7 +16,7 @@ import zipfile
 import pytest
 
 import mrml_fixtures  # noqa: F401  (puts the module folders on sys.path)
-from conftest import REPO
+from conftest import ENGINE_THREADS, REPO
 from DistillSegKernelLib.modelStore import ModelStore
 from synthetic_volumes import write_case
 from tiny_models import checked, distillseg
@@ -51,7 +51,7 @@ def patientCase(tmp_path_factory):
 
 def _train(case, out, *extra):
     return distillseg("oneshot", "train", "--atlas", case["atlas"], "--atlas-labels", case["atlas_labels"],
-                      "--unlabeled", case["scan"], "--out", out, "--device", "cpu", "--threads", "2",
+                      "--unlabeled", case["scan"], "--out", out, "--device", "cpu", "--threads", ENGINE_THREADS,
                       "--spacing", "atlas", "--no-prealign", *extra)
 
 
@@ -96,7 +96,7 @@ def test_a_kept_oneshot_checkpoint_names_none_of_its_inputs(patientCase, tmp_pat
     folder, case = patientCase
     out = tmp_path / "models" / "long"
     blobs = _cancelledTraining(["oneshot", "train", "--atlas", case["atlas"], "--atlas-labels", case["atlas_labels"],
-                                "--unlabeled", case["scan"], "--out", out, "--device", "cpu", "--threads", "2",
+                                "--unlabeled", case["scan"], "--out", out, "--device", "cpu", "--threads", ENGINE_THREADS,
                                 "--spacing", "atlas", "--no-prealign", "--iterations", "5000",
                                 "--augmenter-iterations", "1", "--checkpoint-every", "1"],
                                out.with_name("long.checkpoint"))
@@ -107,7 +107,7 @@ def test_a_kept_lap_checkpoint_names_none_of_its_inputs(patientFrames, tmp_path)
     out = tmp_path / "models" / "long"
     blobs = _cancelledTraining(["lap", "train", "--data", patientFrames, "--classes", "liver", "--out", out,
                                 "--size", "64", "64", "--iterations", "5000", "--diffusion-iterations", "0",
-                                "--batch-size", "2", "--checkpoint-every", "1", "--device", "cpu", "--threads", "2"],
+                                "--batch-size", "2", "--checkpoint-every", "1", "--device", "cpu", "--threads", ENGINE_THREADS],
                                out.with_name("long.checkpoint"))
     assert _leaks(blobs, {str(patientFrames), patientFrames.name, "MRN-4471203", str(tmp_path)}) == []
 
@@ -116,7 +116,7 @@ def test_lap_models_and_their_check_reports_name_no_input(patientFrames, tmp_pat
     data = patientFrames
     store = ModelStore("lap", tmp_path / "models")
     tiny = ["--iterations", "2", "--diffusion-iterations", "0", "--batch-size", "2", "--device", "cpu",
-            "--threads", "2"]
+            "--threads", ENGINE_THREADS]
     checked(distillseg("lap", "train", "--data", data, "--classes", "liver", "--patients", "01",
                        "--out", store.folder / "base", "--size", "64", "64", *tiny))
     checked(distillseg("lap", "learn", "--model", store.folder / "base", "--data", data, "--new-classes", "colon",
