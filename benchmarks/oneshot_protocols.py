@@ -14,9 +14,9 @@ atlas; the OASIS brain as the test). Both are scored in FreeSurfer IDs on ``brai
 direction is the one settings are chosen on, with the first seed only.
 
 Variants, each through the real CLI (``python -m distillseg oneshot train / segment / evaluate``): full; no hint
-(``--hint-weight 0``); no reconstruction (``--recon-weight 0``); augmenter alone (``segment --predictor augmenter``
-on the full model: no training of its own); no atlas prior (``--no-atlas-prior``); no appearance transfer
-(``--appearance 0``). Reference: ANTs SyN ``reg_iterations=(40, 20)`` at 2 mm (cached), and the no-registration
+(``--hint-weight 0``); the hint through a learned 1×1×1 adapter (``--hint-adapter``, FitNets); no reconstruction
+(``--recon-weight 0``); augmenter alone (``segment --predictor augmenter`` on the full model: no training of its
+own); no atlas prior (``--no-atlas-prior``); no appearance transfer (``--appearance 0``). Reference: ANTs SyN ``reg_iterations=(40, 20)`` at 2 mm (cached), and the no-registration
 floor. Every training lives in ``WORK/models/<hash of its inputs and options>``, so a stopped run resumes.
 
     .venv/bin/python -m benchmarks.oneshot_protocols [--direction oasis_to_vxm] [--seeds 0 1 2]

@@ -14,13 +14,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import REPO, random_affine
+from conftest import ENGINE_THREADS, REPO, random_affine
 from distillseg.common.bundle import load_bundle
 from distillseg.common.volume_io import read_image, read_labels, write_image, write_labels
 from synthetic_volumes import write_case
 
 TINY = ["--iterations", "3", "--augmenter-iterations", "2", "--spacing", "atlas", "--device", "cpu",
-        "--threads", "2", "--checkpoint-every", "1"]
+        "--threads", ENGINE_THREADS, "--checkpoint-every", "1"]
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -88,21 +88,27 @@ def test_segment_folder_mode_and_evaluate(model, case, tmp_path):
     assert 0.0 <= data["mean_dice"] <= 1.0
 
 
-def test_killed_training_resumes_to_the_same_weights(case, tmp_path):
+@pytest.mark.parametrize("extra", [(), ("--hint-adapter",)], ids=["default", "hint_adapter"])
+def test_killed_training_resumes_to_the_same_weights(case, tmp_path, extra):
+    # The hint adapters train beside the student: a resume that did not restore them would drift from the straight run.
     common = ["oneshot", "train", "--atlas", case["atlas"], "--atlas-labels", case["atlas_labels"],
-              "--unlabeled", *case["scans"], "--no-prealign", *TINY, "--progress", "jsonl"]
+              "--unlabeled", *case["scans"], "--no-prealign", *TINY, "--iterations", "5", "--refine-iterations", "5",
+              "--progress", "jsonl", *extra]
     run(*common, "--out", tmp_path / "straight")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen([sys.executable, "-m", "distillseg", *map(str, common), "--out", tmp_path / "killed"],
                                stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
     for line in process.stdout:
         event = json.loads(line)
-        if event.get("stage") == "distill" and event.get("step") == 1:
+        # A step's progress line comes before its checkpoint: at step 3's line, step 2's checkpoint is on disk (step 1
+        # runs at the warm-up's learning rate 0, so a checkpoint of step 1 would hold the starting weights).
+        if event.get("stage") == "distill" and event.get("step") == 3:
             process.send_signal(signal.SIGKILL)
             break
     process.wait(timeout=60)
     assert not (tmp_path / "killed").exists(), "a killed run must leave no bundle"
-    assert (tmp_path / "killed.checkpoint").is_dir()
+    state = json.loads((tmp_path / "killed.checkpoint" / "state.json").read_text())
+    assert state["stage"] == "distill" and 2 <= state["steps"]["distill"] < 5, "the kill must land inside distill"
     run(*common, "--out", tmp_path / "killed", "--resume")
     straight = load_bundle(tmp_path / "straight").load_weights("student")
     resumed = load_bundle(tmp_path / "killed").load_weights("student")

@@ -83,3 +83,40 @@ def test_nt_xent_by_hand():
     # denominator = exp(1/0.5) [positive] + exp(0) + exp(0) [the two orthogonal ones]
     expected = -math.log(math.exp(2.0) / (math.exp(2.0) + 2.0))
     assert parts["contrastive"] == pytest.approx(expected, abs=1e-5)
+
+
+def _objective(**options):
+    from distillseg.oneshot.distill import DistillationObjective, DistillOptions, build_networks
+
+    torch.manual_seed(0)
+    distill = DistillOptions(channels=(4, 8, 8, 8), **options)
+    return DistillationObjective(*build_networks(distill, num_classes=3), distill)
+
+
+def _tiny_batch():
+    generator = torch.Generator().manual_seed(1)
+    image, teacher_image = torch.rand(2, 1, 16, 16, 16, generator=generator), torch.rand(2, 1, 16, 16, 16)
+    return image, torch.randint(0, 3, (2, 1, 16, 16, 16), generator=generator), teacher_image
+
+
+def test_hint_adapter_maps_the_student_features_before_the_hint_and_learns():
+    import contextlib
+
+    objective = _objective(hint_adapter=True, atlas_prior=False)
+    assert set(objective.training_networks()) == {"teacher", "student", "hint_adapter"}
+    assert [a.in_channels for a in objective.hint_adapter] == [8, 4]   # half, then full resolution
+    image, classes, teacher_image = _tiny_batch()
+    total, parts = objective(image, classes, teacher_image, contextlib.nullcontext())
+    _, teacher_features, _ = objective.teacher(teacher_image)
+    student_features = objective.student(image).features
+    adapted = [adapter(f) for adapter, f in zip(objective.hint_adapter, student_features)]
+    assert parts["hint"] == pytest.approx(float(hint_loss(teacher_features, adapted)), rel=1e-5)
+    assert parts["hint"] != pytest.approx(float(hint_loss(teacher_features, student_features)), rel=1e-3)
+    total.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in objective.hint_adapter.parameters())
+
+
+def test_no_hint_adapter_without_the_option_or_without_the_hint():
+    assert _objective().hint_adapter is None
+    assert _objective(hint_adapter=True, hint_weight=0.0).hint_adapter is None
+    assert set(_objective().training_networks()) == {"teacher", "student"}

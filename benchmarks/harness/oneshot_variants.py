@@ -34,6 +34,7 @@ from .run import CommandFailed
 VARIANTS = [
     ("full", "full method", [], []),
     ("no_hint", "no hint loss", ["--hint-weight", 0], []),
+    ("hint_adapter", "hint through a learned 1×1×1 adapter (FitNets)", ["--hint-adapter"], []),
     ("no_recon", "no reconstruction loss", ["--recon-weight", 0], []),
     ("augmenter", "augmenter alone (label propagation)", None, ["--predictor", "augmenter"]),
     ("largest", "full method, largest component of every structure", None, ["--keep-largest"]),

@@ -105,6 +105,9 @@ def add_oneshot_verbs(subparsers) -> None:
                           help="student Dice+CE weight (above 0: without it the student learns no labels)")
     advanced.add_argument("--hint-weight", type=_WEIGHT, default=1.0,
                           help="hint (feature distillation) weight; 0 = off")
+    advanced.add_argument("--hint-adapter", action="store_true",
+                          help="compare the teacher's features with a learned 1x1x1 convolution of the student's "
+                               "(FitNets) rather than with the student's own")
     advanced.add_argument("--recon-weight", type=_WEIGHT, default=1.0, help="teacher reconstruction weight; 0 = off")
     advanced.add_argument("--student", default="residual", choices=["residual", "plain"], help="student blocks")
     advanced.add_argument("--decoder-subunits", type=int, default=1, choices=[1, 2],

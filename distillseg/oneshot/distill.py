@@ -6,6 +6,10 @@ atlas prior of ``atlas_prior``: the extension's addition that makes it learn in 
 labels.
 Loss = seg_weight·DiceCE(student) + hint_weight·Σ(1 - cos) over the last two decoder features
        + recon_weight·L1(teacher reconstruction, real image). Both networks train jointly with one optimizer.
+With ``hint_adapter`` the student's features pass through a learned 1×1×1 convolution per level before the hint
+compares them (the FitNets regressor, Romero et al. 2015): the hint then asks that the teacher's features be a
+linear map of the student's, instead of asking the student's last decoder features, which its segmentation heads
+read, to copy a reconstruction network's. The adapters exist only in training and are not in the bundle.
 ``DistillationObjective`` holds both networks and the loss so DistributedDataParallel can wrap a whole step.
 """
 
@@ -31,6 +35,7 @@ class DistillOptions:
     recon_weight: float = 1.0
     recon: str = "l1"
     hint_trains_teacher: bool = False
+    hint_adapter: bool = False  # a learned 1×1×1 convolution between each student feature and the hint
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     student_residual: bool = True
     decoder_subunits: int = 1
@@ -56,11 +61,23 @@ class DistillationObjective(nn.Module):
     def __init__(self, teacher: FeatureUNet, student: FeatureUNet, options: DistillOptions):
         super().__init__()
         self.teacher, self.student, self.options = teacher, student, options
+        # One adapter per hint level, in the order of ``UNetOutput.features`` (half resolution, then full).
+        channels = options.channels
+        self.hint_adapter = nn.ModuleList([nn.Conv3d(channels[1], channels[1], kernel_size=1),
+                                           nn.Conv3d(channels[0], channels[0], kernel_size=1)]) \
+            if options.hint_adapter and options.hint_weight > 0 else None
         self.segmentation = segmentation_loss()
         if options.deep_supervision:
             from monai.losses import DeepSupervisionLoss
 
             self.segmentation = DeepSupervisionLoss(self.segmentation, weight_mode="exp")
+
+    def training_networks(self) -> dict[str, nn.Module]:
+        """What a checkpoint of this stage holds: teacher, student and, when used, the hint adapters."""
+        networks = {"teacher": self.teacher, "student": self.student}
+        if self.hint_adapter is not None:
+            networks["hint_adapter"] = self.hint_adapter
+        return networks
 
     def forward(self, image: torch.Tensor, classes: torch.Tensor, teacher_image: torch.Tensor, autocast,
                 prior: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
@@ -73,7 +90,9 @@ class DistillationObjective(nn.Module):
             student = self.student(student_input)
             if needs_teacher:
                 reconstruction, teacher_features, _ = self.teacher(teacher_image)
-        student_features = student.features
+            student_features = student.features
+            if self.hint_adapter is not None:
+                student_features = [adapter(f) for adapter, f in zip(self.hint_adapter, student_features)]
         if student.auxiliary:
             # Nearest-neighbour downsizing of the labels needs a float tensor; DiceCE turns it back into classes.
             seg = self.segmentation([student.output.float(), *(a.float() for a in student.auxiliary)],

@@ -371,7 +371,7 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
             trained = wrap_ddp(objective, device, world, find_unused_parameters=not (
                 options.distill.hint_weight > 0 and options.distill.recon_weight > 0))
             optimizer = torch.optim.Adam(objective.parameters(), lr=options.distill.lr)
-            _restore(checkpointer, {"teacher": teacher, "student": student}, optimizer, "distill")
+            _restore(checkpointer, objective.training_networks(), optimizer, "distill")
             velocities = _refined_velocities(augmenter, atlas_image, targets, options, checkpointer, progress)
             prior = atlas_prior(atlas.classes.to(device), len(atlas.values), options.distill.prior_sigma) \
                 if options.distill.atlas_prior else None
@@ -383,7 +383,7 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
                 return trained(pair.image, pair.classes, pair.teacher_image, amp, pair.prior)
 
             _run_stage("distill", DISTILL_STAGE, options.distill.iterations, options.distill.batch_size,
-                       {"augmenter": augmenter, "teacher": teacher, "student": student}, optimizer,
+                       {"augmenter": augmenter, **objective.training_networks()}, optimizer,
                        _warmup_cosine(optimizer, options.distill.warmup, options.distill.iterations),
                        distill_step, checkpointer, progress, options, meta, world)
             if world.is_main:
