@@ -411,7 +411,7 @@ def _protocol_runs(full: list[list[float]], others: dict[str, list[list[float]]]
     from benchmarks.harness.oneshot_variants import VARIANT_NAMES
 
     runs = []
-    for key, per_seed in {"full": full, **others}.items():
+    for key, per_seed in {"default": full, **others}.items():
         for seed, dices in enumerate(per_seed):
             runs.append({"variant": key, "seed": seed,
                          "method": _method(f"ours: {VARIANT_NAMES[key]}", "ours", dices, 6.0, train=key != "augmenter")})
@@ -422,7 +422,7 @@ def test_protocol_report_shows_seed_spread_ties_hd95_and_directions(tmp_path):
     from benchmarks import oneshot_protocols
 
     runs = _protocol_runs([[0.70, 0.70, 0.70], [0.74, 0.74, 0.74], [0.72, 0.72, 0.72]],
-                          {"no_hint": [[0.71] * 3, [0.73] * 3, [0.72] * 3],      # Δ 0 within the spread: a tie
+                          {"hint": [[0.71] * 3, [0.73] * 3, [0.72] * 3],         # Δ 0 within the spread: a tie
                            "augmenter": [[0.50] * 3, [0.51] * 3, [0.52] * 3]})   # far below: worse
     block = {"name": oneshot_protocols.DIRECTIONS["oasis_to_vxm"], "seeds": [0, 1, 2], "test": ["vxm"],
              "floor": _method("no registration (floor)", "floor", [0.5, 0.4, 0.6], None, resolution=None),
@@ -433,7 +433,7 @@ def test_protocol_report_shows_seed_spread_ties_hd95_and_directions(tmp_path):
                                             "runs": [r for r in runs if r["seed"] == 0]}}}
     result = {"about": about(module_command("benchmarks.oneshot_protocols", "--smoke")), "skipped": ["Colin27: absent"],
               "settings": {"direction": "oasis_to_vxm", "seeds": [0, 1, 2], "spacing": 2.0, "budget": "b",
-                           "smoke": False, "threads": 2, "variants": "full,no_hint,augmenter", "external": []},
+                           "smoke": False, "threads": 2, "variants": "default,hint,augmenter", "external": []},
               "directions": {"oasis_to_vxm": block, "vxm_to_oasis": other}, "total_seconds": 60.0}
     oneshot_protocols.write_report(result, tmp_path)
     text = (tmp_path / "report.md").read_text()
@@ -441,14 +441,14 @@ def test_protocol_report_shows_seed_spread_ties_hd95_and_directions(tmp_path):
     assert "Settings chosen on**: vxm aseg atlas → OASIS test" in text
     assert "reported direction)" in text and "direction settings are chosen on)" in text
     assert "HD95 mm (seed mean [min–max])" in text and "HD95 (mm) per structure" in text
-    assert "0.720 [0.700–0.740]" in text                       # the full method's seed mean and range
-    no_hint = next(line for line in text.splitlines() if line.startswith("| no hint loss |"))
-    assert "tie (Δ within seed spread" in no_hint
+    assert "0.720 [0.700–0.740]" in text                       # the default's seed mean and range
+    hint = next(line for line in text.splitlines() if line.startswith("| with the paper's hint loss |"))
+    assert "tie (Δ within seed spread" in hint
     augmenter = next(line for line in text.splitlines() if line.startswith("| augmenter alone"))
     assert "| worse |" in augmenter
     assert "not called (1 seed: no spread)" in text            # the one-seed direction calls nothing
     assert "Colin27: absent" in text
-    assert all(line.count("|") == 9 for line in text.splitlines() if line.startswith("| no hint loss |"))
+    assert all(line.count("|") == 9 for line in text.splitlines() if line.startswith("| with the paper's hint loss |"))
     assert (tmp_path / "dice_oasis_to_vxm_transductive.png").stat().st_size > 0
     assert json.loads((tmp_path / "results.json").read_text())["settings"]["direction"] == "oasis_to_vxm"
 
@@ -481,3 +481,23 @@ def test_protocol_trainings_are_keyed_by_contents_and_options_and_need_a_complet
     borrowed["training"]["augmenter_from"] = {"augmenter_sha256": "0" * 64}
     (model / "manifest.json").write_text(json.dumps(borrowed))
     assert complete_manifest(model)                  # its augmenter came from another training (--augmenter-from)
+
+
+def test_protocol_training_keys_hold_every_engine_default(monkeypatch):
+    """A variant named by the options it changes must become another training when an engine default changes."""
+    import benchmarks.harness.oneshot_variants as variants
+    from distillseg.oneshot import cli as oneshot_cli
+
+    defaults = json.loads(variants.train_defaults())
+    assert defaults == json.loads(variants.train_defaults())                 # no object addresses in it
+    assert defaults["hint_weight"] == 0.0 and defaults["iterations"] == 500  # read from the parser itself
+    assert not {"atlas", "atlas_labels", "unlabeled", "out"} & set(defaults)
+    original = oneshot_cli.add_oneshot_verbs
+
+    def with_another_default(subparsers):
+        original(subparsers)
+        train = subparsers.choices["oneshot"]._subparsers._group_actions[0].choices["train"]
+        train.set_defaults(hint_weight=0.5)
+
+    monkeypatch.setattr(oneshot_cli, "add_oneshot_verbs", with_another_default)
+    assert json.loads(variants.train_defaults())["hint_weight"] == 0.5

@@ -34,8 +34,8 @@ def _weights(model, name):
 
 def test_a_student_variant_on_a_borrowed_augmenter_equals_its_own_training(tiny, tmp_path):
     own, borrowed = tmp_path / "own", tmp_path / "borrowed"
-    checked(_train(tiny, own, "--hint-weight", 0))
-    checked(_train(tiny, borrowed, "--hint-weight", 0, "--augmenter-from", tiny.model))
+    checked(_train(tiny, own, "--hint-weight", 1))
+    checked(_train(tiny, borrowed, "--hint-weight", 1, "--augmenter-from", tiny.model))
     for name in ("augmenter", "student"):
         mine, theirs = _weights(own, name), _weights(borrowed, name)
         assert all(torch.equal(mine[k], theirs[k]) for k in mine), name
@@ -46,12 +46,12 @@ def test_a_student_variant_on_a_borrowed_augmenter_equals_its_own_training(tiny,
     assert record["inputs"] == source["training"]["inputs"] and record["seconds"] > 0
     assert "augmenter" not in training["seconds"], "no augmenter step ran in this training"
     assert training["options"]["augmenter"] == source["training"]["options"]["augmenter"]
-    assert training["options"]["distill"]["hint_weight"] == 0
+    assert training["options"]["distill"]["hint_weight"] == 1
     assert training["inputs"][-1]["role"] == "augmenter source"
     assert str(tiny.model.parent) not in json.dumps(training), "a model keeps no path of its inputs"
     # A chain names the training that made the weights, not the model in between.
     again = tmp_path / "again"
-    checked(_train(tiny, again, "--recon-weight", 0, "--augmenter-from", borrowed))
+    checked(_train(tiny, again, "--hint-weight", 1, "--recon-weight", 0, "--augmenter-from", borrowed))
     assert load_bundle(again, "oneshot").manifest["training"]["augmenter_from"] == record
 
 

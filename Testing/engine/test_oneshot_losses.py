@@ -102,7 +102,7 @@ def _tiny_batch():
 def test_hint_adapter_maps_the_student_features_before_the_hint_and_learns():
     import contextlib
 
-    objective = _objective(hint_adapter=True, atlas_prior=False)
+    objective = _objective(hint_weight=1.0, hint_adapter=True, atlas_prior=False)
     assert set(objective.training_networks()) == {"teacher", "student", "hint_adapter"}
     assert [a.in_channels for a in objective.hint_adapter] == [8, 4]   # half, then full resolution
     image, classes, teacher_image = _tiny_batch()
@@ -120,3 +120,15 @@ def test_no_hint_adapter_without_the_option_or_without_the_hint():
     assert _objective().hint_adapter is None
     assert _objective(hint_adapter=True, hint_weight=0.0).hint_adapter is None
     assert set(_objective().training_networks()) == {"teacher", "student"}
+
+
+def test_without_the_hint_the_teacher_does_not_run():
+    import contextlib
+
+    objective = _objective(hint_weight=0.0, atlas_prior=False)
+    image, classes, teacher_image = _tiny_batch()
+    total, parts = objective(image, classes, teacher_image, contextlib.nullcontext())
+    assert set(parts) == {"seg"} and float(total) == pytest.approx(parts["seg"])
+    total.backward()
+    assert all(p.grad is None for p in objective.teacher.parameters())
+    assert any(p.grad is not None for p in objective.student.parameters())

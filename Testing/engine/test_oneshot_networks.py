@@ -67,6 +67,15 @@ def test_sliding_window_is_chosen_from_the_budget():
         sliding_window(grid, channels, classes, True, 2 * 2**30)
 
 
+def test_a_training_without_the_hint_budgets_no_teacher():
+    from distillseg.oneshot.memory_plan import training_bytes
+
+    args = ((16, 32, 64, 128, 256), 36, 64**3, True, False)
+    outputs = 3 * 36 * 64**3 * 4
+    with_teacher, student_only = training_bytes(*args), training_bytes(*args, teacher=False)
+    assert with_teacher - outputs == 2 * (student_only - outputs) > 0
+
+
 def test_atlas_prior_is_a_blurred_one_hot_that_an_untrained_student_reproduces():
     from distillseg.oneshot.atlas_prior import PRIOR_FLOOR, atlas_prior
 

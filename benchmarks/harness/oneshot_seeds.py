@@ -1,6 +1,6 @@
 """Seed statistics for the one-shot protocol benchmark: each variant trained with several seeds, summarised as the
-seed mean and the seed spread (min–max), compared pairwise with the full method, and a difference smaller than the
-seed spread called a tie (one seed has no spread, so nothing is called from it).
+seed mean and the seed spread (min–max), compared pairwise with the default configuration, and a difference smaller
+than the seed spread called a tie (one seed has no spread, so nothing is called from it).
 
 Why min–max and not a standard deviation: with three seeds an SD is itself a noisy number; the range is what a
 reader can check against the per-seed values in ``results.json``.
@@ -82,11 +82,11 @@ def rows_of(entries: list[tuple[str, dict]], reference: str) -> list[list]:
 
 
 SUMMARY_HEADERS = ["method", "seeds", "Dice (seed mean [min–max])", "HD95 mm (seed mean [min–max])",
-                   "Δ Dice vs full", "call (Dice)", "Δ HD95 vs full", "call (HD95)"]
+                   "Δ Dice vs default", "call (Dice)", "Δ HD95 vs default", "call (HD95)"]
 
 
 def summary_table(entries: list[tuple[str, dict]], reference: str) -> list[str]:
-    """The per-protocol table of every variant and the peers against ``reference`` (the full method)."""
+    """The per-protocol table of every variant and the peers against ``reference`` (the default configuration)."""
     return table(SUMMARY_HEADERS, rows_of(entries, reference))
 
 

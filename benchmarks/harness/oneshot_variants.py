@@ -7,11 +7,14 @@ Why the key hashes the *contents* of the input files and not their paths: the da
 benchmark itself, and a reused training must have seen exactly the scans it is now scored for.
 
 The registration stage is shared: every variant below changes only the student stage (its losses, its prior input,
-its synthetic images), so each starts from the same seed's full model's trained augmenter (``oneshot train
+its synthetic images), so each starts from the same seed's default model's trained augmenter (``oneshot train
 --augmenter-from``) instead of training an identical one again, which saves about a third of each training. With
 the same seed that gives exactly the weights an own augmenter training would (``Testing/engine/
-test_oneshot_augmenter_from.py``). "augmenter alone" needs no training of its own: the full model's registration
+test_oneshot_augmenter_from.py``). "augmenter alone" needs no training of its own: the default model's registration
 network used as the predictor (label propagation).
+
+The default configuration has no hint loss (``--hint-weight 0``, see ``distillseg/oneshot/distill.py``): the paper's
+hint is the variant that adds it, and the reconstruction ablation is the hint with an untrained teacher.
 """
 
 from __future__ import annotations
@@ -28,17 +31,19 @@ from .oneshot import segment_and_score, train_ours
 from .run import CommandFailed
 
 # (key, report name, extra `oneshot train` options or None, extra `segment`/`evaluate` options). A variant without
-# training options is the same seed's full model, scored another way: its augmenter as the predictor, or its
+# training options is the same seed's default model, scored another way: its augmenter as the predictor, or its
 # student's label maps kept to the largest connected component of each structure, or only of those in one piece
 # in the atlas (stray islands are what keeps HD95 above SyN's).
 VARIANTS = [
-    ("full", "full method", [], []),
-    ("no_hint", "no hint loss", ["--hint-weight", 0], []),
-    ("hint_adapter", "hint through a learned 1×1×1 adapter (FitNets)", ["--hint-adapter"], []),
-    ("no_recon", "no reconstruction loss", ["--recon-weight", 0], []),
+    ("default", "default (no hint loss)", [], []),
+    ("hint", "with the paper's hint loss", ["--hint-weight", 1], []),
+    ("hint_adapter", "with the hint through a learned 1×1×1 adapter (FitNets)",
+     ["--hint-weight", 1, "--hint-adapter"], []),
+    ("hint_no_recon", "with the hint, teacher without reconstruction loss", ["--hint-weight", 1, "--recon-weight", 0],
+     []),
     ("augmenter", "augmenter alone (label propagation)", None, ["--predictor", "augmenter"]),
-    ("largest", "full method, largest component of every structure", None, ["--keep-largest"]),
-    ("largest_atlas", "full method, largest component of structures in one piece in the atlas", None,
+    ("largest", "default, largest component of every structure", None, ["--keep-largest"]),
+    ("largest_atlas", "default, largest component of structures in one piece in the atlas", None,
      ["--keep-largest", "atlas"]),
     ("no_prior", "no atlas prior", ["--no-atlas-prior"], []),
     ("no_appearance", "no appearance transfer", ["--appearance", 0], []),
@@ -66,6 +71,19 @@ def options_key(arguments: list) -> str:
     return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
 
 
+def train_defaults() -> str:
+    """The default of every ``oneshot train`` option, as one JSON text. It is part of every training's key: a
+    variant named by the options it changes (``[]`` for the default configuration) means another training once an
+    engine default changes, and must not reuse one made under the old default."""
+    from distillseg.cli import build_parser
+
+    inputs = {"atlas": "a", "atlas_labels": "l", "unlabeled": "u", "out": "o"}
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in inputs.items()]
+    parsed = build_parser().parse_args(["oneshot", "train", *flags])
+    return json.dumps({k: v for k, v in sorted(vars(parsed).items()) if k not in inputs and not callable(v)},
+                      default=str)
+
+
 def complete_manifest(model: Path) -> bool:
     """Whether ``model`` holds a bundle whose manifest names both finished stages (a training killed while writing,
     or a folder some other run left, is not)."""
@@ -82,10 +100,10 @@ def complete_manifest(model: Path) -> bool:
 
 def train_keyed(work: Path, atlas: Path, atlas_labels: Path, unlabeled: list[Path], options: list,
                 threads: int) -> dict:
-    """``oneshot train`` into ``work/models/<key>`` (key = ``options_key`` of every input and option), reusing a
-    complete bundle there, continuing a checkpoint a killed run left, else training from scratch."""
-    arguments = [atlas, atlas_labels, *unlabeled, *options]
-    key = options_key(arguments)
+    """``oneshot train`` into ``work/models/<key>`` (key = ``options_key`` of every input and option and of the
+    engine's defaults), reusing a complete bundle there, continuing a checkpoint a killed run left, else training
+    from scratch."""
+    key = options_key([atlas, atlas_labels, *unlabeled, *options, train_defaults()])
     model = work / "models" / key
     checkpoint = model.with_name(model.name + CHECKPOINT_SUFFIX)
     if complete_manifest(model):
@@ -137,25 +155,26 @@ def run_variants(work: Path, data: dict, unlabeled: list[Path], common: list, va
                  seeds: list[int], evaluate_options: list, threads: int) -> list[dict]:
     """Every variant in ``variants`` (keys of ``VARIANTS``) with every seed, scored on ``data['tests']``: a list of
     ``{"variant", "seed", "method": method result}``. Seeds are the outer loop, so a stopped run has whole seeds;
-    the full method trains first and lends its augmenter to the seed's other variants (when it is among them)."""
+    the default configuration trains first and lends its augmenter to the seed's other variants (when it is among
+    them)."""
     runs = []
     for seed in seeds:
-        full = None
+        default = None
         for key, name, extra, scoring in VARIANTS:
             if key not in variants:
                 continue
             trained_itself = extra is not None
             if trained_itself:
                 log(f"{name}, seed {seed}: training")
-                shared = ["--augmenter-from", Path(full["model"])] if full and key != "full" else []
+                shared = ["--augmenter-from", Path(default["model"])] if default and key != "default" else []
                 trained = train_keyed(work, data["atlas"], data["atlas_labels"], unlabeled,
                                       [*common, "--seed", seed, *extra, *shared], threads)
-                full = trained if key == "full" else full
+                default = trained if key == "default" else default
             else:
-                # the full model's bundle, scored another way
-                trained = full or train_keyed(work, data["atlas"], data["atlas_labels"], unlabeled,
-                                              [*common, "--seed", seed], threads)
-                full = trained
+                # the default model's bundle, scored another way
+                trained = default or train_keyed(work, data["atlas"], data["atlas_labels"], unlabeled,
+                                                 [*common, "--seed", seed], threads)
+                default = trained
             scored = scored_keyed(work, trained, scoring, data, evaluate_options, threads)
             runs.append({"variant": key, "seed": seed,
                          "method": {"name": f"ours: {name}", "kind": "ours", "resolution_mm": trained["resolution_mm"],

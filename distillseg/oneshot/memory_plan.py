@@ -3,7 +3,8 @@
 Estimates are activation counts of ``FeatureUNet`` scaled by constants fitted to peak-memory measurements
 (``benchmarks/speed_scale.py``): inference keeps roughly ``INFERENCE_FACTOR`` full-resolution feature maps of
 ``channels[0]`` channels alive, plus the logits and their softmax; training keeps every block's activations for the
-backward pass (``TRAINING_FACTOR`` times the sum over levels), of the student and the teacher.
+backward pass (``TRAINING_FACTOR`` times the sum over levels), of the student and, when the hint runs it, the
+teacher.
 """
 
 from __future__ import annotations
@@ -46,14 +47,15 @@ def inference_bytes(channels: Sequence[int], num_classes: int, voxels: int, half
 
 
 def training_bytes(channels: Sequence[int], num_classes: int, voxels: int, half_precision: bool,
-                   checkpointing: bool, batch: int = 1) -> int:
-    """Peak bytes of one joint teacher + student training step on ``batch`` samples of ``voxels`` voxels."""
+                   checkpointing: bool, batch: int = 1, teacher: bool = True) -> int:
+    """Peak bytes of one student training step on ``batch`` samples of ``voxels`` voxels, with the teacher's
+    forward and backward passes beside it when ``teacher`` (the hint on)."""
     element = 2 if half_precision else 4
     per_level = [c * voxels / 8**level for level, c in enumerate(channels)]
     stored = TRAINING_FACTOR * sum(per_level) * 2  # encoder and decoder blocks
     if checkpointing:
         stored = 2 * sum(per_level) * 2 + TRAINING_FACTOR * per_level[0]  # block inputs + one block recomputed
-    networks = 2 * stored * element  # teacher and student
+    networks = (2 if teacher else 1) * stored * element  # the student, and the teacher of the same shape
     outputs = 3 * num_classes * voxels * 4  # logits, softmax, one-hot labels of the loss
     return int(batch * (networks + outputs))
 

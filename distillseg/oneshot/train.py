@@ -266,7 +266,8 @@ def _check_memory(options: TrainOptions, grid_shape, num_classes: int, device: t
     # The grid itself: the atlas image and classes, every pre-aligned scan, and the label resampling's buffers.
     grid_data = int(np.prod(grid_shape)) * (36 + 4 * len(options.unlabeled))
     student = training_bytes(options.distill.channels, num_classes, voxels, dtype is not None,
-                             options.distill.checkpointing, options.distill.batch_size)
+                             options.distill.checkpointing, options.distill.batch_size,
+                             teacher=options.distill.hint_weight > 0)
     # The augmenter trains on whole grids whatever the student's patch size (unless it comes trained).
     augmenter = augmenter_training_bytes(int(np.prod(grid_shape)), dtype is not None, options.augmenter.batch_pairs) \
         if options.augmenter.iterations > 0 and not options.augmenter_from else 0
