@@ -59,6 +59,7 @@ DEV_VIDEOS = ENDOSCAPES_TRAIN_VIDEOS[::5]
 DEV_SETTINGS = {
     "cross-entropy + Dice": ("--dice-weight", 1),
     "cross-entropy + Dice + zoom 0.6 + focus 0.5": ("--dice-weight", 1, "--zoom", 0.6, "--focus", 0.5),
+    "cross-entropy + Dice, learning rate 3e-3": ("--dice-weight", 1, "--lr", 0.003),
 }
 DEV_ITERATIONS = 600
 
