@@ -48,11 +48,12 @@ def test_two_cpu_processes_match_one_process(tmp_path):
     for key, value in one_weights.items():
         np.testing.assert_allclose(two_weights[key].numpy(), value.numpy(), rtol=1e-4, atol=1e-5, err_msg=key)
     # The student's Adam steps turn noise-level gradients (e.g. conv biases cancelled by InstanceNorm) into ±lr
-    # updates, so compare what the two runs learned: their final distillation losses.
+    # updates, so compare what the two runs learned: their final distillation losses, the two-process one being the
+    # global batch's (rank 0's own sample alone was 10 % off here).
     final_one = one.manifest["training"]["curves"]["distill"][-1]
     final_two = two_bundle.manifest["training"]["curves"]["distill"][-1]
     assert final_one[0] == final_two[0] == 3
-    assert abs(final_one[1] - final_two[1]) < 0.05 * abs(final_one[1])
+    assert abs(final_one[1] - final_two[1]) < 0.01 * abs(final_one[1])
 
     outputs = tmp_path / "segmentations"
     _distillseg("oneshot", "segment", "--model", tmp_path / "two", "--input", *case["scans"], "--output", outputs,

@@ -23,7 +23,8 @@ from distillseg.common.checkpoint import (open_checkpoint, optimizer_from_flat, 
                                           training_output)
 from distillseg.common.cli_support import seed_everything
 from distillseg.common.device import amp_dtype, autocast, describe_device, peak_memory_bytes, resolve_device
-from distillseg.common.distributed import World, barrier, global_batch, init_world, shutdown_world, wrap_ddp
+from distillseg.common.distributed import (World, all_reduce_mean, barrier, global_batch, init_world, shutdown_world,
+                                         wrap_ddp)
 from distillseg.contract import paths
 from distillseg.contract.errors import OutOfMemoryError, UserError
 from distillseg.contract.manifest import ONESHOT, sha256_of
@@ -184,6 +185,9 @@ def _run_stage(name: str, index: int, total: int, batch: int, networks: dict, op
             optimizer.step()
             scheduler.step()
             value = float(loss.detach())
+            if world.distributed:  # report the global batch's loss, as one process given that batch would
+                shown = all_reduce_mean(torch.tensor([value, *parts.values()], device=loss.device), world)
+                value, parts = float(shown[0]), dict(zip(parts, map(float, shown[1:])))
             bar.update(step, loss=value, **parts)
             if step % CURVE_EVERY == 0 or step == total:
                 curve.append([step, round(value, 5), round(time.monotonic() - began, 1),
