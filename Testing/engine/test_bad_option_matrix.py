@@ -47,6 +47,7 @@ OPTION_CASES = [_option_case(*case) for case in [
     ("train_probability_above_one", "train", "--appearance", ("1.5",)),
     ("train_huge_seed", "train", "--seed", ("99999999999999999999",)),
     ("train_deep_supervision_beyond_the_network", "train", "--deep-supervision", ("7",)),
+    ("train_hint_adapter_without_the_hint", "train", "--hint-adapter", (), ("the hint is off", "--hint-weight")),
     ("lap_zero_batch_size", "lap_train", "--batch-size", ("0",)),
     ("lap_zero_iterations", "lap_train", "--iterations", ("0",)),
     ("lap_zero_checkpoint_interval", "lap_train", "--checkpoint-every", ("0",)),

@@ -88,7 +88,7 @@ def test_segment_folder_mode_and_evaluate(model, case, tmp_path):
     assert 0.0 <= data["mean_dice"] <= 1.0
 
 
-@pytest.mark.parametrize("extra", [(), ("--hint-adapter",)], ids=["default", "hint_adapter"])
+@pytest.mark.parametrize("extra", [(), ("--hint-weight", "1", "--hint-adapter")], ids=["default", "hint_adapter"])
 def test_killed_training_resumes_to_the_same_weights(case, tmp_path, extra):
     # The hint adapters train beside the student: a resume that did not restore them would drift from the straight run.
     common = ["oneshot", "train", "--atlas", case["atlas"], "--atlas-labels", case["atlas_labels"],

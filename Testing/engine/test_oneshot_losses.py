@@ -119,7 +119,8 @@ def test_hint_adapter_maps_the_student_features_before_the_hint_and_learns():
 def test_no_hint_adapter_without_the_option_or_without_the_hint():
     assert _objective().hint_adapter is None
     assert _objective(hint_adapter=True, hint_weight=0.0).hint_adapter is None
-    assert set(_objective().training_networks()) == {"teacher", "student"}
+    assert set(_objective().training_networks()) == {"student"}                   # no hint: the teacher never trains
+    assert set(_objective(hint_weight=1.0).training_networks()) == {"teacher", "student"}
 
 
 def test_without_the_hint_the_teacher_does_not_run():

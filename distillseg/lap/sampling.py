@@ -104,9 +104,10 @@ def _focus_centres(labels: torch.Tensor, windows: list[tuple[int, int]], focus: 
                    generator: torch.Generator) -> dict[int, tuple[int, int]]:
     """Window centres (row, column) for the frames drawn into the ``focus`` share that show a structure, the
     frames' windows of sizes ``windows`` (h, w), one per frame: a structure chosen uniformly among those the frame's
-    labels (B, H, W) show (0 = background and 255 = unlabelled never), then one of its pixels, both by MONAI's class-ratio crop sampler (``RandCropByLabelClasses``' rule, as
-    nnU-Net oversamples foreground). A structure covering 0.3 % of a frame is then at the centre of a window as often
-    as one covering 20 %. Frames outside the share, or without a structure, keep their random place."""
+    labels (B, H, W) show (0 = background and 255 = unlabelled never), then one of its pixels, both by MONAI's
+    class-ratio crop sampler (``RandCropByLabelClasses``' rule, as nnU-Net oversamples foreground). A structure
+    covering 0.3 % of a frame is then at the centre of a window as often as one covering 20 %. Frames outside the
+    share, or without a structure, keep their random place."""
     chosen = (torch.rand(labels.shape[0], generator=generator) < focus).tolist()
     seeds = torch.randint(0, 2 ** 31 - 1, (labels.shape[0],), generator=generator).tolist()
     height, width = labels.shape[-2:]

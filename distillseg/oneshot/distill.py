@@ -49,6 +49,12 @@ class DistillOptions:
     atlas_prior: bool = True  # the student also sees the blurred atlas labels and starts from them
     prior_sigma: float = 1.0  # the prior's Gaussian blur, working-grid voxels
 
+    @property
+    def runs_teacher(self) -> bool:
+        """Whether the teacher runs and trains at all: it reaches the student only through the hint, so without
+        the hint reconstructing would cost a second network's passes and change nothing the student learns."""
+        return self.hint_weight > 0
+
 
 def build_networks(options: DistillOptions, num_classes: int) -> tuple[FeatureUNet, FeatureUNet]:
     """(teacher, student): same shape; the teacher is always residual (DESIGN), the student as configured."""
@@ -69,7 +75,7 @@ class DistillationObjective(nn.Module):
         channels = options.channels
         self.hint_adapter = nn.ModuleList([nn.Conv3d(channels[1], channels[1], kernel_size=1),
                                            nn.Conv3d(channels[0], channels[0], kernel_size=1)]) \
-            if options.hint_adapter and options.hint_weight > 0 else None
+            if options.hint_adapter and options.runs_teacher else None
         self.segmentation = segmentation_loss()
         if options.deep_supervision:
             from monai.losses import DeepSupervisionLoss
@@ -77,8 +83,11 @@ class DistillationObjective(nn.Module):
             self.segmentation = DeepSupervisionLoss(self.segmentation, weight_mode="exp")
 
     def training_networks(self) -> dict[str, nn.Module]:
-        """What a checkpoint of this stage holds: teacher, student and, when used, the hint adapters."""
-        networks = {"teacher": self.teacher, "student": self.student}
+        """What a checkpoint of this stage holds: the networks that train (the student; the teacher and the hint
+        adapters when the hint runs them)."""
+        networks = {"student": self.student}
+        if self.options.runs_teacher:
+            networks["teacher"] = self.teacher
         if self.hint_adapter is not None:
             networks["hint_adapter"] = self.hint_adapter
         return networks
@@ -88,9 +97,7 @@ class DistillationObjective(nn.Module):
         """Total loss and its parts: ``image``/``teacher_image`` (B, 1, ...), ``classes`` (B, 1, ...) int64,
         ``prior`` (B, C, ...) the atlas prior under the image when the student takes one."""
         o = self.options
-        # The teacher reaches the student only through the hint: without it, reconstructing would cost a second
-        # network's forward and backward passes and change nothing the student learns.
-        needs_teacher = o.hint_weight > 0
+        needs_teacher = o.runs_teacher
         student_input = image if prior is None else torch.cat([image, prior.to(image.dtype)], dim=1)
         with autocast:
             student = self.student(student_input)

@@ -29,6 +29,9 @@ def _folders(paths) -> list[str]:
 
 
 def run_train(args, progress) -> int:
+    if args.hint_adapter and args.hint_weight == 0:
+        raise UserError("--hint-adapter changes how the hint loss compares features, but the hint is off; add "
+                        "--hint-weight above 0 (the paper's is 1).")
     if args.unlabeled_bids:
         from distillseg.common.bids import t1w_scans
 

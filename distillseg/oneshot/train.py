@@ -271,7 +271,7 @@ def _check_memory(options: TrainOptions, grid_shape, num_classes: int, device: t
     grid_data = int(np.prod(grid_shape)) * (36 + 4 * len(options.unlabeled))
     student = training_bytes(options.distill.channels, num_classes, voxels, dtype is not None,
                              options.distill.checkpointing, options.distill.batch_size,
-                             teacher=options.distill.hint_weight > 0)
+                             teacher=options.distill.runs_teacher)
     # The augmenter trains on whole grids whatever the student's patch size (unless it comes trained).
     augmenter = augmenter_training_bytes(int(np.prod(grid_shape)), dtype is not None, options.augmenter.batch_pairs) \
         if options.augmenter.iterations > 0 and not options.augmenter_from else 0
@@ -374,7 +374,7 @@ def train_oneshot(options: TrainOptions, progress: Progress) -> Path:
             teacher, student = build_networks(options.distill, len(atlas.values))
             objective = DistillationObjective(teacher, student, options.distill).to(device)
             trained = wrap_ddp(objective, device, world, find_unused_parameters=not (
-                options.distill.hint_weight > 0 and options.distill.recon_weight > 0))
+                options.distill.runs_teacher and options.distill.recon_weight > 0))
             optimizer = torch.optim.Adam(objective.parameters(), lr=options.distill.lr)
             _restore(checkpointer, objective.training_networks(), optimizer, "distill")
             velocities = _refined_velocities(augmenter, atlas_image, targets, options, checkpointer, progress)
