@@ -23,6 +23,7 @@ absent. Endoscapes-Seg50: CC BY-NC-SA 4.0 (Murali et al. 2023, CAMMA); no frame 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -60,7 +61,11 @@ DEV_SETTINGS = {
     "cross-entropy + Dice": ("--dice-weight", 1),
     "cross-entropy + Dice + zoom 0.6 + focus 0.5": ("--dice-weight", 1, "--zoom", 0.6, "--focus", 0.5),
     "cross-entropy + Dice, learning rate 3e-3": ("--dice-weight", 1, "--lr", 0.003),
+    "class-balanced cross-entropy (frequency^-0.5) + Dice": ("--dice-weight", 1, "--class-balance", 0.5),
 }
+DEV_KEYS = {"dice": "cross-entropy + Dice", "zoom": "cross-entropy + Dice + zoom 0.6 + focus 0.5",
+            "lr": "cross-entropy + Dice, learning rate 3e-3",
+            "balance": "class-balanced cross-entropy (frequency^-0.5) + Dice"}
 DEV_ITERATIONS = 600
 
 
@@ -109,9 +114,18 @@ def run(data: Path, work: Path, settings: dict, threads: int, reuse: bool, varia
             "replay": replay, "variants": {v: [s, list(map(str, e))] for v, (s, e) in variants.items()}}
 
 
-def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool, seeds: list[int]) -> dict:
-    """The joint model under each of ``DEV_SETTINGS`` and ``seeds`` (the same seeds for every setting: paired),
-    trained on the train videos but ``DEV_VIDEOS`` and scored on those: how the segmenter's settings were chosen
+def _dev_settings(text: str) -> list[str]:
+    """``--dev-settings dice,balance`` -> the settings' names."""
+    unknown = [k for k in text.split(",") if k not in DEV_KEYS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown setting(s) {','.join(unknown)}; choose from {','.join(DEV_KEYS)}")
+    return [DEV_KEYS[k] for k in text.split(",")]
+
+
+def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool, seeds: list[int],
+            names: list[str]) -> dict:
+    """The joint model under each of the ``DEV_SETTINGS`` in ``names`` and ``seeds`` (the same seeds for every
+    setting: paired), trained on the train videos but ``DEV_VIDEOS`` and scored on those: how the segmenter's settings were chosen
     without looking at the val videos."""
     protocol = {**PROTOCOLS["endoscapes"], "test_patients": DEV_VIDEOS}
     classes = [c for s in protocol["steps"] for c in s["classes"]]
@@ -120,7 +134,8 @@ def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool, s
     fit = fitter(threads, reuse, reused)
     rows = {}
     plain = {**settings, "train_extra": []}
-    for name, extra in DEV_SETTINGS.items():
+    for name in names:
+        extra = DEV_SETTINGS[name]
         rows[name] = {"options": list(map(str, extra)), "seeds": {}}
         for seed in seeds:
             log(f"dev: {name}, seed {seed}")
@@ -146,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the settings comparison on held-out train videos (no val video is used)")
     parser.add_argument("--dev-seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="seeds of every --dev setting, the same for each (paired; default: 0 1 2)")
+    parser.add_argument("--dev-settings", type=_dev_settings,
+                        default=list(DEV_SETTINGS), metavar="KEYS",
+                        help=f"comma-separated subset of {','.join(DEV_KEYS)} (default: all)")
     parser.add_argument("--replay-count", type=int, default=64, help="replayed frames for the evidence (default 64)")
     args = parser.parse_args(argv)
     # The settings comparison is its own report and raw result: it never replaces the protocol's.
@@ -165,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     raw = json.loads(raw_path.read_text()) if raw_path.is_file() and args.reuse_models else {}
     raw.update({"command": invocation(), "settings": settings, "threads": args.threads, "smoke": args.smoke})
     if args.dev:
-        raw["dev"] = run_dev(data, args.work, settings, args.threads, args.reuse_models, args.dev_seeds)
+        raw["dev"] = run_dev(data, args.work, settings, args.threads, args.reuse_models, args.dev_seeds,
+                             args.dev_settings)
     else:
         variants = {k: VARIANTS[k] for k in ("ours", "finetune")} if args.smoke else VARIANTS
         raw["result"] = run(data, args.work, settings, args.threads, args.reuse_models, variants,

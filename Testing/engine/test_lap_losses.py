@@ -181,3 +181,18 @@ def test_plop_pseudo_labels_keep_pixels_below_their_class_median_entropy():
     # Strictly below their class's median: the two surest structure pixels, the surest background pixel; the
     # others are uncertain and ignored, background ones included (as PLOP does).
     assert labels[0, 0].tolist() == [1, 1, IGNORE, IGNORE, IGNORE, 0, IGNORE, IGNORE]
+
+
+def test_class_balance_weights_by_hand():
+    from distillseg.lap.segmenter_training import class_balance_weights
+
+    # 8 labelled pixels: 6 background, 2 of class 1, none of class 2; 2 pixels without a label.
+    labels = torch.tensor([[[0, 0, 0, 0, 0, 0, 1, 1, IGNORE, IGNORE]]], dtype=torch.uint8)
+    assert torch.allclose(class_balance_weights(labels, 3, 0.0), torch.ones(3))
+    weights = class_balance_weights(labels, 3, 1.0)
+    # Inverse frequency: 1/0.75 and 1/0.25, and class 2 counted as one pixel (1/8); mean over labelled pixels = 1.
+    raw = torch.tensor([8 / 6, 8 / 2, 8 / 1])
+    assert torch.allclose(weights, raw / ((6 * raw[0] + 2 * raw[1]) / 8))
+    assert (6 * weights[0] + 2 * weights[1]) / 8 == pytest.approx(1.0)
+    half = class_balance_weights(labels, 3, 0.5)
+    assert half[1] / half[0] == pytest.approx(math.sqrt(3.0))

@@ -118,7 +118,8 @@ def train(args, progress) -> int:
         trainer = SegmenterTrainer(net, frames.images, frames.labels,
                                    LoopOptions(args.iterations, args.batch_size, args.lr, seed=args.seed,
                                                checkpoint_every=args.checkpoint_every, dice_weight=args.dice_weight,
-                                               zoom=args.zoom, crop=crop, focus=args.focus), device, dtype,
+                                               zoom=args.zoom, crop=crop, focus=args.focus,
+                                               class_balance=args.class_balance), device, dtype,
                                    world)
         with progress.stage("segmenter", args.iterations, start=state.iteration("segmenter")) as stage:
             terms = trainer.run(state, "segmenter", stage)
