@@ -1,16 +1,20 @@
 """``segment/evaluate --keep-largest [all|atlas]``: the largest connected component of every structure, or only of
 the structures that are one piece in the atlas (a structure in several pieces there, like the choroid plexus,
-keeps all its pieces: its largest piece need not be the right one)."""
+keeps all its pieces: its largest piece need not be the right one); and ``--registration-margin MM``: each of the
+student's structures kept within MM millimetres of where the augmenter's warp of the atlas puts it, farther voxels
+going to the next most likely class."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from distillseg.common.bundle import load_bundle
-from distillseg.common.volume_io import write_image, write_labels
+from distillseg.common.volume_io import read_labels, write_image, write_labels
 from distillseg.oneshot.predict import OneShotPredictor
+from distillseg.oneshot.registration_bound import bound_to_registration
 from distillseg.oneshot.segment import keep_largest_components
 from tiny_models import ONESHOT_TINY, checked, distillseg
 
@@ -65,4 +69,88 @@ def test_the_cli_takes_the_flag_alone_or_with_a_rule(model, tmp_path):
     refused = distillseg("oneshot", "segment", "--model", out, "--input", scan, "--output", tmp_path / "x.nii.gz",
                          "--keep-largest", "most")
     assert refused.returncode == 2 and "invalid choice: 'most'" in refused.stderr
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+def _scores(shape=(16, 16, 16), classes=3) -> torch.Tensor:
+    scores = torch.zeros((classes, *shape))
+    scores[0] = 1.0
+    return scores
+
+
+def test_a_stray_island_goes_to_the_next_class_and_the_near_part_stays():
+    warped, scores = _scores(), _scores()
+    warped[1, 2:5, 2:5, 2:5] = 2.0                  # registration puts structure 1 in a corner
+    scores[1, 2:6, 2:6, 2:6] = 2.0                  # the student: one voxel layer more, near it ...
+    scores[1, 11:14, 11:14, 11:14] = 2.0            # ... and an island 14 mm away (2 mm voxels)
+    scores[2, 11:14, 11:14, 11:14] = 1.5            # structure 2 is the island's runner-up
+    bounded = bound_to_registration(scores, warped, np.array([2.0, 2.0, 2.0]), 4.0).argmax(0)
+    assert torch.all(bounded[11:14, 11:14, 11:14] == 2)
+    # The far corner of the near block is sqrt(3) * 2 mm from the structure: inside a 4 mm margin.
+    assert torch.all(bounded[2:6, 2:6, 2:6] == 1)
+    tight = bound_to_registration(scores, warped, np.array([2.0, 2.0, 2.0]), 0.0).argmax(0)
+    assert torch.equal(tight == 1, warped.argmax(0) == 1)
+
+
+def test_millimetres_follow_the_grid_spacing_per_axis():
+    warped, scores = _scores(), _scores()
+    warped[1, 0, :, :] = 2.0
+    scores[1, 0:4, 0:4, 0:4] = 2.0                  # 3 voxels beyond the structure along the first axis
+    for spacing, kept in (([1.0, 9.0, 9.0], 4), ([2.0, 1.0, 1.0], 2), ([4.0, 1.0, 1.0], 1)):
+        labels = bound_to_registration(scores, warped, np.array(spacing), 3.0).argmax(0)
+        assert int((labels[:, 0, 0] == 1).sum()) == kept, spacing
+
+
+def test_background_and_a_structure_registration_never_places_are_not_bounded():
+    warped, scores = _scores(), _scores()
+    scores[2, 8, 8, 8] = 5.0                        # structure 2: absent from the warped atlas
+    bounded = bound_to_registration(scores, warped, np.array([1.0, 1.0, 1.0]), 1.0)
+    assert torch.equal(bounded, scores) and bounded is not scores
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(0, 20))
+def test_bounding_only_zeroes_scores_and_moves_only_voxels_it_took_a_class_from(seed, margin):
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.softmax(torch.randn((4, 10, 9, 8), generator=generator), dim=0)
+    warped = torch.softmax(3 * torch.randn((4, 10, 9, 8), generator=generator), dim=0)
+    spacing = np.array([1.5, 1.0, 2.0])
+    bounded = bound_to_registration(scores, warped, spacing, margin)
+    assert torch.equal(bounded[0], scores[0])
+    assert torch.all((bounded == scores) | (bounded == 0))
+    before, after = scores.argmax(0), bounded.argmax(0)
+    kept = torch.gather(bounded, 0, before[None])[0] > 0
+    assert torch.equal(after[kept], before[kept])
+    # Every voxel a structure holds afterwards lies within the margin of its warped region (brute force).
+    regions = warped.argmax(0)
+    points = torch.stack(torch.meshgrid(*[torch.arange(n) * s for n, s in zip(regions.shape, spacing)],
+                                        indexing="ij"), dim=-1).double()
+    for c in range(1, 4):
+        if (regions == c).any() and (after == c).any():
+            nearest = torch.cdist(points[after == c], points[regions == c]).min(dim=1).values
+            assert float(nearest.max()) <= margin + 1e-9
+
+
+def test_the_predictor_bounds_the_student_by_its_own_augmenter(model):
+    bundle = load_bundle(model[0], "oneshot")
+    predictor = OneShotPredictor(bundle, torch.device("cpu"), None, "student", registration_margin=0.0)
+    image = predictor.atlas_image
+    warped = predictor.warped_atlas(image)
+    labels = predictor.scores(image).argmax(0)
+    student = predictor.student_scores(image).argmax(0)
+    for c in range(1, len(predictor.values)):
+        # At 0 mm a structure can only keep voxels that are its own in both the student and the warped atlas.
+        assert torch.equal(labels == c, (student == c) & (warped.argmax(0) == c))
+    assert OneShotPredictor(bundle, torch.device("cpu"), None, "affine", registration_margin=2.0).augmenter is None
+
+
+def test_the_cli_takes_a_margin_and_refuses_a_negative_one(model, tmp_path):
+    out, scan = model
+    result = tmp_path / "bounded.nii.gz"
+    checked(distillseg("oneshot", "segment", "--model", out, "--input", scan, "--output", result, "--device", "cpu",
+                       "--progress", "none", "--registration-margin", "3"))
+    assert read_labels(result).array.shape == (24, 24, 24)
+    refused = distillseg("oneshot", "segment", "--model", out, "--input", scan, "--output", tmp_path / "x.nii.gz",
+                         "--registration-margin", "-1")
+    assert refused.returncode == 2 and "--registration-margin" in refused.stderr
     assert not (tmp_path / "x.nii.gz").exists()

@@ -37,14 +37,18 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
                              "student trained on it), smaller when the memory budget needs it")
     add_memory_option(parser, "memory budget, e.g. 6G (default: what the device has free)")
     parser.add_argument("--refine-iterations", type=types.whole_number(0, 100_000), default=None,
-                        help="with --predictor augmenter: instance-optimisation iterations per scan "
-                             "(default: as in training)")
+                        help="with --predictor augmenter or --registration-margin: instance-optimisation "
+                             "iterations per scan (default: as in training)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the student first (pays off over many scans; compiling takes minutes)")
     parser.add_argument("--keep-largest", nargs="?", const="all", default=None, choices=["all", "atlas"],
                         help="keep only the largest connected component of each structure (all, the default "
                              "when no value is given), or only of the structures that are one piece in the "
                              "atlas (atlas: fragmented ones, e.g. the choroid plexus, keep every piece)")
+    parser.add_argument("--registration-margin", type=types.real_number(0, 1000), default=None, metavar="MM",
+                        help="with --predictor student: a structure's voxels farther than MM millimetres from where "
+                             "the learned registration puts that structure go to the next most likely class "
+                             "(removes stray islands; costs one registration per scan; default: off)")
 
 
 def add_oneshot_verbs(subparsers) -> None:

@@ -32,6 +32,7 @@ from distillseg.oneshot.geometry import Grid, resample_argmax
 from distillseg.oneshot.instance_optimization import refine_velocity
 from distillseg.oneshot.intensity import IntensityNormalization
 from distillseg.oneshot.prealign import AtlasAligner
+from distillseg.oneshot.registration_bound import bound_to_registration
 from distillseg.oneshot.unet import FeatureUNet
 from distillseg.oneshot.windows import GaussianWindows
 
@@ -79,11 +80,12 @@ def check_consistent(bundle: Bundle) -> None:
 class OneShotPredictor:
     def __init__(self, bundle: Bundle, device: torch.device, dtype: torch.dtype | None, predictor: str = "student",
                  window: tuple[int, int, int] | None = None, refine_iterations: int | None = None,
-                 compile_network: bool = False):
+                 compile_network: bool = False, registration_margin: float | None = None):
         """``window``: sliding-window size in working-grid voxels, or None to run the whole grid at once;
-        ``refine_iterations``: instance optimisation of the augmenter's field per scan (augmenter predictor only;
-        default: as in training); ``compile_network``: ``torch.compile`` the student (worth it for many scans: the
-        first call compiles for a minute or more)."""
+        ``refine_iterations``: instance optimisation of the augmenter's field per scan (default: as in training);
+        ``compile_network``: ``torch.compile`` the student (worth it for many scans: the first call compiles for a
+        minute or more); ``registration_margin``: student predictor only, keep each structure within this many mm
+        of where the augmenter's warp of the atlas puts it (``registration_bound``; None = unbounded)."""
         check_consistent(bundle)
         manifest = bundle.manifest
         self.manifest = manifest  # its name and creation time identify the algorithm in a DICOM SEG
@@ -100,6 +102,16 @@ class OneShotPredictor:
         self.aligner = AtlasAligner(self.atlas_image, self.grid) \
             if pre.get("prealign", True) and predictor != "identity" else None
         self.atlas_classes = atlas["classes"].long()
+        self.registration_margin = registration_margin if predictor == "student" else None
+        self.augmenter = None
+        if predictor == "augmenter" or self.registration_margin is not None:
+            self.augmenter = bundle.load_network(
+                "augmenter", lambda: RegistrationAugmenter(**manifest["networks"]["augmenter"]), device)
+            self.augmenter.to(device).eval().requires_grad_(False)
+            trained = manifest.get("training", {}).get("options", {}).get("augmenter", {})
+            self.refine_iterations = trained.get("refine_iterations", 0) if refine_iterations is None \
+                else refine_iterations
+            self.refine_lr = trained.get("refine_lr", 0.05)
         if predictor == "student":
             self.network = bundle.load_network("student", lambda: FeatureUNet(**manifest["networks"]["student"]),
                                                device)
@@ -108,12 +120,7 @@ class OneShotPredictor:
         elif predictor in BASELINES:
             self.network = None
         elif predictor == "augmenter":
-            self.network = bundle.load_network(
-                "augmenter", lambda: RegistrationAugmenter(**manifest["networks"]["augmenter"]), device)
-            trained = manifest.get("training", {}).get("options", {}).get("augmenter", {})
-            self.refine_iterations = trained.get("refine_iterations", 0) if refine_iterations is None \
-                else refine_iterations
-            self.refine_lr = trained.get("refine_lr", 0.05)
+            self.network = self.augmenter
         else:
             raise ValueError(f"predictor must be one of {PREDICTORS}, not {predictor!r}")
         if self.network is not None:
@@ -149,17 +156,33 @@ class OneShotPredictor:
         view when computed in windows)."""
         if self.predictor in BASELINES:
             return F.one_hot(self.atlas_classes.to(self.device), len(self.values)).permute(3, 0, 1, 2).float()
-        batch = image.to(self.device)[None, None]
         if self.predictor == "augmenter":
-            atlas = self.atlas_image.to(self.device)[None, None]
-            velocity = self.network.velocity(atlas, batch)
-            if self.refine_iterations:
-                with torch.enable_grad():
-                    velocity = refine_velocity(self.network, atlas, batch, velocity, self.refine_iterations,
-                                               lr=self.refine_lr)
-            displacement = self.network.displacement(velocity, batch.shape[2:])
-            onehot = F.one_hot(self.atlas_classes.to(self.device), len(self.values)).permute(3, 0, 1, 2)[None]
-            return self.network.warp(onehot.float(), displacement)[0]
+            return self.warped_atlas(image)
+        scores = self.student_scores(image)
+        if self.registration_margin is None:
+            return scores
+        return bound_to_registration(scores, self.warped_atlas(image), self.grid.spacing, self.registration_margin)
+
+    @torch.no_grad()
+    def warped_atlas(self, image: torch.Tensor) -> torch.Tensor:
+        """The atlas's one-hot labels (C, I, J, K) warped onto an aligned image (I, J, K) by the augmenter's
+        deformation, refined per scan when ``refine_iterations`` says so."""
+        batch = image.to(self.device)[None, None]
+        atlas = self.atlas_image.to(self.device)[None, None]
+        velocity = self.augmenter.velocity(atlas, batch)
+        if self.refine_iterations:
+            with torch.enable_grad():
+                velocity = refine_velocity(self.augmenter, atlas, batch, velocity, self.refine_iterations,
+                                           lr=self.refine_lr)
+        displacement = self.augmenter.displacement(velocity, batch.shape[2:])
+        onehot = F.one_hot(self.atlas_classes.to(self.device), len(self.values)).permute(3, 0, 1, 2)[None]
+        return self.augmenter.warp(onehot.float(), displacement)[0]
+
+    @torch.no_grad()
+    def student_scores(self, image: torch.Tensor) -> torch.Tensor:
+        """The student's class probabilities (C, I, J, K) for an aligned image (I, J, K) (a channels-last view when
+        computed in windows)."""
+        batch = image.to(self.device)[None, None]
         if self.network.prior_channels:
             batch = torch.cat([batch, self.prior.to(batch.dtype)], dim=1)
         batch = batch.contiguous(memory_format=torch.channels_last_3d)
