@@ -59,6 +59,7 @@ OPTION_CASES = [_option_case(*case) for case in [
     ("lap_crop_larger_than_the_frame", "lap_train", "--crop", ("512", "512"), ("larger than the working size",)),
     ("lap_focus_above_one", "lap_train", "--focus", ("1.5",), ("from 0 to 1",)),
     ("lap_focus_on_whole_frames", "lap_train", "--focus", ("0.5",), ("whole frames", "--zoom below 1 or --crop")),
+    ("lap_class_balance_above_one", "lap_train", "--class-balance", ("2",), ("from 0 to 1",)),
 ]]
 
 
@@ -85,6 +86,11 @@ def segment_zero_window(env, tmp):
 def segment_memory_of_zero(env, tmp):
     argv = env.segment(env.oneshot.case["scans"][0], tmp / "o.nii.gz", "--max-memory", "0G")
     return Invocation(argv, fragments=("--max-memory", "not a memory size"), outputs=[tmp / "o.nii.gz"])
+
+
+def segment_negative_registration_margin(env, tmp):
+    argv = env.segment(env.oneshot.case["scans"][0], tmp / "o.nii.gz", "--registration-margin", "-2")
+    return Invocation(argv, fragments=("--registration-margin", "from 0 to 1000"), outputs=[tmp / "o.nii.gz"])
 
 
 def lap_learn_missing_option(env, tmp):
@@ -119,6 +125,7 @@ def label_colour_table_out_of_range(env, tmp):
 
 
 CASES = {OPTIONS: [*OPTION_CASES, train_spacing_with_unit, segment_zero_window, segment_memory_of_zero,
+                   segment_negative_registration_margin,
                    lap_learn_missing_option, lap_learn_unknown_option, lap_confidence_above_one,
                    label_colour_out_of_range, label_colour_table_out_of_range]}
 test_bad_input = matrix_test(CASES)
