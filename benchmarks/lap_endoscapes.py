@@ -57,10 +57,12 @@ VARIANTS = {
 # (without the Dice term), zoom windows without --focus and 256x448 frames trained on 128x224 crops were compared
 # once, call by call, before --dev had seeds (docs/incremental.md).
 DEV_VIDEOS = ENDOSCAPES_TRAIN_VIDEOS[::5]
+# Each row names its class balance: the rows before it was added ran, and still run, with unweighted cross-entropy.
 DEV_SETTINGS = {
-    "cross-entropy + Dice": ("--dice-weight", 1),
-    "cross-entropy + Dice + zoom 0.6 + focus 0.5": ("--dice-weight", 1, "--zoom", 0.6, "--focus", 0.5),
-    "cross-entropy + Dice, learning rate 3e-3": ("--dice-weight", 1, "--lr", 0.003),
+    "cross-entropy + Dice": ("--dice-weight", 1, "--class-balance", 0),
+    "cross-entropy + Dice + zoom 0.6 + focus 0.5": ("--dice-weight", 1, "--class-balance", 0, "--zoom", 0.6,
+                                                    "--focus", 0.5),
+    "cross-entropy + Dice, learning rate 3e-3": ("--dice-weight", 1, "--class-balance", 0, "--lr", 0.003),
     "class-balanced cross-entropy (frequency^-0.5) + Dice": ("--dice-weight", 1, "--class-balance", 0.5),
 }
 DEV_KEYS = {"dice": "cross-entropy + Dice", "zoom": "cross-entropy + Dice + zoom 0.6 + focus 0.5",
@@ -125,8 +127,8 @@ def _dev_settings(text: str) -> list[str]:
 def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool, seeds: list[int],
             names: list[str]) -> dict:
     """The joint model under each of the ``DEV_SETTINGS`` in ``names`` and ``seeds`` (the same seeds for every
-    setting: paired), trained on the train videos but ``DEV_VIDEOS`` and scored on those: how the segmenter's settings were chosen
-    without looking at the val videos."""
+    setting: paired), trained on the train videos but ``DEV_VIDEOS`` and scored on those: how the segmenter's
+    settings were chosen without looking at the val videos."""
     protocol = {**PROTOCOLS["endoscapes"], "test_patients": DEV_VIDEOS}
     classes = [c for s in protocol["steps"] for c in s["classes"]]
     fitting = [v for v in ENDOSCAPES_TRAIN_VIDEOS if v not in DEV_VIDEOS]

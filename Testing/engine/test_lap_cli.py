@@ -32,8 +32,7 @@ def trained(tmp_path_factory):
     assert lap("demo-data", "--out", root / "demo", "--patients", 4, "--frames-per-patient", 3, "--size", 72, 88,
                "--progress", "none") == 0
     assert lap("train", "--data", root / "demo", "--classes", "liver,stomach,colon", "--out", root / "m0",
-               "--patients", "01,02", "--iterations", 4, "--diffusion-iterations", 3, "--class-balance", 0.5,
-               *TINY_TRAIN) == 0
+               "--patients", "01,02", "--iterations", 4, "--diffusion-iterations", 3, *TINY_TRAIN) == 0
     # bf16 autocast on the CPU exercises the mixed-precision path that CUDA runs.
     assert lap("learn", "--model", root / "m0", "--data", root / "demo", "--new-classes", "small_intestine",
                "--out", root / "m1", "--patients", "03,04", "--iterations", 3, "--diffusion-iterations", 2,
@@ -50,7 +49,7 @@ def test_base_and_incremental_step_bundle(trained):
     assert manifest["method"] == "lap" and manifest["labels"][3]["name"] == "small_intestine"
     assert set(manifest["weights"]) == {"segmenter", "segmenter_step0", "diffusion_step0", "diffusion_step1",
                                         "projection"}
-    assert manifest["history"][0]["options"]["class_balance"] == 0.5
+    assert manifest["history"][0]["options"]["class_balance"] == 0.5  # the default
     step = manifest["history"][1]
     assert step["strategy"] == "ours" and step["replayed_frames"] == 3
     assert step["strategy_settings"]["pseudo_labels"] and step["strategy_settings"]["replay"]  # ours' defaults

@@ -47,6 +47,7 @@ class LoopOptions:
     crop: tuple[int, int] | None = None  # training windows (h, w) taken from the working grid (None = whole frames)
     focus: float = 0.0              # share of the windows centred on a labelled structure (sampling.augment)
     class_balance: float = 0.0      # base step / joint: cross-entropy class weights ∝ frequency^-class_balance
+                                    # (the CLI's default is 0.5)
 
 
 @dataclass
