@@ -58,16 +58,15 @@ VARIANTS = {
 # once, call by call, before --dev had seeds (docs/incremental.md).
 DEV_VIDEOS = ENDOSCAPES_TRAIN_VIDEOS[::5]
 # Each row names its class balance: the rows before it was added ran, and still run, with unweighted cross-entropy.
+# key (for --dev-settings) -> (the report's name of the setting, its `lap train` options)
 DEV_SETTINGS = {
-    "cross-entropy + Dice": ("--dice-weight", 1, "--class-balance", 0),
-    "cross-entropy + Dice + zoom 0.6 + focus 0.5": ("--dice-weight", 1, "--class-balance", 0, "--zoom", 0.6,
-                                                    "--focus", 0.5),
-    "cross-entropy + Dice, learning rate 3e-3": ("--dice-weight", 1, "--class-balance", 0, "--lr", 0.003),
-    "class-balanced cross-entropy (frequency^-0.5) + Dice": ("--dice-weight", 1, "--class-balance", 0.5),
+    "dice": ("cross-entropy + Dice", ("--dice-weight", 1, "--class-balance", 0)),
+    "zoom": ("cross-entropy + Dice + zoom 0.6 + focus 0.5",
+             ("--dice-weight", 1, "--class-balance", 0, "--zoom", 0.6, "--focus", 0.5)),
+    "lr": ("cross-entropy + Dice, learning rate 3e-3", ("--dice-weight", 1, "--class-balance", 0, "--lr", 0.003)),
+    "balance": ("class-balanced cross-entropy (frequency^-0.5) + Dice",
+                ("--dice-weight", 1, "--class-balance", 0.5)),
 }
-DEV_KEYS = {"dice": "cross-entropy + Dice", "zoom": "cross-entropy + Dice + zoom 0.6 + focus 0.5",
-            "lr": "cross-entropy + Dice, learning rate 3e-3",
-            "balance": "class-balanced cross-entropy (frequency^-0.5) + Dice"}
 DEV_ITERATIONS = 600
 
 
@@ -117,16 +116,18 @@ def run(data: Path, work: Path, settings: dict, threads: int, reuse: bool, varia
 
 
 def _dev_settings(text: str) -> list[str]:
-    """``--dev-settings dice,balance`` -> the settings' names."""
-    unknown = [k for k in text.split(",") if k not in DEV_KEYS]
+    """``--dev-settings dice,balance`` -> those keys of ``DEV_SETTINGS``."""
+    keys = text.split(",")
+    unknown = [k for k in keys if k not in DEV_SETTINGS]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown setting(s) {','.join(unknown)}; choose from {','.join(DEV_KEYS)}")
-    return [DEV_KEYS[k] for k in text.split(",")]
+        raise argparse.ArgumentTypeError(f"unknown setting(s) {','.join(unknown)}; choose from "
+                                         f"{','.join(DEV_SETTINGS)}")
+    return keys
 
 
 def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool, seeds: list[int],
-            names: list[str]) -> dict:
-    """The joint model under each of the ``DEV_SETTINGS`` in ``names`` and ``seeds`` (the same seeds for every
+            keys: list[str]) -> dict:
+    """The joint model under each of the ``DEV_SETTINGS`` in ``keys`` and ``seeds`` (the same seeds for every
     setting: paired), trained on the train videos but ``DEV_VIDEOS`` and scored on those: how the segmenter's
     settings were chosen without looking at the val videos."""
     protocol = {**PROTOCOLS["endoscapes"], "test_patients": DEV_VIDEOS}
@@ -136,8 +137,8 @@ def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool, s
     fit = fitter(threads, reuse, reused)
     rows = {}
     plain = {**settings, "train_extra": []}
-    for name in names:
-        extra = DEV_SETTINGS[name]
+    for key in keys:
+        name, extra = DEV_SETTINGS[key]
         rows[name] = {"options": list(map(str, extra)), "seeds": {}}
         for seed in seeds:
             log(f"dev: {name}, seed {seed}")
@@ -163,9 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the settings comparison on held-out train videos (no val video is used)")
     parser.add_argument("--dev-seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="seeds of every --dev setting, the same for each (paired; default: 0 1 2)")
-    parser.add_argument("--dev-settings", type=_dev_settings,
-                        default=list(DEV_SETTINGS), metavar="KEYS",
-                        help=f"comma-separated subset of {','.join(DEV_KEYS)} (default: all)")
+    parser.add_argument("--dev-settings", type=_dev_settings, default=list(DEV_SETTINGS), metavar="KEYS",
+                        help=f"comma-separated subset of {','.join(DEV_SETTINGS)} (default: all)")
     parser.add_argument("--replay-count", type=int, default=64, help="replayed frames for the evidence (default 64)")
     args = parser.parse_args(argv)
     # The settings comparison is its own report and raw result: it never replaces the protocol's.

@@ -196,3 +196,29 @@ def test_class_balance_weights_by_hand():
     assert (6 * weights[0] + 2 * weights[1]) / 8 == pytest.approx(1.0)
     half = class_balance_weights(labels, 3, 0.5)
     assert half[1] / half[0] == pytest.approx(math.sqrt(3.0))
+
+
+def test_the_base_step_weighs_its_cross_entropy_by_class_balance():
+    import torch.nn.functional as F
+
+    from distillseg.common.distributed import World
+    from distillseg.lap.segmenter_training import LoopOptions, SegmenterTrainer, class_balance_weights
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.zeros((2, 32, 32), dtype=torch.uint8)
+    labels[:, :4, :4] = 1                          # a small structure: 1.6 % of the pixels
+    labels[:, -2:, :] = IGNORE
+    logits = torch.randn(2, 2, 32, 32)
+    y = labels.long()
+    losses = {}
+    for power in (0.0, 1.0):
+        trainer = SegmenterTrainer(Segmenter(SegmenterConfig(backbone="resnet10"), 2), images, labels,
+                                   LoopOptions(1, batch_size=2, class_balance=power), torch.device("cpu"), None,
+                                   World())
+        losses[power] = trainer._base_loss(logits, y)[1]["ce"]
+    weights = class_balance_weights(labels, 2, 1.0)
+    assert losses[0.0] == pytest.approx(float(F.cross_entropy(logits, y, ignore_index=IGNORE)), rel=1e-6)
+    assert losses[1.0] == pytest.approx(float(F.cross_entropy(logits, y, weight=weights, ignore_index=IGNORE)),
+                                        rel=1e-6)
+    assert losses[1.0] != pytest.approx(losses[0.0], rel=1e-3)
