@@ -10,6 +10,8 @@ replay is compared with the real frames it stands in for (``benchmarks.harness.l
 
 Segmenter settings are compared with ``--dev``: the joint model trained on 24 train videos and scored on the 6
 others, never on the val videos (zoom windows and crops were checked that way, call by call; docs/incremental.md).
+Settings of the learning steps are compared with ``--dev-steps VARIANTS``: the same three steps on those 24 videos,
+scored on the 6 (``benchmarks.harness.lap_dev_steps``).
 The official 10 test videos are not in ../shared/data: they are kept for an independent check.
 
 One command, from the repository root::
@@ -31,9 +33,11 @@ from pathlib import Path
 
 from benchmarks.harness.cli import benchmark_parser, log, report_folder
 from benchmarks.harness.lap_endoscapes_report import write_report
-from benchmarks.harness.lap_protocols import ENDOSCAPES_FOLDER, ENDOSCAPES_TRAIN_VIDEOS, PROTOCOLS
+from benchmarks.harness.lap_dev_steps import run_dev_steps
+from benchmarks.harness.lap_protocols import (ENDOSCAPES_DEV_VIDEOS, ENDOSCAPES_FITTING_VIDEOS, ENDOSCAPES_FOLDER,
+                                              ENDOSCAPES_TRAIN_VIDEOS, PROTOCOLS)
 from benchmarks.harness.lap_runs import (SMOKE_SETTINGS, evaluate, fitter, ious, learn_steps, train_base,
-                                         train_options)
+                                         train_options, variant_tag)
 from benchmarks.harness.paths import shown
 from benchmarks.harness.report import invocation
 
@@ -56,7 +60,6 @@ VARIANTS = {
 # Segmenter settings compared by --dev (joint model, 24 train videos -> 6 held-out train videos). Plain cross-entropy
 # (without the Dice term), zoom windows without --focus and 256x448 frames trained on 128x224 crops were compared
 # once, call by call, before --dev had seeds (docs/incremental.md).
-DEV_VIDEOS = ENDOSCAPES_TRAIN_VIDEOS[::5]
 # Each row names its class balance: the rows before it was added ran, and still run, with unweighted cross-entropy.
 # key (for --dev-settings) -> (the report's name of the setting, its `lap train` options)
 DEV_SETTINGS = {
@@ -68,10 +71,6 @@ DEV_SETTINGS = {
                 ("--dice-weight", 1, "--class-balance", 0.5)),
 }
 DEV_ITERATIONS = 600
-
-
-def _tag(variant: str) -> str:
-    return variant.replace(" + ", "_plus_").replace(" ", "_")
 
 
 def _dice(work: Path, model: Path) -> dict[str, float]:
@@ -107,8 +106,8 @@ def run(data: Path, work: Path, settings: dict, threads: int, reuse: bool, varia
     for variant, (strategy, extra) in variants.items():
         log(f"variant {variant}")
         curves[variant], seconds[variant] = learn_steps(strategy, base, base_scores, protocol, data, work, settings,
-                                                        threads, fit, extra, tag=_tag(variant))
-        final_dice[variant] = _dice(work, work / f"{_tag(variant)}_step{len(steps) - 1}")
+                                                        threads, fit, extra, tag=variant_tag(variant))
+        final_dice[variant] = _dice(work, work / f"{variant_tag(variant)}_step{len(steps) - 1}")
     return {"protocol": "endoscapes", "description": protocol["description"], "steps": steps,
             "test_patients": protocol["test_patients"], "curves": curves, "joint": joint_iou,
             "joint_dice": _dice(work, joint), "final_dice": final_dice, "seconds": seconds, "reused": reused,
@@ -125,14 +124,23 @@ def _dev_settings(text: str) -> list[str]:
     return keys
 
 
+def _variant_names(text: str) -> list[str]:
+    """``--dev-steps "ours,ours without Dice"`` -> those keys of ``VARIANTS``."""
+    names = text.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown variant(s) {','.join(unknown)}; choose from {','.join(VARIANTS)}")
+    return names
+
+
 def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool, seeds: list[int],
             keys: list[str]) -> dict:
     """The joint model under each of the ``DEV_SETTINGS`` in ``keys`` and ``seeds`` (the same seeds for every
-    setting: paired), trained on the train videos but ``DEV_VIDEOS`` and scored on those: how the segmenter's
+    setting: paired), trained on the fitting videos and scored on the held-out ones: how the segmenter's
     settings were chosen without looking at the val videos."""
-    protocol = {**PROTOCOLS["endoscapes"], "test_patients": DEV_VIDEOS}
+    protocol = {**PROTOCOLS["endoscapes"], "test_patients": ENDOSCAPES_DEV_VIDEOS}
     classes = [c for s in protocol["steps"] for c in s["classes"]]
-    fitting = [v for v in ENDOSCAPES_TRAIN_VIDEOS if v not in DEV_VIDEOS]
+    fitting = ENDOSCAPES_FITTING_VIDEOS
     reused: list[str] = []
     fit = fitter(threads, reuse, reused)
     rows = {}
@@ -142,7 +150,7 @@ def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool, s
         rows[name] = {"options": list(map(str, extra)), "seeds": {}}
         for seed in seeds:
             log(f"dev: {name}, seed {seed}")
-            model = work / f"dev_{_tag(name)}_seed{seed}"
+            model = work / f"dev_{variant_tag(name)}_seed{seed}"
             seconds = fit("train", "--data", data, "--classes", ",".join(classes), "--out", model, "--patients",
                           ",".join(fitting), "--iterations", DEV_ITERATIONS, "--diffusion-iterations", 0,
                           *train_options(protocol, plain), *extra, "--seed", seed)
@@ -150,7 +158,7 @@ def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool, s
             rows[name]["seeds"][str(seed)] = {"seconds": seconds,
                                               "iou": {n: report["per_class"][n]["iou"] for n in classes},
                                               "dice": {n: report["per_class"][n]["dice"] for n in classes}}
-    return {"dev_videos": DEV_VIDEOS, "fitting_videos": fitting, "iterations": DEV_ITERATIONS, "seeds": seeds,
+    return {"dev_videos": ENDOSCAPES_DEV_VIDEOS, "fitting_videos": fitting, "iterations": DEV_ITERATIONS, "seeds": seeds,
             "rows": rows, "reused": reused}
 
 
@@ -160,17 +168,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-models", action="store_true",
                         help="keep the bundles an earlier run left in --work when their options and strategy settings "
                              "are today's (their times come from the bundles); the report lists them")
-    parser.add_argument("--dev", action="store_true",
-                        help="only the settings comparison on held-out train videos (no val video is used)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--dev", action="store_true",
+                      help="only the segmenter's settings comparison on held-out train videos (no val video is used)")
+    mode.add_argument("--dev-steps", type=_variant_names, metavar="VARIANTS",
+                      help="only the learning steps of these comma-separated variants, on held-out train videos (no "
+                           f"val video is used); variants: {','.join(VARIANTS)}")
     parser.add_argument("--dev-seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="seeds of every --dev setting, the same for each (paired; default: 0 1 2)")
+                        help="seeds of every --dev setting or --dev-steps variant, the same for each (paired; "
+                             "default: 0 1 2)")
     parser.add_argument("--dev-settings", type=_dev_settings, default=list(DEV_SETTINGS), metavar="KEYS",
                         help=f"comma-separated subset of {','.join(DEV_SETTINGS)} (default: all)")
     parser.add_argument("--replay-count", type=int, default=64, help="replayed frames for the evidence (default 64)")
     args = parser.parse_args(argv)
-    # The settings comparison is its own report and raw result: it never replaces the protocol's.
-    out = report_folder(args, NAME + "_dev" if args.dev else NAME)
-    raw_path = args.work / ("raw_dev_result.json" if args.dev else "raw_result.json")
+    # A settings comparison is its own report and raw result: it never replaces the protocol's.
+    mode = "_dev" if args.dev else "_dev_steps" if args.dev_steps else ""
+    out = report_folder(args, NAME + mode)
+    raw_path = args.work / f"raw{mode}_result.json"
     data = args.data / ENDOSCAPES_FOLDER
     if not (data / "labels.json").is_file():
         print(f"Endoscapes-Seg50 is not at {shown(data)}: benchmark skipped.", file=sys.stderr)
@@ -187,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.dev:
         raw["dev"] = run_dev(data, args.work, settings, args.threads, args.reuse_models, args.dev_seeds,
                              args.dev_settings)
+    elif args.dev_steps:
+        raw["dev_steps"] = run_dev_steps(data, args.work, settings, args.threads, args.reuse_models, args.dev_seeds,
+                                         {v: VARIANTS[v] for v in args.dev_steps})
     else:
         variants = {k: VARIANTS[k] for k in ("ours", "finetune")} if args.smoke else VARIANTS
         raw["result"] = run(data, args.work, settings, args.threads, args.reuse_models, variants,

@@ -501,3 +501,45 @@ def test_protocol_training_keys_hold_every_engine_default(monkeypatch):
 
     monkeypatch.setattr(oneshot_cli, "add_oneshot_verbs", with_another_default)
     assert json.loads(variants.train_defaults())["hint_weight"] == 0.5
+
+
+def test_dev_steps_hold_out_their_videos_and_compare_variants_seed_by_seed(tmp_path):
+    from benchmarks.harness.lap_dev_steps import dev_steps_protocol, dev_steps_lines
+    from benchmarks.harness.lap_endoscapes_report import write_report
+    from benchmarks.harness.lap_protocols import (ENDOSCAPES_DEV_VIDEOS, ENDOSCAPES_TRAIN_VIDEOS,
+                                                  ENDOSCAPES_VAL_VIDEOS)
+
+    protocol = dev_steps_protocol()
+    groups = [set(s["patients"]) for s in protocol["steps"]]
+    assert protocol["test_patients"] == ENDOSCAPES_DEV_VIDEOS and len(ENDOSCAPES_DEV_VIDEOS) == 6
+    # Three disjoint groups of 8 that together are the train videos but the held-out ones; no val video anywhere.
+    assert [len(g) for g in groups] == [8, 8, 8] and not (groups[0] & groups[1] or groups[1] & groups[2])
+    assert set().union(*groups) == set(ENDOSCAPES_TRAIN_VIDEOS) - set(ENDOSCAPES_DEV_VIDEOS)
+    assert not set().union(*groups, ENDOSCAPES_DEV_VIDEOS) & set(ENDOSCAPES_VAL_VIDEOS)
+    assert [s["classes"] for s in protocol["steps"]] == [s["classes"] for s in PROTOCOLS["endoscapes"]["steps"]]
+
+    def curve(old: float, new: float) -> list[dict]:
+        return [{"gallbladder": 0.6, "tool": 0.6},
+                {"gallbladder": 0.5, "tool": 0.5, "cystic_artery": 0.1, "cystic_duct": 0.1},
+                {"gallbladder": old, "tool": old, "cystic_artery": 0.1, "cystic_duct": 0.1,
+                 "cystic_plate": new, "calot_triangle": new}]
+
+    dev = {"steps": protocol["steps"], "dev_videos": ENDOSCAPES_DEV_VIDEOS, "seeds": [0, 1], "base_seconds": 300.0,
+           "curves": {"ours": {"0": curve(0.4, 0.1), "1": curve(0.5, 0.1)},
+                      "ours without Dice": {"0": curve(0.5, 0.1), "1": curve(0.5, 0.04)}},
+           "seconds": {"ours": {"0": 240.0, "1": 300.0}, "ours without Dice": {"0": 200.0, "1": 200.0}},
+           "reused": [], "variants": {"ours": ["ours", []], "ours without Dice": ["ours", ["--dice-weight", "0"]]}}
+    lines = "\n".join(dev_steps_lines(dev))
+    # ours, seed 0: (0.4 * 2 + 0.1 * 2 + 0.1 * 2) / 6 = 20.0; seed 1: 23.3. Old structures' mean IoU: step 1
+    # 0.6 -> 0.5 (-10); step 2 (0.5 * 2 + 0.2) / 4 = 0.3 -> (0.4 * 2 + 0.2) / 4 = 0.25 (-5): the worst is -10.
+    assert "| ours (`--strategy ours`) | 21.7 [20.0–23.3] | 27.5 [25.0–30.0] | 10.0 [10.0–10.0] |" in lines
+    assert "| -10.0 [-10.0–-10.0] | – | 4.5 min |" in lines
+    # Without Dice, seed 0: 23.3 (+3.3 over ours' 20.0); seed 1: (1.0 + 0.2 + 0.08) / 6 = 21.3 (-2.0).
+    assert "(`--strategy ours --dice-weight 0`)" in lines and "| +3.3, -2.0 |" in lines
+    assert "| cystic_plate | 10.0 [10.0–10.0] | 7.0 [4.0–10.0] |" in lines
+    raw = {"command": ".venv/bin/python -m benchmarks.lap_endoscapes --dev-steps ours", "threads": 2, "smoke": False,
+           "settings": {"step_iterations": 150}, "total_seconds": 60.0, "dev_steps": dev}
+    write_report(tmp_path, raw, raw["command"])
+    report = (tmp_path / "report.md").read_text()
+    assert "`--dev-steps`, no val video used" in report and "'step_iterations': 150" in report
+    assert json.loads((tmp_path / "results.json").read_text())["dev_steps"]["seeds"] == [0, 1]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from benchmarks.harness.figures import pyplot, save
 from benchmarks.harness.lap_replay_evidence import CAPTION
-from benchmarks.harness.lap_runs import curve_rows, final_iou_table, iou_cells, mean, step_header
+from benchmarks.harness.lap_dev_steps import dev_steps_lines
+from benchmarks.harness.lap_runs import curve_rows, final_iou_table, iou_cells, mean, spread, step_header
 from benchmarks.harness.report import write_json, write_text
 
 CONTEXT = ("Published figures for context: the data set's official benchmark (Murali et al. 2023, "
@@ -57,12 +58,6 @@ def _yes(flag: bool) -> str:
     return "met" if flag else "MISSED"
 
 
-def _spread(values: list[float]) -> str:
-    """Percent: the seed mean, and [min–max] when there are several seeds."""
-    text = f"{100 * mean(values):.1f}"
-    return text + (f" [{100 * min(values):.1f}–{100 * max(values):.1f}]" if len(values) > 1 else "")
-
-
 def _dev_lines(dev: dict) -> list[str]:
     rows = dev["rows"]
     names = list(next(iter(next(iter(rows.values()))["seeds"].values()))["iou"])
@@ -76,8 +71,8 @@ def _dev_lines(dev: dict) -> list[str]:
     for name, row in rows.items():
         runs = list(row["seeds"].values())
         lines.append(f"| {name} (`{' '.join(row['options'])}`) | "
-                     + " | ".join(_spread([r["iou"][n] for r in runs]) for n in names)
-                     + f" | {_spread([mean(r['iou'].values()) for r in runs])} | "
+                     + " | ".join(spread([r["iou"][n] for r in runs]) for n in names)
+                     + f" | {spread([mean(r['iou'].values()) for r in runs])} | "
                      f"{mean(r['seconds'] for r in runs) / 60:.1f} min |")
     return lines + [""]
 
@@ -134,10 +129,13 @@ def markdown(raw: dict, summary: dict | None) -> str:
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, CPU only, torch "
              f"threads {raw['threads']}. Command: `{raw['command']}`; wall time of the last invocation "
              f"{raw['total_seconds'] / 60:.1f} min (times are clean only when nothing else ran on the machine).", "",
-             # The protocol's settings; a --dev report trains the joint model only, with its own rows' options.
-             *([f"Settings: `{settings}`", ""] if raw.get("result") else []), CONTEXT, ""]
+             # The protocol's settings (the learning steps' too); a --dev report trains the joint model only, with
+             # its own rows' options.
+             *([f"Settings: `{settings}`", ""] if raw.get("result") or raw.get("dev_steps") else []), CONTEXT, ""]
     if raw.get("dev"):
         lines += _dev_lines(raw["dev"])
+    if raw.get("dev_steps"):
+        lines += dev_steps_lines(raw["dev_steps"])
     if summary is None:
         return "\n".join(lines)
     result = raw["result"]

@@ -32,6 +32,10 @@ ENDOSCAPES_TRAIN_VIDEOS = ["4", "5", "10", "13", "14", "36", "38", "39", "43", "
                            "119"]
 ENDOSCAPES_VAL_VIDEOS = ["126", "131", "137", "141", "142", "144", "146", "153", "156", "159"]
 _VIDEO_GROUPS = [ENDOSCAPES_TRAIN_VIDEOS[k::3] for k in range(3)]
+# Every fifth train video is held out of the settings comparisons (``--dev``, ``--dev-steps``); they train on the
+# other 24 ("fitting" videos) and are scored on these 6.
+ENDOSCAPES_DEV_VIDEOS = ENDOSCAPES_TRAIN_VIDEOS[::5]
+ENDOSCAPES_FITTING_VIDEOS = [v for v in ENDOSCAPES_TRAIN_VIDEOS if v not in ENDOSCAPES_DEV_VIDEOS]
 ENDOSCAPES_FOLDER = Path("laparoscopy") / "endoscapes_seg50"
 
 PROTOCOLS = {

@@ -139,10 +139,18 @@ def train_base(protocol: dict, data: Path, work: Path, settings: dict, threads: 
     return base, seconds, ious(evaluate(base, protocol, data, work, threads), first["classes"])
 
 
+def variant_tag(variant: str) -> str:
+    """A variant's name as a file-name part: ``"mib + Dice"`` -> ``"mib_plus_Dice"``."""
+    return variant.replace(" + ", "_plus_").replace(" ", "_")
+
+
 def learn_steps(strategy: str, base: Path, base_scores: dict, protocol: dict, data: Path, work: Path, settings: dict,
-                threads: int, fit, extra: tuple = (), tag: str | None = None) -> tuple[list[dict], float]:
+                threads: int, fit, extra: tuple = (), tag: str | None = None,
+                seed: int = 0) -> tuple[list[dict], float]:
     """``lap learn --strategy STRATEGY EXTRA…`` for every step after the base into ``<tag>_step<k>``; returns the IoU
-    of the structures seen so far after each step (the base's first) and the seconds of all steps."""
+    of the structures seen so far after each step (the base's first) and the seconds of all steps. Step ``k`` of
+    ``seed`` runs with ``lap learn --seed seed * steps + k`` (seed 0: ``--seed k``, as the protocol always ran), so
+    no two steps of any seed share their batches, replayed frames or new heads' first weights."""
     steps, previous, seconds, curve = protocol["steps"], base, 0.0, [base_scores]
     for index, step in enumerate(steps[1:], 1):
         out = work / f"{tag or strategy}_step{index}"
@@ -153,7 +161,8 @@ def learn_steps(strategy: str, base: Path, base_scores: dict, protocol: dict, da
         seconds += fit("learn", "--model", previous, "--data", data, "--new-classes", ",".join(step["classes"]),
                        "--out", out, "--patients", ",".join(step["patients"]), "--strategy", strategy,
                        "--iterations", settings["step_iterations"], "--diffusion-iterations", diffusion,
-                       "--batch-size", settings["batch_size"], "--lr", settings["step_lr"], "--seed", index,
+                       "--batch-size", settings["batch_size"], "--lr", settings["step_lr"],
+                       "--seed", seed * len(steps) + index,
                        *protocol.get("data_options", ()), *settings.get("step_extra", ()), *extra)
         seen = [c for s in steps[: index + 1] for c in s["classes"]]
         curve.append(ious(evaluate(out, protocol, data, work, threads), seen))
@@ -170,6 +179,13 @@ def mean(values) -> float:
     """Mean of the numbers that are not NaN; NaN when none is."""
     values = [v for v in values if v == v]
     return sum(values) / len(values) if values else float("nan")
+
+
+def spread(values: list[float], signed: bool = False) -> str:
+    """Percent: the seed mean, and [min–max] when there are several seeds (``signed``: with + on gains)."""
+    form = "{:+.1f}" if signed else "{:.1f}"
+    text = form.format(100 * mean(values))
+    return text + (f" [{form.format(100 * min(values))}–{form.format(100 * max(values))}]" if len(values) > 1 else "")
 
 
 def curve_rows(steps: list[dict], curve: list[dict]) -> list[dict]:
