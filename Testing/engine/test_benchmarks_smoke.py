@@ -543,3 +543,29 @@ def test_dev_steps_hold_out_their_videos_and_compare_variants_seed_by_seed(tmp_p
     report = (tmp_path / "report.md").read_text()
     assert "`--dev-steps`, no val video used" in report and "'step_iterations': 150" in report
     assert json.loads((tmp_path / "results.json").read_text())["dev_steps"]["seeds"] == [0, 1]
+
+
+def test_boundary_errors_report_a_missed_part_on_the_truths_grid_only(tmp_path):
+    from benchmarks import boundary_errors
+
+    truth = np.zeros((40, 12, 12), dtype=np.int16)
+    truth[2:38, 3:9, 3:9] = 7
+    missed = truth.copy()
+    missed[14:] = 0  # the bar's first third found, the rest missed
+    affine = np.diag([2.0, 1.0, 1.0, 1.0])
+    paths = {}
+    for name, array in (("truth", truth), ("missed", missed)):
+        paths[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(array, affine), paths[name])
+    (tmp_path / "names.json").write_text(json.dumps({"7": "bar"}))
+    out = tmp_path / "report"
+    assert boundary_errors.main(["--truth", str(paths["truth"]), "--names", str(tmp_path / "names.json"),
+                                 "--out", str(out), f"missed={paths['missed']}"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    bar_missed = result["segmentations"]["missed"]["structures"]["7"]
+    assert bar_missed["hd95_truth_to_pred"] > 30 > bar_missed["hd95_pred_to_truth"]  # 2 mm voxels along the bar
+    assert bar_missed["volume_ml"] == pytest.approx(12 * 36 * 2 / 1000) and bar_missed["true_volume_ml"] > 0.14
+    assert "## bar (7)" in (out / "report.md").read_text()
+    nib.save(nib.Nifti1Image(truth, np.eye(4)), tmp_path / "other_grid.nii.gz")
+    with pytest.raises(SystemExit, match="is not on the grid of"):
+        boundary_errors.main(["--truth", str(paths["truth"]), "--out", str(out), f"x={tmp_path / 'other_grid.nii.gz'}"])

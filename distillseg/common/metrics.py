@@ -8,6 +8,7 @@ unchanged (every surface voxel lies inside the crop) and keeps a 29-structure br
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -27,10 +28,14 @@ def _crop_to_union(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def structure_scores(pred: np.ndarray, truth: np.ndarray, labels: Iterable[int],
-                     spacing: Sequence[float] | None = None, hd95: bool = True) -> dict[int, dict[str, float]]:
+                     spacing: Sequence[float] | None = None, hd95: bool = True,
+                     directed: bool = False) -> dict[int, dict[str, float]]:
     """Dice (0..1) and HD95 (mm; NaN when either side is empty) for each label value.
 
     ``pred``, ``truth``: integer label maps of the same shape (2D or 3D); ``spacing``: voxel size in mm per axis.
+    ``directed`` adds the two one-way 95th percentiles whose larger one is HD95: ``hd95_pred_to_truth`` (from the
+    predicted surface to the true one: stray pieces raise it) and ``hd95_truth_to_pred`` (from the true surface to
+    the predicted one: missed parts raise it), so a report can tell over- from under-segmentation.
     """
     from monai.metrics import compute_dice, compute_hausdorff_distance
 
@@ -45,11 +50,16 @@ def structure_scores(pred: np.ndarray, truth: np.ndarray, labels: Iterable[int],
         result = {"dice": dice}
         if hd95:
             if p.any() and t.any():
-                result["hd95"] = float(compute_hausdorff_distance(
-                    p_t, t_t, include_background=True, percentile=95,
-                    spacing=list(spacing) if spacing is not None else None)[0, 0])
+                one_way = partial(compute_hausdorff_distance, include_background=True, percentile=95,
+                                  spacing=list(spacing) if spacing is not None else None)
+                result["hd95"] = float(one_way(p_t, t_t)[0, 0])
+                if directed:
+                    result["hd95_pred_to_truth"] = float(one_way(p_t, t_t, directed=True)[0, 0])
+                    result["hd95_truth_to_pred"] = float(one_way(t_t, p_t, directed=True)[0, 0])
             else:
                 result["hd95"] = math.nan
+                if directed:
+                    result["hd95_pred_to_truth"] = result["hd95_truth_to_pred"] = math.nan
         scores[int(value)] = result
     return scores
 
