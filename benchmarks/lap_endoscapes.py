@@ -158,8 +158,8 @@ def run_dev(data: Path, work: Path, settings: dict, threads: int, reuse: bool, s
             rows[name]["seeds"][str(seed)] = {"seconds": seconds,
                                               "iou": {n: report["per_class"][n]["iou"] for n in classes},
                                               "dice": {n: report["per_class"][n]["dice"] for n in classes}}
-    return {"dev_videos": ENDOSCAPES_DEV_VIDEOS, "fitting_videos": fitting, "iterations": DEV_ITERATIONS, "seeds": seeds,
-            "rows": rows, "reused": reused}
+    return {"dev_videos": ENDOSCAPES_DEV_VIDEOS, "fitting_videos": fitting, "iterations": DEV_ITERATIONS,
+            "seeds": seeds, "rows": rows, "reused": reused}
 
 
 def main(argv: list[str] | None = None) -> int:
