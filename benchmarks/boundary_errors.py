@@ -28,9 +28,6 @@ from benchmarks.harness.cli import log
 from benchmarks.harness.paths import shown
 from benchmarks.harness.report import about, header, table, write_json, write_text
 
-METRICS = ("dice", "hd95", "hd95_pred_to_truth", "hd95_truth_to_pred")
-
-
 def _segmentation(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
@@ -39,7 +36,8 @@ def _segmentation(text: str) -> tuple[str, Path]:
 
 
 def measure(truth_path: Path, segmentations: list[tuple[str, Path]], structures: list[int] | None) -> dict:
-    """Per segmentation and structure: the ``METRICS``, and the predicted and true volumes in ml."""
+    """Per segmentation and structure: Dice, HD95 and its two one-way parts (``structure_scores(directed=True)``),
+    and the predicted and true volumes in ml."""
     from distillseg.common.metrics import structure_scores
     from distillseg.common.volume_io import read_labels, same_grid
 

@@ -25,7 +25,8 @@ from benchmarks.harness.cli import benchmark_parser, log, report_folder
 from benchmarks.harness.figures import pyplot, save
 from benchmarks.harness.lap_protocols import PROTOCOLS, build_synthetic_data
 from benchmarks.harness.lap_runs import (SMOKE_SETTINGS, curve_rows, evaluate, final_iou_table, fitter, iou_cells,
-                                         ious, lap, learn_steps, mean, step_header, train_base, train_options)
+                                         ious, lap, learn_steps, mean, step_header, train_base, train_options,
+                                         worst_old_drop)
 from benchmarks.harness.report import invocation, module_command, write_json, write_text
 
 NAME = "lap_incremental"
@@ -62,7 +63,7 @@ def summarize(result: dict) -> dict:
     joint_all = mean(result["joint"].values())
     last = len(steps) - 1
     ours = table["ours"]
-    worst_drop = min(r["old"] - r["old_before_step"] for r in ours[1:])
+    worst_drop = worst_old_drop(ours)
     finetune_old = table["finetune"][last]["old"]
     checks = {
         "joint_all": joint_all,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .cli import log
 from .lap_protocols import ENDOSCAPES_DEV_VIDEOS, ENDOSCAPES_FITTING_VIDEOS, PROTOCOLS
-from .lap_runs import curve_rows, fitter, learn_steps, mean, spread, train_base, variant_tag
+from .lap_runs import curve_rows, fitter, learn_steps, mean, spread, train_base, variant_tag, worst_old_drop
 
 
 def dev_steps_protocol() -> dict:
@@ -58,7 +58,7 @@ def _measures(steps: list[dict], curve: list[dict]) -> dict[str, float]:
     any step (IoU, negative = lost)."""
     rows = curve_rows(steps, curve)
     return {"all": rows[-1]["all"], "old": rows[-1]["old"], "new": rows[-1]["new"],
-            "worst_old_drop": min(r["old"] - r["old_before_step"] for r in rows[1:])}
+            "worst_old_drop": worst_old_drop(rows)}
 
 
 def dev_steps_lines(dev: dict) -> list[str]:

@@ -200,6 +200,12 @@ def curve_rows(steps: list[dict], curve: list[dict]) -> list[dict]:
     return rows
 
 
+def worst_old_drop(rows: list[dict]) -> float:
+    """The largest loss of the old structures' mean IoU in any learning step (``curve_rows``' rows; negative = lost,
+    in IoU, not points)."""
+    return min(r["old"] - r["old_before_step"] for r in rows[1:])
+
+
 def step_header(first: str, steps: int, last: str) -> list[str]:
     """Head of a table with one "old / new / all" column per step: ``first`` column, the steps, ``last``."""
     return ["| " + " | ".join([first, *(f"step {i} old / new / all" for i in range(steps)), last]) + " |",

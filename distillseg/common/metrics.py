@@ -50,12 +50,14 @@ def structure_scores(pred: np.ndarray, truth: np.ndarray, labels: Iterable[int],
         result = {"dice": dice}
         if hd95:
             if p.any() and t.any():
-                one_way = partial(compute_hausdorff_distance, include_background=True, percentile=95,
-                                  spacing=list(spacing) if spacing is not None else None)
-                result["hd95"] = float(one_way(p_t, t_t)[0, 0])
-                if directed:
-                    result["hd95_pred_to_truth"] = float(one_way(p_t, t_t, directed=True)[0, 0])
-                    result["hd95_truth_to_pred"] = float(one_way(t_t, p_t, directed=True)[0, 0])
+                hausdorff95 = partial(compute_hausdorff_distance, include_background=True, percentile=95,
+                                      spacing=list(spacing) if spacing is not None else None)
+                if directed:  # MONAI's symmetric HD95 is the larger of these two: no third surface-distance pass
+                    result["hd95_pred_to_truth"] = float(hausdorff95(p_t, t_t, directed=True)[0, 0])
+                    result["hd95_truth_to_pred"] = float(hausdorff95(t_t, p_t, directed=True)[0, 0])
+                    result["hd95"] = max(result["hd95_pred_to_truth"], result["hd95_truth_to_pred"])
+                else:
+                    result["hd95"] = float(hausdorff95(p_t, t_t)[0, 0])
             else:
                 result["hd95"] = math.nan
                 if directed:
