@@ -27,6 +27,8 @@ import numpy as np
 from benchmarks.harness.cli import log
 from benchmarks.harness.paths import shown
 from benchmarks.harness.report import about, header, table, write_json, write_text
+from distillseg.contract.errors import UserError
+
 
 def _segmentation(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
@@ -88,9 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("segmentations", type=_segmentation, nargs="+", metavar="NAME=FILE",
                         help="label maps on the truth's grid, each with the name the report gives it")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {shown(args.out)} is a file, not a report folder")
     names = json.loads(args.names.read_text()) if args.names else {}
     facts, started = about(), time.monotonic()  # the load average is the one at the start
-    result = measure(args.truth, args.segmentations, args.structures)
+    try:
+        result = measure(args.truth, args.segmentations, args.structures)
+    except UserError as error:  # the engine's one-sentence reason (a missing or unreadable label map), no traceback
+        raise SystemExit(str(error)) from None
     seconds = time.monotonic() - started
     command = facts["command"]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -569,3 +569,11 @@ def test_boundary_errors_report_a_missed_part_on_the_truths_grid_only(tmp_path):
     nib.save(nib.Nifti1Image(truth, np.eye(4)), tmp_path / "other_grid.nii.gz")
     with pytest.raises(SystemExit, match="is not on the grid of"):
         boundary_errors.main(["--truth", str(paths["truth"]), "--out", str(out), f"x={tmp_path / 'other_grid.nii.gz'}"])
+    # A missing label map is the engine's one sentence, not a traceback; a file as the report folder is refused and
+    # left as it was.
+    with pytest.raises(SystemExit, match="absent.nii.gz: file does not exist"):
+        boundary_errors.main(["--truth", str(paths["truth"]), "--out", str(out), f"x={tmp_path / 'absent.nii.gz'}"])
+    before = paths["missed"].read_bytes()
+    with pytest.raises(SystemExit):
+        boundary_errors.main(["--truth", str(paths["truth"]), "--out", str(paths["missed"]), f"x={paths['missed']}"])
+    assert paths["missed"].read_bytes() == before
