@@ -57,6 +57,14 @@ VARIANTS = {
     "ours without contrast": ("ours", ("--contrastive-weight", 0)),
     "ours without distillation": ("ours", ("--kd-weight", 0, "--pod-weight", 0)),
 }
+# Learning-step settings that --dev-steps may compare besides VARIANTS (not run in the protocol's val table):
+# name -> (strategy, extra ``lap learn`` options).
+STEP_CANDIDATES = {
+    "ours with step lr 3e-4": ("ours", ("--lr", 0.0003)),
+    "ours with step lr 3e-4 + class balance 1": ("ours", ("--lr", 0.0003, "--class-balance", 1)),
+    "ours + class balance 1": ("ours", ("--class-balance", 1)),
+}
+DEV_STEP_VARIANTS = {**VARIANTS, **STEP_CANDIDATES}
 # Segmenter settings compared by --dev (joint model, 24 train videos -> 6 held-out train videos). Plain cross-entropy
 # (without the Dice term), zoom windows without --focus and 256x448 frames trained on 128x224 crops were compared
 # once, call by call, before --dev had seeds (docs/incremental.md).
@@ -125,11 +133,12 @@ def _dev_settings(text: str) -> list[str]:
 
 
 def _variant_names(text: str) -> list[str]:
-    """``--dev-steps "ours,ours without Dice"`` -> those keys of ``VARIANTS``."""
+    """``--dev-steps "ours,ours without Dice"`` -> those keys of ``VARIANTS`` or ``STEP_CANDIDATES``."""
     names = text.split(",")
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in names if n not in DEV_STEP_VARIANTS]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown variant(s) {','.join(unknown)}; choose from {','.join(VARIANTS)}")
+        raise argparse.ArgumentTypeError(f"unknown variant(s) {','.join(unknown)}; choose from "
+                                         f"{','.join(DEV_STEP_VARIANTS)}")
     return names
 
 
@@ -173,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="only the segmenter's settings comparison on held-out train videos (no val video is used)")
     mode.add_argument("--dev-steps", type=_variant_names, metavar="VARIANTS",
                       help="only the learning steps of these comma-separated variants, on held-out train videos (no "
-                           f"val video is used); variants: {','.join(VARIANTS)}")
+                           f"val video is used); variants: {','.join(DEV_STEP_VARIANTS)}")
     parser.add_argument("--dev-seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="seeds of every --dev setting or --dev-steps variant, the same for each (paired; "
                              "default: 0 1 2)")
@@ -203,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                              args.dev_settings)
     elif args.dev_steps:
         raw["dev_steps"] = run_dev_steps(data, args.work, settings, args.threads, args.reuse_models, args.dev_seeds,
-                                         {v: VARIANTS[v] for v in args.dev_steps})
+                                         {v: DEV_STEP_VARIANTS[v] for v in args.dev_steps})
     else:
         variants = {k: VARIANTS[k] for k in ("ours", "finetune")} if args.smoke else VARIANTS
         raw["result"] = run(data, args.work, settings, args.threads, args.reuse_models, variants,

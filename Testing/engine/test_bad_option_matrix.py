@@ -105,6 +105,12 @@ def lap_learn_unknown_option(env, tmp):
     return Invocation(argv, fragments=("Unrecognized arguments: --replay-frames 4",), outputs=[tmp / "m2"])
 
 
+def lap_learn_class_balance_above_one(env, tmp):
+    argv = ["lap", "learn", "--model", env.lap.model, "--data", env.lap.demo, "--new-classes", "liver",
+            "--out", tmp / "m2", "--class-balance", "1.5"]
+    return Invocation(argv, fragments=("--class-balance", "from 0 to 1"), outputs=[tmp / "m2"])
+
+
 def lap_confidence_above_one(env, tmp):
     argv = ["lap", "sample", "--model", env.lap.model, "--out", tmp / "s", "--confidence", "1.5"]
     return Invocation(argv, fragments=("--confidence",), outputs=[tmp / "s"])
@@ -126,6 +132,7 @@ def label_colour_table_out_of_range(env, tmp):
 
 CASES = {OPTIONS: [*OPTION_CASES, train_spacing_with_unit, segment_zero_window, segment_memory_of_zero,
                    segment_negative_registration_margin,
-                   lap_learn_missing_option, lap_learn_unknown_option, lap_confidence_above_one,
+                   lap_learn_missing_option, lap_learn_unknown_option, lap_learn_class_balance_above_one,
+                   lap_confidence_above_one,
                    label_colour_out_of_range, label_colour_table_out_of_range]}
 test_bad_input = matrix_test(CASES)

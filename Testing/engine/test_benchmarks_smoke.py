@@ -545,6 +545,21 @@ def test_dev_steps_hold_out_their_videos_and_compare_variants_seed_by_seed(tmp_p
     assert json.loads((tmp_path / "results.json").read_text())["dev_steps"]["seeds"] == [0, 1]
 
 
+def test_dev_steps_name_every_variant_and_candidate_and_refuse_others():
+    """``--dev-steps`` takes a comma-separated list: a name with a comma could never be chosen."""
+    import argparse
+
+    from benchmarks.lap_endoscapes import DEV_STEP_VARIANTS, STEP_CANDIDATES, VARIANTS, _variant_names
+    from distillseg.lap.strategies import STRATEGIES
+
+    assert set(DEV_STEP_VARIANTS) == set(VARIANTS) | set(STEP_CANDIDATES)
+    assert not set(VARIANTS) & set(STEP_CANDIDATES)
+    assert _variant_names(",".join(DEV_STEP_VARIANTS)) == list(DEV_STEP_VARIANTS)
+    assert all(strategy in STRATEGIES for strategy, _ in DEV_STEP_VARIANTS.values())
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown variant"):
+        _variant_names("ours,ours with everything")
+
+
 def test_boundary_errors_report_a_missed_part_on_the_truths_grid_only(tmp_path):
     from benchmarks import boundary_errors
 

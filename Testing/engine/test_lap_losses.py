@@ -222,3 +222,70 @@ def test_the_base_step_weighs_its_cross_entropy_by_class_balance():
     assert losses[1.0] == pytest.approx(float(F.cross_entropy(logits, y, weight=weights, ignore_index=IGNORE)),
                                         rel=1e-6)
     assert losses[1.0] != pytest.approx(losses[0.0], rel=1e-3)
+
+
+def test_weighted_unbiased_cross_entropy_by_hand():
+    # outputs: 0 background, 1 old structure, 2 new structure; old model had 2 outputs.
+    logits = _pixels([1.0, 2.0, 0.0], [0.0, 0.0, 3.0], [5.0, 5.0, 5.0])
+    targets = torch.tensor([[[0, 2, IGNORE]]])
+    z = [math.exp(1) + math.exp(2) + 1, 2 + math.exp(3)]
+    background_pixel = -math.log((math.exp(1) + math.exp(2)) / z[0])
+    new_pixel = -math.log(math.exp(3) / z[1])
+    # The merged background takes the background's weight (0.5); the old output's own weight (7) is never used.
+    weight = torch.tensor([0.5, 7.0, 3.0])
+    expected = (0.5 * background_pixel + 3.0 * new_pixel) / (0.5 + 3.0)
+    assert unbiased_cross_entropy(logits, targets, 2, weight=weight).item() == pytest.approx(expected, rel=1e-6)
+    assert unbiased_cross_entropy(logits, targets, 2, weight=torch.ones(3)).item() == pytest.approx(
+        unbiased_cross_entropy(logits, targets, 2).item(), rel=1e-6)
+
+
+def test_step_class_weights_give_old_structures_the_background_weight():
+    from distillseg.lap.segmenter_training import class_balance_weights, step_class_weights
+
+    # A step's labels: background and the new class 3 only (old structures 1, 2 are labelled background).
+    labels = torch.tensor([[[0, 0, 0, 0, 0, 0, 3, 3, IGNORE]]], dtype=torch.uint8)
+    weights = step_class_weights(labels, 4, old_outputs=3, power=1.0)
+    base = class_balance_weights(labels, 4, 1.0)
+    assert weights[1] == weights[2] == weights[0] == base[0]
+    assert weights[3] == base[3] and weights[3] / weights[0] == pytest.approx(3.0)
+    assert torch.allclose(step_class_weights(labels, 4, 3, 0.0), torch.ones(4))
+
+
+def test_a_learning_step_weighs_its_cross_entropy_by_class_balance():
+    """``lap learn --class-balance``: the real frames' cross-entropy of every strategy (plain, MiB's unbiased, and
+    on PLOP's pseudo-labels) takes the step's class weights; 0 leaves it unweighted."""
+    import torch.nn.functional as F
+
+    from distillseg.common.distributed import World
+    from distillseg.lap.segmenter_training import (LoopOptions, SegmenterTrainer, StepInputs, _old_model_labels,
+                                                   step_class_weights)
+    from distillseg.lap.strategies import strategy_named
+
+    torch.manual_seed(0)
+    old = Segmenter(SegmenterConfig(backbone="resnet10"), 2).eval()
+    with torch.no_grad():
+        old.head.bias.copy_(torch.tensor([4.0, 0.0]))   # sure of background nearly everywhere: few pixels ignored
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.zeros((2, 32, 32), dtype=torch.uint8)
+    labels[:, :4, :4] = 2                           # the new structure: 1.6 % of the pixels
+    labels[:, -2:, :] = IGNORE
+    x, y = images.float() / 255, labels.long()
+    logits = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        old_out = old(x)
+    weights = step_class_weights(labels, 3, 2, 1.0)
+    pseudo = _old_model_labels(y, old_out.logits, 0.7, ignore_uncertain=True)
+    expected = {"finetune": F.cross_entropy(logits, y, weight=weights, ignore_index=IGNORE),
+                "mib": unbiased_cross_entropy(logits, y, 2, weight=weights),
+                "plop": F.cross_entropy(logits, pseudo, weight=weights, ignore_index=IGNORE)}
+    for name, wanted in expected.items():
+        strategy = strategy_named(name, pseudo_labels=name == "plop", kd_weight=0.0, pod_weight=0.0)
+        ce = {}
+        for power in (0.0, 1.0):
+            net = Segmenter(SegmenterConfig(backbone="resnet10"), 2)
+            net.grow_head(1)
+            trainer = SegmenterTrainer(net, images, labels, LoopOptions(1, batch_size=2, class_balance=power),
+                                       torch.device("cpu"), None, World(), StepInputs(strategy, old, 2))
+            ce[power] = trainer._step_loss(type("Out", (), {"logits": logits})(), old_out, y, 2)[1]["ce"]
+        assert ce[1.0] == pytest.approx(float(wanted), rel=1e-5), name
+        assert ce[1.0] != pytest.approx(ce[0.0], rel=1e-3), name

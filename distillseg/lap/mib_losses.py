@@ -19,11 +19,13 @@ IGNORE = 255
 
 
 def unbiased_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, old_outputs: int,
-                           ignore_index: int = IGNORE) -> torch.Tensor:
+                           ignore_index: int = IGNORE, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over labelled pixels of -log P(target), where background means background ∪ old classes.
 
     ``old_outputs``: outputs of the previous model (1 + old structures). Targets of old classes are treated as
-    background (they are what the old model knows), targets >= ``old_outputs`` are new classes.
+    background (they are what the old model knows), targets >= ``old_outputs`` are new classes. ``weight``
+    (K,) per-output class weights as ``F.cross_entropy``'s (the merged background takes the background's);
+    the mean is then weighted, as there.
     """
     logits = logits.float()
     denominator = torch.logsumexp(logits, dim=1)
@@ -34,7 +36,9 @@ def unbiased_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, old_outp
     labelled = labels != ignore_index
     labels[labelled & (labels < old_outputs)] = 0
     labels[labelled & (labels >= old_outputs)] -= old_outputs - 1
-    return F.nll_loss(log_probs, labels, ignore_index=ignore_index)
+    if weight is not None:
+        weight = torch.cat([weight[:1], weight[old_outputs:]]).to(log_probs)
+    return F.nll_loss(log_probs, labels, weight=weight, ignore_index=ignore_index)
 
 
 def unbiased_distillation(logits: torch.Tensor, old_logits: torch.Tensor, mask: torch.Tensor | None = None

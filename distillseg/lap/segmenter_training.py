@@ -46,8 +46,8 @@ class LoopOptions:
     zoom: float = 1.0               # smallest window side fraction of the zoom augmentation (1 = none)
     crop: tuple[int, int] | None = None  # training windows (h, w) taken from the working grid (None = whole frames)
     focus: float = 0.0              # share of the windows centred on a labelled structure (sampling.augment)
-    class_balance: float = 0.0      # base step / joint: cross-entropy class weights ∝ frequency^-class_balance
-                                    # (the CLI's default is 0.5)
+    class_balance: float = 0.0      # cross-entropy class weights ∝ frequency^-class_balance on the real frames
+                                    # (the CLI's default is 0.5; in a step see ``step_class_weights``)
 
 
 @dataclass
@@ -101,6 +101,16 @@ def class_balance_weights(labels: torch.Tensor, classes: int, power: float) -> t
     return (weights / max(float((counts / total * weights).sum()), 1e-12)).float()
 
 
+def step_class_weights(labels: torch.Tensor, outputs: int, old_outputs: int, power: float) -> torch.Tensor:
+    """``class_balance_weights`` for a learning step's real frames, whose labels hold only background and the new
+    classes: the old structures (values 1..old_outputs-1, absent from these labels but present in the targets as
+    pseudo-labels, or merged into background by MiB's unbiased cross-entropy) take the background's weight, as
+    they are part of what these frames label background."""
+    weights = class_balance_weights(labels, outputs, power)
+    weights[1:old_outputs] = weights[0]
+    return weights
+
+
 def _downsample_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(labels[:, None].float(), size=size, mode="nearest-exact")[:, 0].long()
 
@@ -120,8 +130,12 @@ class SegmenterTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
         self.scaler = grad_scaler(device, amp_dtype)
         self.plan = BatchPlan(len(images), options.batch_size, world, options.seed)
-        self.ce_weights = class_balance_weights(labels, model.num_outputs, options.class_balance).to(device) \
-            if step is None and options.class_balance else None
+        self.ce_weights = None
+        if options.class_balance:
+            self.ce_weights = (class_balance_weights(labels, model.num_outputs, options.class_balance)
+                               if step is None else
+                               step_class_weights(labels, model.num_outputs, step.old_outputs, options.class_balance)
+                               ).to(device)
         self.replay_plan = None
         if step is not None and step.replay_images is not None and len(step.replay_images):
             # Half as many replayed as real frames per batch: they carry the old structures, the real ones the new.
@@ -177,11 +191,12 @@ class SegmenterTrainer:
         if strategy.pseudo_labels:
             targets = _old_model_labels(y[:real], old_logits[:real], strategy.confidence, ignore_uncertain=True,
                                         thresholds=self.step.thresholds)
-            terms["ce"] = F.cross_entropy(logits[:real].float(), targets, ignore_index=IGNORE)
+            terms["ce"] = F.cross_entropy(logits[:real].float(), targets, weight=self.ce_weights, ignore_index=IGNORE)
         elif strategy.unbiased_ce:
-            terms["ce"] = unbiased_cross_entropy(logits[:real], y[:real], old_outputs)
+            terms["ce"] = unbiased_cross_entropy(logits[:real], y[:real], old_outputs, weight=self.ce_weights)
         else:
-            terms["ce"] = F.cross_entropy(logits[:real].float(), y[:real], ignore_index=IGNORE)
+            terms["ce"] = F.cross_entropy(logits[:real].float(), y[:real], weight=self.ce_weights,
+                                          ignore_index=IGNORE)
         if strategy.dice_weight:
             terms["dice"] = strategy.dice_weight * new_class_dice(logits[:real], y[:real], old_outputs)
         if real < len(y):

@@ -218,7 +218,7 @@ def learn(args, progress) -> int:
         inputs = StepInputs(strategy, previous, model.registry.num_outputs, replay_images, replay_labels, thresholds)
         options = LoopOptions(args.iterations, args.batch_size, args.lr, seed=args.seed,
                               checkpoint_every=args.checkpoint_every, freeze_batchnorm=True, zoom=args.zoom,
-                              crop=crop, focus=args.focus)
+                              crop=crop, focus=args.focus, class_balance=args.class_balance)
         trainer = SegmenterTrainer(net, frames.images, frames.labels, options, device, dtype, world, inputs)
         if trainer.projection is not None and model.projection is not None:
             trainer.projection.load_state_dict(model.projection)
