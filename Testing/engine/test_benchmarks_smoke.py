@@ -245,8 +245,10 @@ def test_moved_header_rotates_and_shifts_in_world_space_only(tmp_path):
 def test_lap_benchmark_reuses_only_a_bundle_made_with_the_same_options_and_strategy(tmp_path):
     out = tmp_path / "mib_step1"
     out.mkdir()
+    # As the engine records them under --dice-weight 1 (entropy_thresholds is left out: a setting added later).
     settings = {"name": "mib", "unbiased_ce": True, "kd_weight": 10.0, "pod_weight": 0.0, "pseudo_labels": False,
-                "replay": False, "contrastive_weight": 0.0, "temperature": 0.1, "confidence": 0.7}
+                "replay": False, "contrastive_weight": 0.0, "dice_weight": 1.0, "temperature": 0.1,
+                "confidence": 0.7}
     # As the engine records them: no paths (data, out and model are left out of a model's history).
     options = {"verb": "learn", "strategy": "mib", "iterations": 120, "size": [128, 160], "lr": 0.001,
                "patients": ["05", "14"], "dice_weight": 1.0}
@@ -263,10 +265,20 @@ def test_lap_benchmark_reuses_only_a_bundle_made_with_the_same_options_and_strat
     assert lap_runs.reusable_seconds("learn", (*args, "--iterations", 121)) is None
     assert lap_runs.reusable_seconds("learn", (*args, "--patients", "05,15")) is None
     assert lap_runs.reusable_seconds("learn", (*args, "--dice-weight", 0.5)) is None
+    # The strategy's weights as the options set them: without --dice-weight 1 mib's Dice weight is 0.
+    assert lap_runs.reusable_seconds("learn", args[:-2]) is None
     settings["kd_weight"] = 5.0
     (out / "manifest.json").write_text(json.dumps({"history": [
-        {"options": options, "strategy_settings": settings, "seconds": 42.5}]}))
+        {"options": {**options, "kd_weight": 5.0}, "strategy_settings": settings, "seconds": 42.5}]}))
     assert lap_runs.reusable_seconds("learn", args) is None
+    assert lap_runs.reusable_seconds("learn", (*args, "--kd-weight", 5)) == 42.5
+    settings["pseudo_labels"] = True
+    (out / "manifest.json").write_text(json.dumps({"history": [
+        {"options": {**options, "kd_weight": 5.0, "pseudo_labels": True}, "strategy_settings": settings,
+         "seconds": 42.5}]}))
+    assert lap_runs.reusable_seconds("learn", (*args, "--kd-weight", 5, "--pseudo-labels")) == 42.5
+    assert lap_runs.reusable_seconds("learn", (*args, "--kd-weight", 5)) is None
+    assert lap_runs.reusable_seconds("learn", (*args, "--kd-weight", 5, "--no-pseudo-labels")) is None
     assert lap_runs.reusable_seconds("learn", ("--out", tmp_path / "absent")) is None
 
 

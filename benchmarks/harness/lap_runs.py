@@ -42,16 +42,31 @@ def _option_values(args: tuple) -> dict[str, list[str]]:
             key = values[arg[2:].replace("-", "_")] = []
         else:
             key.append(str(arg))
+    # A flag as the model records it: ``--pseudo-labels`` -> "True", ``--no-pseudo-labels`` -> pseudo_labels "False".
+    for name in [k for k, v in values.items() if not v]:
+        if name.startswith("no_"):
+            values[name[3:]] = ["False"]
+            del values[name]
+        else:
+            values[name] = ["True"]
     return values
 
 
-def _same_strategy(stored: dict) -> bool:
-    """An earlier bundle's strategy settings are today's (a setting added since then must be at its default)."""
+# ``lap learn`` options that change a strategy's settings (``strategy_named``'s overrides).
+_STRATEGY_WEIGHTS = ("kd_weight", "pod_weight", "contrastive_weight", "dice_weight", "confidence")
+
+
+def _same_strategy(stored: dict, wanted: dict[str, list[str]]) -> bool:
+    """An earlier bundle's strategy settings are today's under the options given (``--dice-weight 0`` and the
+    like change them); a setting added since then must be at its default."""
     from dataclasses import fields
 
-    from distillseg.lap.strategies import STRATEGIES, Strategy
+    from distillseg.lap.strategies import Strategy, strategy_named
 
-    current = STRATEGIES[stored["name"]].to_json()
+    overrides = {k: float(wanted[k][0]) for k in _STRATEGY_WEIGHTS if k in wanted}
+    if "pseudo_labels" in wanted:
+        overrides["pseudo_labels"] = wanted["pseudo_labels"] == ["True"]
+    current = strategy_named(stored["name"], **overrides).to_json()
     defaults = {f.name: f.default for f in fields(Strategy)}
     return all(stored.get(k, defaults[k]) == v for k, v in current.items())
 
@@ -89,7 +104,7 @@ def reusable_seconds(verb: str, args: tuple) -> float | None:
     options = last["options"]
     same = options.get("verb") == verb and all(_same_values(options.get(k), values) for k, values in wanted.items())
     if verb == "learn":
-        same = same and _same_strategy(last["strategy_settings"])
+        same = same and _same_strategy(last["strategy_settings"], wanted)
     return float(last["seconds"]) if same else None
 
 
