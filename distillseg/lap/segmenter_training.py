@@ -3,7 +3,8 @@
 One iteration takes a batch of real frames (and, with replay, half as many synthetic frames), runs the current model
 (and the frozen previous model), and adds up the strategy's losses:
 
-    real frames:      CE (plain, MiB-unbiased, or on PLOP pseudo-labels) + dice_weight · new-class soft Dice
+    real frames:      CE (plain, MiB-unbiased, or on PLOP pseudo-labels; class-weighted with class_balance)
+                      + dice_weight · new-class soft Dice
     replayed frames:  CE on the previous model's pseudo-labels (background = background ∪ new)
     both:             kd_weight · unbiased distillation + pod_weight · local POD + contrastive_weight · pixel InfoNCE
 
@@ -47,7 +48,7 @@ class LoopOptions:
     crop: tuple[int, int] | None = None  # training windows (h, w) taken from the working grid (None = whole frames)
     focus: float = 0.0              # share of the windows centred on a labelled structure (sampling.augment)
     class_balance: float = 0.0      # cross-entropy class weights ∝ frequency^-class_balance on the real frames
-                                    # (the CLI's default is 0.5; in a step see ``step_class_weights``)
+                                    # (lap train's default 0.5, lap learn's 1; a step's: ``step_class_weights``)
 
 
 @dataclass
