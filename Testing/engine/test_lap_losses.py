@@ -249,6 +249,7 @@ def test_step_class_weights_give_old_structures_the_background_weight():
     assert weights[1] == weights[2] == weights[0] == base[0]
     assert weights[3] == base[3] and weights[3] / weights[0] == pytest.approx(3.0)
     assert torch.allclose(step_class_weights(labels, 4, 3, 0.0), torch.ones(4))
+    assert torch.equal(step_class_weights(labels, 4, 1, 1.0), base)  # no old structures: the base step's weights
 
 
 def test_a_learning_step_weighs_its_cross_entropy_by_class_balance():

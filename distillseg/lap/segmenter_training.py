@@ -106,7 +106,8 @@ def step_class_weights(labels: torch.Tensor, outputs: int, old_outputs: int, pow
     """``class_balance_weights`` for a learning step's real frames, whose labels hold only background and the new
     classes: the old structures (values 1..old_outputs-1, absent from these labels but present in the targets as
     pseudo-labels, or merged into background by MiB's unbiased cross-entropy) take the background's weight, as
-    they are part of what these frames label background."""
+    they are part of what these frames label background. With ``old_outputs`` 1 (no old structures) it is
+    ``class_balance_weights``."""
     weights = class_balance_weights(labels, outputs, power)
     weights[1:old_outputs] = weights[0]
     return weights
@@ -131,12 +132,9 @@ class SegmenterTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
         self.scaler = grad_scaler(device, amp_dtype)
         self.plan = BatchPlan(len(images), options.batch_size, world, options.seed)
-        self.ce_weights = None
-        if options.class_balance:
-            self.ce_weights = (class_balance_weights(labels, model.num_outputs, options.class_balance)
-                               if step is None else
-                               step_class_weights(labels, model.num_outputs, step.old_outputs, options.class_balance)
-                               ).to(device)
+        # The base step and joint have no old structures (old_outputs 1): their weights are class_balance_weights'.
+        self.ce_weights = step_class_weights(labels, model.num_outputs, step.old_outputs if step else 1,
+                                             options.class_balance).to(device) if options.class_balance else None
         self.replay_plan = None
         if step is not None and step.replay_images is not None and len(step.replay_images):
             # Half as many replayed as real frames per batch: they carry the old structures, the real ones the new.
