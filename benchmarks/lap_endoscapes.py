@@ -58,11 +58,13 @@ VARIANTS = {
     "ours without distillation": ("ours", ("--kd-weight", 0, "--pod-weight", 0)),
 }
 # Learning-step settings that --dev-steps may compare besides VARIANTS (not run in the protocol's val table):
-# name -> (strategy, extra ``lap learn`` options).
+# name -> (strategy, extra ``lap learn`` options). Each gives its learning rate and class balance itself, so its name
+# stays true whatever the protocol's step settings are (they were lr 1e-3 and no class balance until 2026-12-07).
 STEP_CANDIDATES = {
-    "ours with step lr 3e-4": ("ours", ("--lr", 0.0003)),
+    "ours with step lr 1e-3": ("ours", ("--lr", 0.001, "--class-balance", 0)),
+    "ours with step lr 3e-4": ("ours", ("--lr", 0.0003, "--class-balance", 0)),
     "ours with step lr 3e-4 + class balance 1": ("ours", ("--lr", 0.0003, "--class-balance", 1)),
-    "ours + class balance 1": ("ours", ("--class-balance", 1)),
+    "ours with step lr 1e-3 + class balance 1": ("ours", ("--lr", 0.001, "--class-balance", 1)),
 }
 DEV_STEP_VARIANTS = {**VARIANTS, **STEP_CANDIDATES}
 # Segmenter settings compared by --dev (joint model, 24 train videos -> 6 held-out train videos). Plain cross-entropy
