@@ -2,7 +2,8 @@
 the structures that are one piece in the atlas (a structure in several pieces there, like the choroid plexus,
 keeps all its pieces: its largest piece need not be the right one); and ``--registration-margin MM``: each of the
 student's structures kept within MM millimetres of where the augmenter's warp of the atlas puts it, farther voxels
-going to the next most likely class."""
+going to the next most likely class; and ``--registration-union``: a structure in several pieces in the atlas also takes
+the voxels the augmenter's warp of the atlas gives it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 from distillseg.common.bundle import load_bundle
 from distillseg.common.volume_io import read_labels, write_image, write_labels
 from distillseg.oneshot.predict import OneShotPredictor
-from distillseg.oneshot.registration_bound import bound_to_registration
+from distillseg.oneshot.registration_bound import bound_to_registration, unite_with_registration
 from distillseg.oneshot.segment import keep_largest_components
 from tiny_models import ONESHOT_TINY, checked, distillseg
 
@@ -154,3 +155,50 @@ def test_the_cli_takes_a_margin_and_refuses_a_negative_one(model, tmp_path):
                          "--registration-margin", "-1")
     assert refused.returncode == 2 and "--registration-margin" in refused.stderr
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_a_fragmented_structure_gets_the_union_of_student_and_registration():
+    warped, scores = _scores(), _scores()
+    warped[1, 2:10, 2:4, 2:4] = 2.0                 # registration: structure 1 reaches along the first axis ...
+    scores[1, 2:5, 2:4, 2:4] = 2.0                  # ... the student's falls short of it
+    scores[1, 12, 12, 12] = 2.0                     # and has a piece the registration has not
+    scores[2, 7:9, 2:4, 2:4] = 3.0                  # structure 2 claims voxels registration gives structure 1
+    scores[2, 12:14, 2:4, 2:4] = 3.0
+    united = unite_with_registration(scores, warped, [1])
+    assert united is not scores and torch.equal(scores[1, 12, 12, 12], torch.tensor(2.0))
+    labels, student, registered = united.argmax(0), scores.argmax(0), warped.argmax(0)
+    assert torch.equal(labels == 1, (registered == 1) | (student == 1))
+    assert torch.equal(labels == 2, (student == 2) & (registered != 1))
+    assert torch.equal(unite_with_registration(scores, warped, []), scores)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sets(st.integers(1, 3)))
+def test_outside_the_united_regions_the_student_speaks_and_inside_them_the_registration(seed, classes):
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.softmax(torch.randn((4, 10, 9, 8), generator=generator), dim=0)
+    warped = torch.softmax(3 * torch.randn((4, 10, 9, 8), generator=generator), dim=0)
+    united = unite_with_registration(scores, warped, sorted(classes))
+    registered = warped.argmax(0)
+    region = torch.isin(registered, torch.tensor(sorted(classes), dtype=torch.int64))
+    assert torch.equal(united[:, ~region], scores[:, ~region])
+    assert torch.equal(united.argmax(0), torch.where(region, registered, scores.argmax(0)))
+    assert torch.allclose(united.sum(0), torch.ones(()))  # still a probability at every voxel
+
+
+def test_the_predictor_unites_only_structures_in_pieces_in_the_atlas_with_its_own_augmenter(model, tmp_path):
+    out, scan = model
+    predictor = OneShotPredictor(load_bundle(out, "oneshot"), torch.device("cpu"), None, "student",
+                                 registration_union=True)
+    image = predictor.atlas_image
+    labels = predictor.scores(image).argmax(0)
+    student, registered = predictor.student_scores(image).argmax(0), predictor.warped_atlas(image).argmax(0)
+    pieces = predictor.values.tolist().index(TWO_PIECES)
+    assert bool((registered == pieces).any())
+    assert torch.equal(labels, torch.where(registered == pieces, registered, student))
+    assert OneShotPredictor(load_bundle(out, "oneshot"), torch.device("cpu"), None, "augmenter",
+                            registration_union=True).registration_union is False
+    result = tmp_path / "united.nii.gz"
+    checked(distillseg("oneshot", "segment", "--model", out, "--input", scan, "--output", result, "--device", "cpu",
+                       "--progress", "none", "--registration-union"))
+    assert read_labels(result).array.shape == (24, 24, 24)

@@ -34,7 +34,9 @@ from .run import CommandFailed
 # training options is the same seed's default model, scored another way: its augmenter as the predictor, or its
 # student's label maps kept to the largest connected component of each structure, or only of those in one piece
 # in the atlas (stray islands are what keeps HD95 above SyN's), or kept where the augmenter's warp of the atlas puts
-# each structure (``--registration-margin``: 0 mm, chosen on the settings direction over 0, 2 and 4 mm).
+# each structure (``--registration-margin``: 0 mm, chosen on the settings direction over 0, 2 and 4 mm), or with each
+# structure in several pieces in the atlas (the choroid plexuses) also given the voxels the augmenter's warp of the
+# atlas gives it (``--registration-union``: no setting to choose).
 VARIANTS = [
     ("default", "default (no hint loss)", [], []),
     ("hint", "with the paper's hint loss", ["--hint-weight", 1], []),
@@ -48,6 +50,8 @@ VARIANTS = [
      ["--keep-largest", "atlas"]),
     ("bounded", "default, each structure within its registered atlas region (0 mm margin)", None,
      ["--registration-margin", 0]),
+    ("union", "default, structures in pieces in the atlas united with their registered atlas region", None,
+     ["--registration-union"]),
     ("no_prior", "no atlas prior", ["--no-atlas-prior"], []),
     ("no_appearance", "no appearance transfer", ["--appearance", 0], []),
 ]

@@ -32,7 +32,7 @@ from distillseg.oneshot.geometry import Grid, resample_argmax
 from distillseg.oneshot.instance_optimization import refine_velocity
 from distillseg.oneshot.intensity import IntensityNormalization
 from distillseg.oneshot.prealign import AtlasAligner
-from distillseg.oneshot.registration_bound import bound_to_registration
+from distillseg.oneshot.registration_bound import bound_to_registration, unite_with_registration
 from distillseg.oneshot.unet import FeatureUNet
 from distillseg.oneshot.windows import GaussianWindows
 
@@ -80,12 +80,15 @@ def check_consistent(bundle: Bundle) -> None:
 class OneShotPredictor:
     def __init__(self, bundle: Bundle, device: torch.device, dtype: torch.dtype | None, predictor: str = "student",
                  window: tuple[int, int, int] | None = None, refine_iterations: int | None = None,
-                 compile_network: bool = False, registration_margin: float | None = None):
+                 compile_network: bool = False, registration_margin: float | None = None,
+                 registration_union: bool = False):
         """``window``: sliding-window size in working-grid voxels, or None to run the whole grid at once;
         ``refine_iterations``: instance optimisation of the augmenter's field per scan (default: as in training);
         ``compile_network``: ``torch.compile`` the student (worth it for many scans: the first call compiles for a
         minute or more); ``registration_margin``: student predictor only, keep each structure within this many mm
-        of where the augmenter's warp of the atlas puts it (``registration_bound``; None = unbounded)."""
+        of where the augmenter's warp of the atlas puts it (``registration_bound``; None = unbounded);
+        ``registration_union``: student predictor only, a structure in several pieces in the atlas also takes the
+        voxels the augmenter's warp of the atlas gives it (``registration_bound``)."""
         check_consistent(bundle)
         manifest = bundle.manifest
         self.manifest = manifest  # its name and creation time identify the algorithm in a DICOM SEG
@@ -103,8 +106,9 @@ class OneShotPredictor:
             if pre.get("prealign", True) and predictor != "identity" else None
         self.atlas_classes = atlas["classes"].long()
         self.registration_margin = registration_margin if predictor == "student" else None
+        self.registration_union = registration_union and predictor == "student"
         self.augmenter = None
-        if predictor == "augmenter" or self.registration_margin is not None:
+        if predictor == "augmenter" or self.registration_margin is not None or self.registration_union:
             self.augmenter = bundle.load_network(
                 "augmenter", lambda: RegistrationAugmenter(**manifest["networks"]["augmenter"]), device)
             self.augmenter.to(device).eval().requires_grad_(False)
@@ -159,9 +163,15 @@ class OneShotPredictor:
         if self.predictor == "augmenter":
             return self.warped_atlas(image)
         scores = self.student_scores(image)
-        if self.registration_margin is None:
+        if self.registration_margin is None and not self.registration_union:
             return scores
-        return bound_to_registration(scores, self.warped_atlas(image), self.grid.spacing, self.registration_margin)
+        warped = self.warped_atlas(image)
+        if self.registration_margin is not None:
+            scores = bound_to_registration(scores, warped, self.grid.spacing, self.registration_margin)
+        if self.registration_union:
+            fragmented = [c for c, v in enumerate(self.values.tolist()) if c and v not in self.one_piece_values]
+            scores = unite_with_registration(scores, warped, fragmented)
+        return scores
 
     @torch.no_grad()
     def warped_atlas(self, image: torch.Tensor) -> torch.Tensor:
