@@ -495,24 +495,30 @@ def test_protocol_trainings_are_keyed_by_contents_and_options_and_need_a_complet
     assert complete_manifest(model)                  # its augmenter came from another training (--augmenter-from)
 
 
-def test_protocol_training_keys_hold_every_engine_default(monkeypatch):
-    """A variant named by the options it changes must become another training when an engine default changes."""
+def test_protocol_training_and_scoring_keys_hold_every_engine_default(monkeypatch):
+    """A variant named by the options it changes must become another training (or scoring) when an engine default
+    of ``train`` (or ``segment``) changes."""
     import benchmarks.harness.oneshot_variants as variants
     from distillseg.oneshot import cli as oneshot_cli
 
-    defaults = json.loads(variants.train_defaults())
-    assert defaults == json.loads(variants.train_defaults())                 # no object addresses in it
+    defaults = json.loads(variants.verb_defaults("train"))
+    assert defaults == json.loads(variants.verb_defaults("train"))           # no object addresses in it
     assert defaults["hint_weight"] == 0.0 and defaults["iterations"] == 500  # read from the parser itself
     assert not {"atlas", "atlas_labels", "unlabeled", "out"} & set(defaults)
+    scoring = json.loads(variants.verb_defaults("segment"))
+    assert scoring["registration_union"] is True and scoring["predictor"] == "student"
+    assert not {"model", "input", "output"} & set(scoring)
     original = oneshot_cli.add_oneshot_verbs
 
-    def with_another_default(subparsers):
+    def with_other_defaults(subparsers):
         original(subparsers)
-        train = subparsers.choices["oneshot"]._subparsers._group_actions[0].choices["train"]
-        train.set_defaults(hint_weight=0.5)
+        verbs = subparsers.choices["oneshot"]._subparsers._group_actions[0].choices
+        verbs["train"].set_defaults(hint_weight=0.5)
+        verbs["segment"].set_defaults(registration_union=False)
 
-    monkeypatch.setattr(oneshot_cli, "add_oneshot_verbs", with_another_default)
-    assert json.loads(variants.train_defaults())["hint_weight"] == 0.5
+    monkeypatch.setattr(oneshot_cli, "add_oneshot_verbs", with_other_defaults)
+    assert json.loads(variants.verb_defaults("train"))["hint_weight"] == 0.5
+    assert json.loads(variants.verb_defaults("segment"))["registration_union"] is False
 
 
 def test_dev_steps_hold_out_their_videos_and_compare_variants_seed_by_seed(tmp_path):

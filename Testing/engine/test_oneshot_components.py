@@ -197,14 +197,19 @@ def test_the_predictor_unites_only_structures_in_pieces_in_the_atlas_with_its_ow
     # The warp gives the fragmented structure voxels the student does not: the union has something to add.
     assert bool(((registered == pieces) & (student != pieces)).any())
     assert torch.equal(labels, torch.where(registered == pieces, registered, student))
-    assert OneShotPredictor(load_bundle(out, "oneshot"), torch.device("cpu"), None, "augmenter",
-                            registration_union=True).registration_union is False
+    augmenter = OneShotPredictor(load_bundle(out, "oneshot"), torch.device("cpu"), None, "augmenter",
+                                 registration_union=True)
+    assert augmenter.registration_union is False
+    # The student's check uses the network's one-pass warp unless told otherwise; the augmenter predictor refines
+    # as in training.
+    trained = load_bundle(out, "oneshot").manifest["training"]["options"]["augmenter"]["refine_iterations"]
+    assert (predictor.refine_iterations, augmenter.refine_iterations) == (0, trained) and trained > 0
     result = tmp_path / "united.nii.gz"
     plain = tmp_path / "plain.nii.gz"
-    for output, extra in ((result, ["--registration-union"]), (plain, [])):
+    for output, extra in ((result, []), (plain, ["--no-registration-union"])):  # the union is segment's default
         checked(distillseg("oneshot", "segment", "--model", out, "--input", scan, "--output", output, "--device",
                            "cpu", "--progress", "none", *extra))
     united, alone = read_labels(result).array, read_labels(plain).array
-    # The CLI passes the flag on: only the fragmented structure gains voxels, the one-piece one never does.
+    # The CLI passes the option on: only the fragmented structure gains voxels, the one-piece one never does.
     assert united.shape == (24, 24, 24) and np.sum(united == TWO_PIECES) > np.sum(alone == TWO_PIECES)
     assert not np.any((united == ONE_PIECE) & (alone != ONE_PIECE))

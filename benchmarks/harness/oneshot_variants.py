@@ -34,11 +34,11 @@ from .run import CommandFailed
 # training options is the same seed's default model, scored another way: its augmenter as the predictor, or its
 # student's label maps kept to the largest connected component of each structure, or only of those in one piece
 # in the atlas (stray islands are what keeps HD95 above SyN's), or kept where the augmenter's warp of the atlas puts
-# each structure (``--registration-margin``: 0 mm, chosen on the settings direction over 0, 2 and 4 mm), or with each
-# structure in several pieces in the atlas (the choroid plexuses) also given the voxels the augmenter's warp of the
-# atlas gives it (``--registration-union``: no setting to choose).
+# each structure (``--registration-margin``: 0 mm, chosen on the settings direction over 0, 2 and 4 mm), or the
+# student alone: without ``segment``'s default union of each structure in several pieces in the atlas (the choroid
+# plexuses) with the region the augmenter's one-pass warp of the atlas gives it (``--no-registration-union``).
 VARIANTS = [
-    ("default", "default (no hint loss)", [], []),
+    ("default", "default (no hint loss; registration union)", [], []),
     ("hint", "with the paper's hint loss", ["--hint-weight", 1], []),
     ("hint_adapter", "with the hint through a learned 1×1×1 adapter (FitNets)",
      ["--hint-weight", 1, "--hint-adapter"], []),
@@ -50,8 +50,8 @@ VARIANTS = [
      ["--keep-largest", "atlas"]),
     ("bounded", "default, each structure within its registered atlas region (0 mm margin)", None,
      ["--registration-margin", 0]),
-    ("union", "default, structures in pieces in the atlas united with their registered atlas region", None,
-     ["--registration-union"]),
+    ("no_union", "student alone (no union of the structures in pieces in the atlas with their registered region)",
+     None, ["--no-registration-union"]),
     ("no_prior", "no atlas prior", ["--no-atlas-prior"], []),
     ("no_appearance", "no appearance transfer", ["--appearance", 0], []),
 ]
@@ -78,15 +78,17 @@ def options_key(arguments: list) -> str:
     return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
 
 
-def train_defaults() -> str:
-    """The default of every ``oneshot train`` option, as one JSON text. It is part of every training's key: a
-    variant named by the options it changes (``[]`` for the default configuration) means another training once an
-    engine default changes, and must not reuse one made under the old default."""
+def verb_defaults(verb: str) -> str:
+    """The default of every ``oneshot <verb>`` option (``train`` or ``segment``), as one JSON text. It is part of
+    every training's and every scoring's key: a variant named by the options it changes (``[]`` for the default
+    configuration) means another training or scoring once an engine default changes, and must not reuse one made
+    under the old default."""
     from distillseg.cli import build_parser
 
-    inputs = {"atlas": "a", "atlas_labels": "l", "unlabeled": "u", "out": "o"}
+    inputs = {"train": {"atlas": "a", "atlas_labels": "l", "unlabeled": "u", "out": "o"},
+              "segment": {"model": "m", "input": "i", "output": "o"}}[verb]
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in inputs.items()]
-    parsed = build_parser().parse_args(["oneshot", "train", *flags])
+    parsed = build_parser().parse_args(["oneshot", verb, *flags])
     return json.dumps({k: v for k, v in sorted(vars(parsed).items()) if k not in inputs and not callable(v)},
                       default=str)
 
@@ -110,7 +112,7 @@ def train_keyed(work: Path, atlas: Path, atlas_labels: Path, unlabeled: list[Pat
     """``oneshot train`` into ``work/models/<key>`` (key = ``options_key`` of every input and option and of the
     engine's defaults), reusing a complete bundle there, continuing a checkpoint a killed run left, else training
     from scratch."""
-    key = options_key([atlas, atlas_labels, *unlabeled, *options, train_defaults()])
+    key = options_key([atlas, atlas_labels, *unlabeled, *options, verb_defaults("train")])
     model = work / "models" / key
     checkpoint = model.with_name(model.name + CHECKPOINT_SUFFIX)
     if complete_manifest(model):
@@ -138,12 +140,12 @@ def scored_keyed(work: Path, trained: dict, scoring: list, data: dict, evaluate_
                  threads: int) -> dict:
     """``segment_and_score`` of a trained model with the segment options ``scoring`` (``--predictor P`` among them,
     else the student) on ``data['tests']``, cached in ``work/scores/<model key>_<P>[_<other options>].json`` (keyed
-    also by the test files' contents)."""
+    also by the test files' contents and ``segment``'s defaults)."""
     tests = data["tests"]
     predictor = scoring[scoring.index("--predictor") + 1] if "--predictor" in scoring else "student"
     extra = [o for o in scoring if o not in ("--predictor", predictor)]
     key = options_key([trained["key"], predictor, *[t[1] for t in tests], *[t[2] for t in tests],
-                       *evaluate_options, *extra])
+                       *evaluate_options, *extra, verb_defaults("segment")])
     name = "_".join([trained["key"], predictor, *(str(o).strip("-").replace("-", "_") for o in extra)])
     cache = work / "scores" / f"{name}.json"
     if cache.is_file():

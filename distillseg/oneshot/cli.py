@@ -37,8 +37,9 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
                              "student trained on it), smaller when the memory budget needs it")
     add_memory_option(parser, "memory budget, e.g. 6G (default: what the device has free)")
     parser.add_argument("--refine-iterations", type=types.whole_number(0, 100_000), default=None,
-                        help="with --predictor augmenter, --registration-margin or --registration-union: "
-                             "instance-optimisation iterations per scan (default: as in training)")
+                        help="instance-optimisation iterations of the learned registration per scan: with "
+                             "--predictor augmenter (default: as in training), and for --registration-margin and "
+                             "--registration-union (default: 0, the network's one-pass registration)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the student first (pays off over many scans; compiling takes minutes)")
     parser.add_argument("--keep-largest", nargs="?", const="all", default=None, choices=["all", "atlas"],
@@ -49,11 +50,11 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
                         help="with --predictor student: a structure's voxels farther than MM millimetres from where "
                              "the learned registration puts that structure go to the next most likely class "
                              "(removes stray islands; costs one registration per scan; default: off)")
-    parser.add_argument("--registration-union", action="store_true",
+    parser.add_argument("--registration-union", action=argparse.BooleanOptionalAction, default=True,
                         help="with --predictor student: a structure in several pieces in the atlas (e.g. the choroid "
                              "plexus) also takes the voxels the learned registration gives it, reaching the extent "
-                             "a thin structure's student region falls short of (costs one registration per scan)")
-
+                             "a thin structure's student region falls short of (default: on; costs one pass of the "
+                             "registration network per scan when the atlas has such a structure)")
 
 def add_oneshot_verbs(subparsers) -> None:
     oneshot = subparsers.add_parser("oneshot", help="OneShotSeg: 3D scans, one labelled atlas")

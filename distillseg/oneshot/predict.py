@@ -83,7 +83,9 @@ class OneShotPredictor:
                  compile_network: bool = False, registration_margin: float | None = None,
                  registration_union: bool = False):
         """``window``: sliding-window size in working-grid voxels, or None to run the whole grid at once;
-        ``refine_iterations``: instance optimisation of the augmenter's field per scan (default: as in training);
+        ``refine_iterations``: instance optimisation of the augmenter's field per scan (default: as in training for
+        the augmenter predictor; none for the student's registration checks, whose one-pass warp measured as good:
+        docs/oneshot.md);
         ``compile_network``: ``torch.compile`` the student (worth it for many scans: the first call compiles for a
         minute or more); ``registration_margin``: student predictor only, keep each structure within this many mm
         of where the augmenter's warp of the atlas puts it (``registration_bound``; None = unbounded);
@@ -106,15 +108,17 @@ class OneShotPredictor:
             if pre.get("prealign", True) and predictor != "identity" else None
         self.atlas_classes = atlas["classes"].long()
         self.registration_margin = registration_margin if predictor == "student" else None
-        self.registration_union = registration_union and predictor == "student"
+        # An atlas whose structures are all one piece leaves the union nothing to do: no registration pass then.
+        self.registration_union = registration_union and predictor == "student" and bool(self.fragmented_classes)
         self.augmenter = None
         if predictor == "augmenter" or self.registration_margin is not None or self.registration_union:
             self.augmenter = bundle.load_network(
                 "augmenter", lambda: RegistrationAugmenter(**manifest["networks"]["augmenter"]), device)
             self.augmenter.to(device).eval().requires_grad_(False)
             trained = manifest.get("training", {}).get("options", {}).get("augmenter", {})
-            self.refine_iterations = trained.get("refine_iterations", 0) if refine_iterations is None \
-                else refine_iterations
+            if refine_iterations is None:
+                refine_iterations = trained.get("refine_iterations", 0) if predictor == "augmenter" else 0
+            self.refine_iterations = refine_iterations
             self.refine_lr = trained.get("refine_lr", 0.05)
         if predictor == "student":
             self.network = bundle.load_network("student", lambda: FeatureUNet(**manifest["networks"]["student"]),
@@ -154,6 +158,12 @@ class OneShotPredictor:
                 values.append(int(value))
         return values
 
+    @cached_property
+    def fragmented_classes(self) -> list[int]:
+        """Class indices (not label values) of the structures that are not one piece in the atlas: those
+        ``--registration-union`` unites with their registered atlas region."""
+        return [c for c, v in enumerate(self.values.tolist()) if c and v not in self.one_piece_values]
+
     @torch.no_grad()
     def scores(self, image: torch.Tensor) -> torch.Tensor:
         """Class scores (C, I, J, K) on the working grid for an aligned image (I, J, K) in [0, 1] (a channels-last
@@ -169,8 +179,7 @@ class OneShotPredictor:
         if self.registration_margin is not None:
             scores = bound_to_registration(scores, warped, self.grid.spacing, self.registration_margin)
         if self.registration_union:
-            fragmented = [c for c, v in enumerate(self.values.tolist()) if c and v not in self.one_piece_values]
-            scores = unite_with_registration(scores, warped, fragmented)
+            scores = unite_with_registration(scores, warped, self.fragmented_classes)
         return scores
 
     @torch.no_grad()
