@@ -439,8 +439,11 @@ def test_protocol_report_shows_seed_spread_ties_hd95_and_directions(tmp_path):
     block = {"name": oneshot_protocols.DIRECTIONS["oasis_to_vxm"], "seeds": [0, 1, 2], "test": ["vxm"],
              "floor": _method("no registration (floor)", "floor", [0.5, 0.4, 0.6], None, resolution=None),
              "syn": _method(oneshot_protocols.SYN, "peer", [0.7, 0.72, 0.7], 30.0),
+             "syn_fine": _method(oneshot_protocols.SYN_FINE, "peer", [0.75, 0.75, 0.75], 60.0),
              "protocols": {"transductive": {"unlabeled": ["vxm"], "runs": runs}}}
+    # the settings direction as an earlier report made it, without SyN at 1 mm
     other = {**block, "name": oneshot_protocols.DIRECTIONS["vxm_to_oasis"], "seeds": [0], "test": ["oasis"],
+             "syn_fine": None,
              "protocols": {"transductive": {"unlabeled": ["oasis"],
                                             "runs": [r for r in runs if r["seed"] == 0]}}}
     result = {"about": about(module_command("benchmarks.oneshot_protocols", "--smoke")), "skipped": ["Colin27: absent"],
@@ -460,6 +463,10 @@ def test_protocol_report_shows_seed_spread_ties_hd95_and_directions(tmp_path):
     assert "| worse |" in augmenter
     assert "not called (1 seed: no spread)" in text            # the one-seed direction calls nothing
     assert "Colin27: absent" in text
+    # the transductive target is SyN at 1 mm where it ran (0.720 < 0.750: missed), said to be missing where not
+    assert "- default Dice 0.720 vs ANTs SyN defaults @ 1 mm 0.750: MISSED (-0.030" in text
+    assert sum(line.startswith("| ANTs SyN defaults @ 1 mm |") for line in text.splitlines()) == 1
+    assert text.count("not run here") == 1
     assert all(line.count("|") == 9 for line in text.splitlines() if line.startswith("| with the paper's hint loss |"))
     assert (tmp_path / "dice_oasis_to_vxm_transductive.png").stat().st_size > 0
     assert json.loads((tmp_path / "results.json").read_text())["settings"]["direction"] == "oasis_to_vxm"
