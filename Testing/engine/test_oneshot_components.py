@@ -143,6 +143,11 @@ def test_the_predictor_bounds_the_student_by_its_own_augmenter(model):
         # At 0 mm a structure can only keep voxels that are its own in both the student and the warped atlas.
         assert torch.equal(labels == c, (student == c) & (warped.argmax(0) == c))
     assert OneShotPredictor(bundle, torch.device("cpu"), None, "affine", registration_margin=2.0).augmenter is None
+    # The margin cuts at the warp's edge: it keeps the refinement it was measured with, with or without the union.
+    trained = bundle.manifest["training"]["options"]["augmenter"]["refine_iterations"]
+    both = OneShotPredictor(bundle, torch.device("cpu"), None, "student", registration_margin=0.0,
+                            registration_union=True)
+    assert predictor.refine_iterations == both.refine_iterations == trained > 0
 
 
 def test_the_cli_takes_a_margin_and_refuses_a_negative_one(model, tmp_path):

@@ -12,10 +12,10 @@ fp32 (``--precision fp32``), step by step::
     Gaussian-blended windows of its training patch, softmax -> (C, I, J, K) -> LabelsOnScand: back through the
     inverse world map onto the scan's grid, argmax, label values -> SaveImaged <name>_seg.nii.gz
 
-What ``segment`` adds and the bundle does not: ``--keep-largest``, ``--registration-margin``,
-``--registration-union``, bf16 autocast, another window size (``segment`` shrinks its windows when the memory
-budget needs it; the bundle's ``window`` can be set on the command line: ``--window "[64, 64, 64]"``), and NRRD or
-DICOM input.
+What ``segment`` adds and the bundle does not: its default registration union (``--no-registration-union`` gives
+the bundle's labels), ``--keep-largest``, ``--registration-margin``, bf16 autocast, another window size
+(``segment`` shrinks its windows when the memory budget needs it; the bundle's ``window`` can be set on the command
+line: ``--window "[64, 64, 64]"``), and NRRD or DICOM input.
 """
 
 from __future__ import annotations

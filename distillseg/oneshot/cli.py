@@ -37,9 +37,9 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
                              "student trained on it), smaller when the memory budget needs it")
     add_memory_option(parser, "memory budget, e.g. 6G (default: what the device has free)")
     parser.add_argument("--refine-iterations", type=types.whole_number(0, 100_000), default=None,
-                        help="instance-optimisation iterations of the learned registration per scan: with "
-                             "--predictor augmenter (default: as in training), and for --registration-margin and "
-                             "--registration-union (default: 0, the network's one-pass registration)")
+                        help="instance-optimisation iterations of the learned registration per scan (default: as "
+                             "in training with --predictor augmenter or --registration-margin, else 0: the "
+                             "registration union alone uses the network's one-pass warp)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the student first (pays off over many scans; compiling takes minutes)")
     parser.add_argument("--keep-largest", nargs="?", const="all", default=None, choices=["all", "atlas"],
