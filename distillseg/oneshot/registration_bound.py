@@ -1,5 +1,5 @@
-"""``segment --registration-margin MM`` and ``--registration-union``: the learned registration as a check on the
-student.
+"""``segment --registration-margin MM`` and the registration union (``segment``'s default;
+``--no-registration-union`` turns it off): the learned registration as a check on the student.
 
 Why: the student's overlap matches or beats registration's, but its boundary distances do not (HD95 5.5 mm against
 ANTs SyN's 3.2 mm on the unseen brain). The augmenter's warp of the atlas labels is smooth — it never makes islands
@@ -12,10 +12,11 @@ It removes islands but cannot add what the student missed — and most of the ga
 brain the student's choroid plexus lies within 3 mm of the true one but misses 19-37 mm of it, where the warped
 atlas reaches further (8-16 mm; ``benchmarks/results/oneshot_boundary_errors``).
 
-``unite_with_registration`` (``--registration-union``) gives such structures the union of the student's region and
-the warped atlas's. Which structures: those in several pieces in the atlas (``OneShotPredictor.one_piece_values``
-leaves them out) — thin, fragmented structures are the ones a 2 mm student draws too short, while the warp moves all
-their pieces; a rule read off the atlas, not tuned on a test scan.
+``unite_with_registration`` (the union) gives such structures the union of the student's region and the warped
+atlas's. Which structures: those in several pieces in the atlas (``OneShotPredictor.fragmented_classes``) — thin,
+fragmented structures are the ones a 2 mm student draws too short, while the warp moves all their pieces; a rule
+read off the atlas, not tuned on a test scan. The margin needs the per-scan refined warp (it cuts at the warp's
+edge); the union does as well with the network's one-pass warp (docs/oneshot.md).
 """
 
 from __future__ import annotations
