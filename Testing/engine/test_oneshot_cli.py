@@ -100,11 +100,12 @@ def test_killed_training_resumes_to_the_same_weights(case, tmp_path, extra):
                                stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
     for line in process.stdout:
         event = json.loads(line)
-        # A step's progress line comes before its checkpoint: at step 3's line, step 2's checkpoint is on disk (step 1
-        # runs at the warm-up's learning rate 0, so a checkpoint of step 1 would hold the starting weights). The 37
-        # steps after it leave this process seconds to read the line and kill even on two busy cores (with 9, a
-        # clean-clone run under xdist once finished the training first).
-        if event.get("stage") == "distill" and event.get("step") == 3:
+        # A step's progress line comes before its checkpoint: at a line of step 3 or later, step 2's checkpoint is on
+        # disk (step 1 runs at the warm-up's learning rate 0, so a checkpoint of step 1 would hold the starting
+        # weights). "Or later": step lines are throttled to one per 0.5 s, so step 3's own line may never come (two
+        # clean-clone runs under xdist waited for it to the end of the training). The steps after it leave this
+        # process seconds to read a line and kill even on two busy cores.
+        if event.get("stage") == "distill" and event.get("step", 0) >= 3:
             process.send_signal(signal.SIGKILL)
             break
     process.wait(timeout=60)
