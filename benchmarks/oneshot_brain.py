@@ -33,7 +33,7 @@ from pathlib import Path
 
 from benchmarks.harness.cli import benchmark_parser, log, read_raw_result, report_folder, save_run
 from benchmarks.harness.figures import boxplot, learning_curves, overlay
-from benchmarks.harness.oneshot import (SMOKE_ANTS, add_training_options, run_ants_methods, run_floor,
+from benchmarks.harness.oneshot import (SMOKE_ANTS, add_training_options, fine_syn_spec, run_ants_methods, run_floor,
                                         segment_and_score, train_ours, training_options, training_settings)
 from benchmarks.harness.oneshot_report import (METHOD_HEADERS, ants_table, budget_line, dice_series, method_rows,
                                                ours_table, stronger_syn, structure_table, summary)
@@ -147,12 +147,12 @@ def prepare_data(args, work: Path) -> dict | None:
 def ants_methods(args) -> list[tuple[str, str, float | None, tuple | None, tuple | None]]:
     """(name, transform, spacing, reg_iterations, aff_iterations) of every ANTs run."""
     s = args.spacing
-    smoke = SMOKE_ANTS if args.smoke else {"syn": None, "syn_fine": None, "affine": None}
+    smoke = SMOKE_ANTS if args.smoke else {"syn": None, "affine": None}
     return [
         (f"ANTs affine @ {s:g} mm", "Affine", s, None, smoke["affine"]),
         (f"ANTs SyN defaults @ {s:g} mm", "SyN", s, smoke["syn"], smoke["affine"]),
         (f"ANTs SyN (40, 20) @ {s:g} mm", "SyN", s, smoke["syn"] or (40, 20), smoke["affine"]),
-        ("ANTs SyN defaults @ 1 mm", "SyN", None, smoke["syn_fine"], smoke["affine"]),
+        fine_syn_spec(args.smoke),
     ]
 
 

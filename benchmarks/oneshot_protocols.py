@@ -37,7 +37,7 @@ from pathlib import Path
 
 from benchmarks.harness.cli import benchmark_parser, log, read_raw_result, report_folder, save_run
 from benchmarks.harness.figures import learning_curves
-from benchmarks.harness.oneshot import SMOKE_ANTS, run_ants_method, run_floor
+from benchmarks.harness.oneshot import SMOKE_ANTS, SYN_FINE, fine_syn_spec, run_ants_method, run_floor
 from benchmarks.harness.oneshot_seeds import dice_figure, seed_stats, structure_tables, summary_table
 from benchmarks.harness.oneshot_variants import VARIANT_NAMES, VARIANTS, run_variants
 from benchmarks.harness.report import about, fmt, header, write_json, write_text
@@ -47,8 +47,6 @@ NAME = "oneshot_protocols"
 DIRECTIONS = {"oasis_to_vxm": "OASIS atlas → vxm test", "vxm_to_oasis": "vxm aseg atlas → OASIS test"}
 PROTOCOLS = ("transductive", "inductive")
 SYN = "ANTs SyN (40, 20) @ 2 mm"
-# The transductive protocol's reference (issue 18): SyN with ANTs' defaults on the scans' own 1 mm grid.
-SYN_FINE = "ANTs SyN defaults @ 1 mm"
 FLOOR = "no registration (floor)"
 # A smoke run: the pipeline end to end in minutes (the scores mean nothing).
 SMOKE_BUDGET = ["--augmenter-iterations", 2, "--iterations", 3, "--refine-iterations", 2]
@@ -156,8 +154,8 @@ def run_direction(args, direction: str, data: dict, external: list, seeds: list[
     ants = SMOKE_ANTS["syn"] if args.smoke else (40, 20)
     affine = SMOKE_ANTS["affine"] if args.smoke else None
     syn = run_ants_method(data, work, (SYN, "SyN", 2.0, ants, affine), args.threads, reuse=True)
-    syn_fine = run_ants_method(data, work, (SYN_FINE, "SyN", None, SMOKE_ANTS["syn_fine"] if args.smoke else None,
-                                            affine), args.threads, reuse=True) \
+    # The transductive protocol's reference (issue 18): SyN at 1 mm.
+    syn_fine = run_ants_method(data, work, fine_syn_spec(args.smoke), args.threads, reuse=True) \
         if "transductive" in args.protocols.split(",") else None
     budget = SMOKE_BUDGET if args.smoke else [
         *(["--augmenter-iterations", args.augmenter_iterations] if args.augmenter_iterations else []),

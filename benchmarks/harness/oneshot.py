@@ -20,6 +20,13 @@ from .run import distillseg
 # A smoke run's budgets: two steps per training stage; ANTs with as few iterations per level as it takes.
 SMOKE_TRAINING = ["--augmenter-iterations", 2, "--iterations", 2]
 SMOKE_ANTS = {"syn": (2, 1), "syn_fine": (2, 1, 0), "affine": (20, 0, 0, 0)}
+SYN_FINE = "ANTs SyN defaults @ 1 mm"
+
+
+def fine_syn_spec(smoke: bool) -> tuple:
+    """``run_ants_method``'s spec of ANTs SyN with its default iterations on the test scan's own 1 mm grid: the
+    finest registration reference of the brain benchmarks (a smoke run: as few iterations as it takes)."""
+    return (SYN_FINE, "SyN", None, SMOKE_ANTS["syn_fine"] if smoke else None, SMOKE_ANTS["affine"] if smoke else None)
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:

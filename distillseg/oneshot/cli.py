@@ -56,6 +56,7 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
                              "a thin structure's student region falls short of (default: on; costs one pass of the "
                              "registration network per scan when the atlas has such a structure)")
 
+
 def add_oneshot_verbs(subparsers) -> None:
     oneshot = subparsers.add_parser("oneshot", help="OneShotSeg: 3D scans, one labelled atlas")
     verbs = oneshot.add_subparsers(dest="verb", required=True, metavar="VERB")
