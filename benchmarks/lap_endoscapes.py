@@ -60,11 +60,21 @@ VARIANTS = {
 # Learning-step settings that --dev-steps may compare besides VARIANTS (not run in the protocol's val table):
 # name -> (strategy, extra ``lap learn`` options). Each gives its learning rate and class balance itself, so its name
 # stays true whatever the protocol's step settings are (they were lr 1e-3 and no class balance until 2026-12-07).
+_STEP_LR_BALANCE = ("--lr", 0.0003, "--class-balance", 1)
 STEP_CANDIDATES = {
     "ours with step lr 1e-3": ("ours", ("--lr", 0.001, "--class-balance", 0)),
     "ours with step lr 3e-4": ("ours", ("--lr", 0.0003, "--class-balance", 0)),
     "ours with step lr 3e-4 + class balance 1": ("ours", ("--lr", 0.0003, "--class-balance", 1)),
     "ours with step lr 1e-3 + class balance 1": ("ours", ("--lr", 0.001, "--class-balance", 1)),
+    # The same segmenter cost as the protocol's 150 steps of 8 whole 128x224 frames, spent on more, smaller steps:
+    # twice (four times) the steps of half (a quarter of) the batch, or 3.5 times the steps on 64x128 windows (3.5
+    # times fewer pixels), half of them centred on a structure the frame shows (a new one or an old pseudo-label).
+    "ours with 300 steps of batch 4": ("ours", (*_STEP_LR_BALANCE, "--iterations", 300, "--batch-size", 4)),
+    "ours with 600 steps of batch 2": ("ours", (*_STEP_LR_BALANCE, "--iterations", 600, "--batch-size", 2)),
+    "ours with 300 steps of batch 4 at lr 6e-4": ("ours", ("--lr", 0.0006, "--class-balance", 1, "--iterations", 300,
+                                                         "--batch-size", 4)),
+    "ours with 525 steps on 64x128 windows + focus 0.5": ("ours", (*_STEP_LR_BALANCE, "--iterations", 525,
+                                                                    "--crop", 64, 128, "--focus", 0.5)),
 }
 DEV_STEP_VARIANTS = {**VARIANTS, **STEP_CANDIDATES}
 # Segmenter settings compared by --dev (joint model, 24 train videos -> 6 held-out train videos). Plain cross-entropy
