@@ -176,7 +176,7 @@ def learn_steps(strategy: str, base: Path, base_scores: dict, protocol: dict, da
         seconds += fit("learn", "--model", previous, "--data", data, "--new-classes", ",".join(step["classes"]),
                        "--out", out, "--patients", ",".join(step["patients"]), "--strategy", strategy,
                        "--iterations", settings["step_iterations"], "--diffusion-iterations", diffusion,
-                       "--batch-size", settings["batch_size"], "--lr", settings["step_lr"],
+                       "--batch-size", settings["step_batch_size"], "--lr", settings["step_lr"],
                        "--seed", seed * len(steps) + index,
                        *protocol.get("data_options", ()), *settings.get("step_extra", ()), *extra)
         seen = [c for s in steps[: index + 1] for c in s["classes"]]
