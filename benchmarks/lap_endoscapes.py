@@ -83,6 +83,9 @@ STEP_CANDIDATES = {
                                                                     "--crop", 64, 128, "--focus", 0.5)),
 }
 DEV_STEP_VARIANTS = {**VARIANTS, **STEP_CANDIDATES}
+# The variants the targets compare (ours against mib and plop with the same Dice term) also run with the extra
+# learning-step seeds of --step-seeds, so that "ahead" is called against the seed spread, not on one seed.
+SEEDED_VARIANTS = ("ours", "mib + Dice", "plop + Dice")
 # Segmenter settings compared by --dev (joint model, 24 train videos -> 6 held-out train videos). Plain cross-entropy
 # (without the Dice term), zoom windows without --focus and 256x448 frames trained on 128x224 crops were compared
 # once, call by call, before --dev had seeds (docs/incremental.md).
@@ -95,6 +98,16 @@ DEV_SETTINGS = {
     "lr": ("cross-entropy + Dice, learning rate 3e-3", ("--dice-weight", 1, "--class-balance", 0, "--lr", 0.003)),
     "balance": ("class-balanced cross-entropy (frequency^-0.5) + Dice",
                 ("--dice-weight", 1, "--class-balance", 0.5)),
+    # How long the joint model (the upper bound) trains: the protocol's 1500 steps of 8 against twice that.
+    "balance1500": ("class-balanced cross-entropy (frequency^-0.5) + Dice, 1500 iterations (the protocol's joint)",
+                    ("--dice-weight", 1, "--class-balance", 0.5, "--iterations", 1500)),
+    "balance3000": ("class-balanced cross-entropy (frequency^-0.5) + Dice, 3000 iterations",
+                    ("--dice-weight", 1, "--class-balance", 0.5, "--iterations", 3000)),
+    # Twice the iterations did not help; a stronger class balance or a deeper encoder at the protocol's 1500.
+    "inverse1500": ("inverse-frequency cross-entropy (frequency^-1) + Dice, 1500 iterations",
+                    ("--dice-weight", 1, "--class-balance", 1, "--iterations", 1500)),
+    "resnet34": ("class-balanced cross-entropy (frequency^-0.5) + Dice, ResNet-34 encoder, 1500 iterations",
+                 ("--dice-weight", 1, "--class-balance", 0.5, "--iterations", 1500, "--backbone", "resnet34")),
 }
 DEV_ITERATIONS = 600
 
@@ -105,8 +118,10 @@ def _dice(work: Path, model: Path) -> dict[str, float]:
     return {n: s["dice"] for n, s in report["per_class"].items()}
 
 
-def run(data: Path, work: Path, settings: dict, threads: int, reuse: bool, variants: dict, replay_count: int) -> dict:
-    """Base, joint, every variant's steps, the replay evidence and the prediction figure's models."""
+def run(data: Path, work: Path, settings: dict, threads: int, reuse: bool, variants: dict, replay_count: int,
+        step_seeds: list[int]) -> dict:
+    """Base, joint, every variant's steps (learning-step seed 0), the ``SEEDED_VARIANTS``' steps again under each of
+    ``step_seeds`` (the same base model), the replay evidence and the prediction figure's models."""
     from benchmarks.harness.lap_replay_evidence import replay_evidence
 
     protocol = PROTOCOLS["endoscapes"]
@@ -134,7 +149,18 @@ def run(data: Path, work: Path, settings: dict, threads: int, reuse: bool, varia
         curves[variant], seconds[variant] = learn_steps(strategy, base, base_scores, protocol, data, work, settings,
                                                         threads, fit, extra, tag=variant_tag(variant))
         final_dice[variant] = _dice(work, work / f"{variant_tag(variant)}_step{len(steps) - 1}")
-    return {"protocol": "endoscapes", "description": protocol["description"], "steps": steps,
+    seeded = {"steps": steps, "seeds": [0, *step_seeds], "curves": {}, "seconds": {}, "variants": {}}
+    for variant in [v for v in SEEDED_VARIANTS if v in variants] if step_seeds else []:
+        strategy, extra = variants[variant]
+        seeded["variants"][variant] = [strategy, list(map(str, extra))]
+        seeded["curves"][variant], seeded["seconds"][variant] = {"0": curves[variant]}, {"0": seconds[variant]}
+        for seed in step_seeds:
+            log(f"variant {variant}, learning-step seed {seed}")
+            seeded["curves"][variant][str(seed)], seeded["seconds"][variant][str(seed)] = learn_steps(
+                strategy, base, base_scores, protocol, data, work, settings, threads, fit, extra,
+                tag=f"{variant_tag(variant)}_seed{seed}", seed=seed)
+    return {"seeded": seeded if seeded["curves"] else None, "protocol": "endoscapes",
+            "description": protocol["description"], "steps": steps,
             "test_patients": protocol["test_patients"], "curves": curves, "joint": joint_iou,
             "joint_dice": _dice(work, joint), "final_dice": final_dice, "seconds": seconds, "reused": reused,
             "replay": replay, "variants": {v: [s, list(map(str, e))] for v, (s, e) in variants.items()}}
@@ -207,7 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev-settings", type=_dev_settings, default=list(DEV_SETTINGS), metavar="KEYS",
                         help=f"comma-separated subset of {','.join(DEV_SETTINGS)} (default: all)")
     parser.add_argument("--replay-count", type=int, default=64, help="replayed frames for the evidence (default 64)")
+    parser.add_argument("--step-seeds", type=int, nargs="*", default=None,
+                        help=f"learning-step seeds run besides seed 0 by {', '.join(SEEDED_VARIANTS)}, on the same "
+                             "base model (default: 1 2; with --smoke: none)")
     args = parser.parse_args(argv)
+    if args.step_seeds and (min(args.step_seeds) < 1 or len(set(args.step_seeds)) < len(args.step_seeds)):
+        parser.error("--step-seeds: seeds of 1 or more (seed 0 is the protocol's own run), each once")
     # A settings comparison is its own report and raw result: it never replaces the protocol's.
     mode = "_dev" if args.dev else "_dev_steps" if args.dev_steps else ""
     out = report_folder(args, NAME + mode)
@@ -233,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                                          {v: DEV_STEP_VARIANTS[v] for v in args.dev_steps})
     else:
         variants = {k: VARIANTS[k] for k in ("ours", "finetune")} if args.smoke else VARIANTS
+        step_seeds = args.step_seeds if args.step_seeds is not None else [] if args.smoke else [1, 2]
         raw["result"] = run(data, args.work, settings, args.threads, args.reuse_models, variants,
-                            4 if args.smoke else args.replay_count)
+                            4 if args.smoke else args.replay_count, step_seeds)
         from benchmarks.harness.lap_frame_figures import prediction_figure
 
         last = len(PROTOCOLS["endoscapes"]["steps"]) - 1

@@ -418,6 +418,107 @@ def test_endoscapes_report_checks_the_targets_and_credits_the_data(tmp_path):
     assert "0.689 — MISSED" in (tmp_path / "report.md").read_text()
 
 
+def test_endoscapes_report_calls_ours_against_its_rivals_over_the_learning_step_seeds(tmp_path):
+    """With --step-seeds, "ours ahead of mib + Dice" is called against the seed spread, seed by seed (paired)."""
+    from benchmarks.harness.lap_endoscapes_report import write_report
+
+    raw = _endoscapes_raw(ours_last=0.4)
+    result = raw["result"]
+    base = result["curves"]["ours"]
+
+    def shifted(curve: list[dict], last: float) -> list[dict]:
+        return [*curve[:-1], {**curve[-1], "cystic_plate": last, "calot_triangle": last}]
+
+    # ours' plate and Calot triangle over seeds 0, 1, 2: 0.40, 0.43, 0.37 (all six: spread 0.02); mib + Dice's
+    # 0.39, 0.42, 0.36: ours is ahead by 0.0033 in every seed, within the spread: a tie. plop + Dice far behind.
+    result["seeded"] = {"steps": result["steps"], "seeds": [0, 1, 2],
+                        "curves": {"ours": {"0": base, "1": shifted(base, 0.43), "2": shifted(base, 0.37)},
+                                   "mib + Dice": {str(k): shifted(base, v) for k, v in enumerate((0.39, 0.42, 0.36))},
+                                   "plop + Dice": {str(k): shifted(base, 0.0) for k in range(3)}},
+                        "seconds": {v: {"0": 60, "1": 60, "2": 60} for v in ("ours", "mib + Dice", "plop + Dice")},
+                        "variants": {"ours": ["ours", []], "mib + Dice": ["mib", ["--dice-weight", "1"]],
+                                     "plop + Dice": ["plop", ["--dice-weight", "1"]]}}
+    result["curves"]["mib + Dice"] = result["seeded"]["curves"]["mib + Dice"]["0"]
+    result["curves"]["plop + Dice"] = result["seeded"]["curves"]["plop + Dice"]["0"]
+    for rival in ("mib + Dice", "plop + Dice"):
+        result["final_dice"][rival] = result["joint"]
+        result["seconds"][rival] = 60
+    write_report(tmp_path, raw, raw["command"])
+    report = (tmp_path / "report.md").read_text()
+    targets = report.split("## Targets")[1].split("##")[0]
+    assert "ours ahead of mib + Dice (same Dice term): +0.3 points — met; over the learning-step seeds, paired: " \
+           "+0.3, +0.3, +0.3 points — tie" in targets
+    assert "ours ahead of plop + Dice (same Dice term): +13.3 points — met; " in targets
+    assert "+13.3, +14.3, +12.3 points — ahead" in targets
+    # ours over joint per seed: 0.443, 0.453, 0.433 of 0.45
+    assert "(learning-step seeds 0, 1, 2: 0.985 [0.963–1.007])" in targets
+    assert "## Ours and its rivals under several learning-step seeds" in report
+    assert "| mib + Dice (`--strategy mib --dice-weight 1`) | 44.0 [43.0–45.0] |" in report
+    summary = json.loads((tmp_path / "results.json").read_text())["summary"]["checks"]
+    assert summary["ours_minus_plop + Dice_seeds"]["call"] == "ahead"
+
+
+@pytest.mark.parametrize("seeds", [["0"], ["1", "1"], ["-2"]])
+def test_endoscapes_step_seeds_are_new_seeds_each_once(seeds, tmp_path, capsys):
+    from benchmarks import lap_endoscapes
+
+    with pytest.raises(SystemExit) as stop:
+        lap_endoscapes.main(["--data", str(tmp_path), "--work", str(tmp_path / "w"), "--step-seeds", *seeds])
+    assert stop.value.code == 2 and "--step-seeds: seeds of 1 or more" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_learn_steps_pass_the_protocols_step_batch_size_and_seeds(monkeypatch, tmp_path):
+    """Every ``lap learn`` of a protocol gets its step iterations, batch size, learning rate and a seed no other step
+    of any seed shares."""
+    calls = []
+    monkeypatch.setattr(lap_runs, "evaluate", lambda model, *a: {"per_class": {n: {"iou": 0.5} for n in names}})
+    protocol = PROTOCOLS["endoscapes"]
+    names = [c for s in protocol["steps"] for c in s["classes"]]
+    settings = protocol["settings"]
+
+    def fit(*args):
+        calls.append([str(a) for a in args])
+        return 1.0
+
+    for seed in (0, 1):
+        curve, seconds = lap_runs.learn_steps("ours", tmp_path / "base", {"gallbladder": 0.5, "tool": 0.5}, protocol,
+                                              tmp_path, tmp_path, settings, 2, fit, tag=f"s{seed}", seed=seed)
+        assert seconds == 2.0 and len(curve) == 3
+    options = [dict(zip(c[1::2], c[2::2])) for c in calls]  # option -> the word after it
+    assert [c[0] for c in calls] == ["learn"] * 4
+    assert {o["--batch-size"] for o in options} == {str(settings["step_batch_size"])} == {"4"}
+    assert {o["--iterations"] for o in options} == {str(settings["step_iterations"])}
+    assert {o["--lr"] for o in options} == {str(settings["step_lr"])}
+    assert [o["--seed"] for o in options] == ["1", "2", "4", "5"]
+    assert options[1]["--model"] == str(tmp_path / "s0_step1") and options[0]["--model"] == str(tmp_path / "base")
+
+
+def test_logit_adjustment_scores_count_ignored_pixels_for_no_class():
+    import torch
+
+    from benchmarks.lap_logit_adjustment import scores
+
+    truth = torch.tensor([[[0, 1, 1, 255], [0, 0, 2, 2]]])
+    predicted = torch.tensor([[[1, 1, 0, 1], [1, 0, 2, 0]]])
+    out = scores(predicted, truth, {"a": 1, "b": 2})
+    # a: called on 3 labelled pixels (the 255 one does not count), 1 of them right; truth has 2.
+    assert out["a"] == {"iou": 0.25, "precision": 1 / 3, "recall": 0.5, "predicted_share": 3 / 7, "true_share": 2 / 7}
+    assert out["b"]["iou"] == 0.5 and out["b"]["precision"] == 1.0
+
+
+def test_logit_adjustment_names_the_missing_dev_step_models(tmp_path):
+    from benchmarks import lap_logit_adjustment
+
+    data = tmp_path / "data"
+    assert lap_logit_adjustment.main(["--data", str(data), "--work", str(tmp_path)]) == 0  # no data: skipped
+    (data / "laparoscopy" / "endoscapes_seg50").mkdir(parents=True)
+    (data / "laparoscopy" / "endoscapes_seg50" / "labels.json").write_text("{}")
+    with pytest.raises(SystemExit, match="ours_with_300_steps_of_batch_4_seed0_step2: no dev-step model there"):
+        lap_logit_adjustment.main(["--data", str(data), "--work", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()
+
+
 def _protocol_runs(full: list[list[float]], others: dict[str, list[list[float]]]) -> list[dict]:
     """Made-up per-seed runs: ``full`` and each of ``others`` give one Dice list per seed."""
     from benchmarks.harness.oneshot_variants import VARIANT_NAMES

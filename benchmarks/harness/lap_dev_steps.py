@@ -53,7 +53,7 @@ def run_dev_steps(data: Path, work: Path, settings: dict, threads: int, reuse: b
             "variants": {v: [s, list(map(str, e))] for v, (s, e) in variants.items()}}
 
 
-def _measures(steps: list[dict], curve: list[dict]) -> dict[str, float]:
+def last_step_measures(steps: list[dict], curve: list[dict]) -> dict[str, float]:
     """One seed's figures after the last step: all / old / new mean IoU and the worst drop of the old structures in
     any step (IoU, negative = lost)."""
     rows = curve_rows(steps, curve)
@@ -62,11 +62,8 @@ def _measures(steps: list[dict], curve: list[dict]) -> dict[str, float]:
 
 
 def dev_steps_lines(dev: dict) -> list[str]:
-    """The report's section: per variant the seed mean [min–max] after the last step, the paired difference of every
-    variant from the first one seed by seed, and the per-structure IoU (seed means)."""
+    """The report's section on the learning steps' settings (``seed_table_lines`` of the dev steps)."""
     steps, seeds = dev["steps"], [str(s) for s in dev["seeds"]]
-    measures = {v: {s: _measures(steps, curve[s]) for s in seeds} for v, curve in dev["curves"].items()}
-    first = next(iter(measures))
     lines = ["## How the learning steps' settings are chosen (`--dev-steps`, no val video used)", "",
              "Steps: " + "; ".join(f"{i}: +{', '.join(s['classes'])} (videos {', '.join(s['patients'])})"
                                    for i, s in enumerate(steps))
@@ -74,23 +71,47 @@ def dev_steps_lines(dev: dict) -> list[str]:
              f"model ({dev['base_seconds'] / 60:.1f} min with its replay diffusion model) serves every variant; the "
              f"seeds ({', '.join(seeds)}) are the learning steps' seeds, the same for every variant, so the spread is "
              "that of the steps alone. IoU in percent after the last step, seed mean [min–max]; a difference smaller "
-             "than the seed spread is a tie:", "",
-             f"| variant | all six | old (base + step 1) | new (step 2) | worst old drop in a step | "
-             f"Δ all vs {first}, per seed | time (two steps) |", "|---|---|---|---|---|---|---|"]
-    for variant, runs in measures.items():
-        deltas = ", ".join(f"{100 * (runs[s]['all'] - measures[first][s]['all']):+.1f}" for s in seeds)
-        strategy, extra = dev["variants"][variant]
-        lines.append(f"| {variant} (`--strategy {' '.join([strategy, *extra])}`) | "
-                     + " | ".join(spread([runs[s][k] for s in seeds], signed=k == "worst_old_drop")
-                                  for k in ("all", "old", "new", "worst_old_drop"))
-                     + f" | {'–' if variant == first else deltas} | "
-                     f"{mean(dev['seconds'][variant].values()) / 60:.1f} min |")
-    names = list(next(iter(next(iter(dev["curves"].values())).values()))[-1])
-    lines += ["", "Per-structure IoU after the last step (percent, seed mean [min–max]):", "",
-              "| structure | " + " | ".join(dev["curves"]) + " |", "|---|" + "---|" * len(dev["curves"])]
-    for name in names:
-        lines.append(f"| {name} | " + " | ".join(spread([curve[s][-1][name] for s in seeds])
-                                                for curve in dev["curves"].values()) + " |")
+             "than the seed spread is a tie:", "", *seed_table_lines(dev)]
     if dev.get("reused"):
         lines += ["", f"Reused from an earlier run with the same options: {', '.join(dev['reused'])}."]
     return lines + [""]
+
+
+def seed_table_lines(runs: dict) -> list[str]:
+    """Per variant the seed mean [min–max] after the last step, the paired difference of every variant from the first
+    one seed by seed, and the per-structure IoU (seed means). ``runs``: ``steps``, ``seeds``, ``curves`` (variant ->
+    seed -> curve), ``seconds`` (variant -> seed -> seconds of its steps), ``variants`` (variant -> [strategy,
+    extra options]), as ``run_dev_steps`` returns them; the val protocol's seeded rivals share the form."""
+    steps, seeds = runs["steps"], [str(s) for s in runs["seeds"]]
+    measures = {v: {s: last_step_measures(steps, curve[s]) for s in seeds} for v, curve in runs["curves"].items()}
+    first = next(iter(measures))
+    lines = [f"| variant | all six | old (base + step 1) | new (step 2) | worst old drop in a step | "
+             f"Δ all vs {first}, per seed | time (two steps) |", "|---|---|---|---|---|---|---|"]
+    for variant, per_seed in measures.items():
+        deltas = ", ".join(f"{100 * (per_seed[s]['all'] - measures[first][s]['all']):+.1f}" for s in seeds)
+        strategy, extra = runs["variants"][variant]
+        lines.append(f"| {variant} (`--strategy {' '.join([strategy, *extra])}`) | "
+                     + " | ".join(spread([per_seed[s][k] for s in seeds], signed=k == "worst_old_drop")
+                                  for k in ("all", "old", "new", "worst_old_drop"))
+                     + f" | {'–' if variant == first else deltas} | "
+                     f"{mean(runs['seconds'][variant].values()) / 60:.1f} min |")
+    names = list(next(iter(next(iter(runs["curves"].values())).values()))[-1])
+    lines += ["", "Per-structure IoU after the last step (percent, seed mean [min–max]):", "",
+              "| structure | " + " | ".join(runs["curves"]) + " |", "|---|" + "---|" * len(runs["curves"])]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(spread([curve[s][-1][name] for s in seeds])
+                                                for curve in runs["curves"].values()) + " |")
+    return lines
+
+
+def paired_call(runs: dict, variant: str, rival: str) -> tuple[list[float], str]:
+    """``variant`` minus ``rival`` in mean IoU over all structures after the last step, seed by seed, and the call:
+    "ahead" / "behind" when the mean difference is larger than the larger seed spread (max - min) of the two, else
+    "tie"."""
+    steps, seeds = runs["steps"], [str(s) for s in runs["seeds"]]
+    ours = [last_step_measures(steps, runs["curves"][variant][s])["all"] for s in seeds]
+    theirs = [last_step_measures(steps, runs["curves"][rival][s])["all"] for s in seeds]
+    deltas = [a - b for a, b in zip(ours, theirs)]
+    margin = max(max(ours) - min(ours), max(theirs) - min(theirs))
+    difference = mean(deltas)
+    return deltas, "ahead" if difference > margin else "behind" if difference < -margin else "tie"

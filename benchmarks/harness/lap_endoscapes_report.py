@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmarks.harness.figures import pyplot, save
 from benchmarks.harness.lap_replay_evidence import CAPTION
-from benchmarks.harness.lap_dev_steps import dev_steps_lines
+from benchmarks.harness.lap_dev_steps import dev_steps_lines, last_step_measures, paired_call, seed_table_lines
 from benchmarks.harness.lap_runs import (curve_rows, final_iou_table, iou_cells, mean, spread, step_header,
                                          worst_old_drop)
 from benchmarks.harness.report import write_json, write_text
@@ -49,6 +49,14 @@ def summarize(result: dict) -> dict:
         for rival in ("mib + Dice", "plop + Dice"):
             if rival in table:
                 checks[f"ours_minus_{rival}"] = ours[last]["all"] - table[rival][last]["all"]
+    seeded = result.get("seeded")
+    if seeded and "ours" in seeded["curves"]:
+        runs = [last_step_measures(steps, c)["all"] for c in seeded["curves"]["ours"].values()]
+        checks["ours_over_joint_seeds"] = [r / joint_all for r in runs]
+        for rival in ("mib + Dice", "plop + Dice"):
+            if rival in seeded["curves"]:
+                deltas, call = paired_call(seeded, "ours", rival)
+                checks[f"ours_minus_{rival}_seeds"] = {"deltas": deltas, "call": call}
     if "finetune" in table:
         checks["finetune_old_after_last_step"] = table["finetune"][last]["old"]
         checks["finetune_forgets"] = table["finetune"][last]["old"] <= 0.5 * table["finetune"][0]["all"]
@@ -63,7 +71,8 @@ def _dev_lines(dev: dict) -> list[str]:
     rows = dev["rows"]
     names = list(next(iter(next(iter(rows.values()))["seeds"].values()))["iou"])
     lines = ["## How the segmenter's settings were chosen (`--dev`, no val video used)", "",
-             f"Joint model, {dev['iterations']} iterations, trained on {len(dev['fitting_videos'])} train videos and "
+             f"Joint model, {dev['iterations']} iterations unless a row says otherwise, trained on "
+             f"{len(dev['fitting_videos'])} train videos and "
              f"scored on the other {len(dev['dev_videos'])} (videos {', '.join(dev['dev_videos'])}); seeds "
              f"{', '.join(map(str, dev['seeds']))}, the same for every setting. IoU in percent, seed mean "
              "[min–max]; a difference smaller than the seed spread is a tie:",
@@ -76,6 +85,28 @@ def _dev_lines(dev: dict) -> list[str]:
                      + f" | {spread([mean(r['iou'].values()) for r in runs])} | "
                      f"{mean(r['seconds'] for r in runs) / 60:.1f} min |")
     return lines + [""]
+
+
+def _rival_line(checks: dict, rival: str) -> str:
+    """The target "ours ahead of RIVAL": seed 0's difference, and the paired call over the seeds where they ran."""
+    line = (f"- ours ahead of {rival} (same Dice term): {100 * checks[f'ours_minus_{rival}']:+.1f} points — "
+            f"{_yes(checks[f'ours_minus_{rival}'] > 0)}")
+    paired = checks.get(f"ours_minus_{rival}_seeds")
+    if paired:
+        line += (f"; over the learning-step seeds, paired: {', '.join(f'{100 * d:+.1f}' for d in paired['deltas'])} "
+                 f"points — {paired['call']} (ahead or behind only beyond the larger seed spread of the two)")
+    return line
+
+
+def _seeded_lines(seeded: dict | None) -> list[str]:
+    """The section on the compared strategies under several learning-step seeds (none without them)."""
+    if not seeded:
+        return []
+    return ["## Ours and its rivals under several learning-step seeds", "",
+            f"The same base model; the learning steps run with seeds {', '.join(map(str, seeded['seeds']))} (seed 0 "
+            "is the run of the tables above), the same seeds for every strategy (paired): the spread is that of the "
+            "learning steps alone. IoU in percent after the last step, seed mean [min–max]; a difference smaller "
+            "than the seed spread is a tie:", "", *seed_table_lines(seeded), ""]
 
 
 def _replay_lines(replay: dict) -> list[str]:
@@ -159,18 +190,19 @@ def markdown(raw: dict, summary: dict | None) -> str:
               *final_iou_table({**final, "joint": result["joint"]}), "",
               "## Per-structure Dice after the last step (percent)", "",
               *final_iou_table({**result["final_dice"], "joint": result["joint_dice"]}), "",
+              *_seeded_lines(result.get("seeded")),
               "## Targets", "",
               f"- joint learns every structure (IoU > 0 for all six): {_yes(c['joint_learns_every_structure'])}",
               f"- joint mean IoU ≥ 0.40: {100 * c['joint_all']:.1f} — {_yes(c['joint_at_least_040'])}"]
     if "ours_all" in c:
+        over_seeds = c.get("ours_over_joint_seeds")
         lines += [f"- ours ≥ 0.90 × joint after the last step: {c['ours_over_joint']:.3f} — "
-                  f"{_yes(c['ours_at_least_090_joint'])}",
+                  f"{_yes(c['ours_at_least_090_joint'])}"
+                  + (f" (learning-step seeds {', '.join(map(str, result['seeded']['seeds']))}: "
+                     f"{mean(over_seeds):.3f} [{min(over_seeds):.3f}–{max(over_seeds):.3f}])" if over_seeds else ""),
                   f"- ours' old structures lose ≤ 5 IoU points in any step: worst {c['ours_worst_old_drop_points']:.1f}"
                   f" — {_yes(c['ours_keeps_old_within_5_points'])}"]
-        for rival in ("mib + Dice", "plop + Dice"):
-            if f"ours_minus_{rival}" in c:
-                lines.append(f"- ours ahead of {rival} (same Dice term): {100 * c[f'ours_minus_{rival}']:+.1f} points "
-                             f"— {_yes(c[f'ours_minus_{rival}'] > 0)}")
+        lines += [_rival_line(c, rival) for rival in ("mib + Dice", "plop + Dice") if f"ours_minus_{rival}" in c]
     if "finetune_forgets" in c:
         lines.append(f"- finetune forgets (old structures at most half its base score): "
                      f"{100 * c['finetune_old_after_last_step']:.1f} — {'yes' if c['finetune_forgets'] else 'NO'}")
