@@ -83,9 +83,10 @@ STEP_CANDIDATES = {
                                                                     "--crop", 64, 128, "--focus", 0.5)),
 }
 DEV_STEP_VARIANTS = {**VARIANTS, **STEP_CANDIDATES}
-# The variants the targets compare (ours against mib and plop with the same Dice term) also run with the extra
-# learning-step seeds of --step-seeds, so that "ahead" is called against the seed spread, not on one seed.
-SEEDED_VARIANTS = ("ours", "mib + Dice", "plop + Dice")
+# The variants the targets compare (ours against mib and plop with the same Dice term), and ours without replay (does
+# the replay help?), also run with the extra learning-step seeds of --step-seeds, so that "ahead" is called against
+# the seed spread, not on one seed.
+SEEDED_VARIANTS = ("ours", "mib + Dice", "plop + Dice", "ours without replay")
 # Segmenter settings compared by --dev (joint model, 24 train videos -> 6 held-out train videos). Plain cross-entropy
 # (without the Dice term), zoom windows without --focus and 256x448 frames trained on 128x224 crops were compared
 # once, call by call, before --dev had seeds (docs/incremental.md).
