@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness.cli import benchmark_parser, log, report_folder
-from benchmarks.harness.lap_endoscapes_report import write_report
+from benchmarks.harness.lap_endoscapes_report import RIVALS, write_report
 from benchmarks.harness.lap_dev_steps import run_dev_steps
 from benchmarks.harness.lap_protocols import (ENDOSCAPES_DEV_VIDEOS, ENDOSCAPES_FITTING_VIDEOS, ENDOSCAPES_FOLDER,
                                               ENDOSCAPES_TRAIN_VIDEOS, PROTOCOLS)
@@ -86,7 +86,7 @@ DEV_STEP_VARIANTS = {**VARIANTS, **STEP_CANDIDATES}
 # The variants the targets compare (ours against mib and plop with the same Dice term), and ours without replay (does
 # the replay help?), also run with the extra learning-step seeds of --step-seeds, so that "ahead" is called against
 # the seed spread, not on one seed.
-SEEDED_VARIANTS = ("ours", "mib + Dice", "plop + Dice", "ours without replay")
+SEEDED_VARIANTS = ("ours", *RIVALS, "ours without replay")
 # Segmenter settings compared by --dev (joint model, 24 train videos -> 6 held-out train videos). Plain cross-entropy
 # (without the Dice term), zoom windows without --focus and 256x448 frames trained on 128x224 crops were compared
 # once, call by call, before --dev had seeds (docs/incremental.md).
