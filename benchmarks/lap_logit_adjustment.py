@@ -32,6 +32,7 @@ from benchmarks.harness.lap_protocols import ENDOSCAPES_DEV_VIDEOS, ENDOSCAPES_F
 from benchmarks.harness.lap_runs import variant_tag
 from benchmarks.harness.paths import RESULTS, SHARED_DATA, shown
 from benchmarks.harness.report import about, fmt, header, section, write_json, write_text
+from distillseg.common.option_types import whole_number
 from distillseg.common.progress import Progress
 from distillseg.lap.data import read_frames
 from distillseg.lap.model_bundle import load_lap_model
@@ -139,11 +140,15 @@ def main(argv: list[str] | None = None) -> int:
                              "/tmp/lap_endoscapes)")
     parser.add_argument("--out", type=Path, default=RESULTS / NAME,
                         help=f"report folder (default: benchmarks/results/{NAME})")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads")
+    parser.add_argument("--threads", type=whole_number(1), default=2, help="CPU threads")
     parser.add_argument("--variant", default="ours with 300 steps of batch 4",
                         help="the --dev-steps variant whose models to adjust (default: the protocol's ours)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="its learning-step seeds (default 0 1)")
+    parser.add_argument("--seeds", type=whole_number(0), nargs="+", default=[0, 1],
+                        help="its learning-step seeds (default 0 1)")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out}: not a folder (the report's folder; nothing there is replaced but its "
+                     "report.md and results.json)")
     data = args.data / ENDOSCAPES_FOLDER
     if not (data / "labels.json").is_file():
         print(f"Endoscapes-Seg50 is not at {shown(data)}: benchmark skipped.", file=sys.stderr)

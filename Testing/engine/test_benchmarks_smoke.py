@@ -517,6 +517,14 @@ def test_logit_adjustment_names_the_missing_dev_step_models(tmp_path):
     with pytest.raises(SystemExit, match="ours_with_300_steps_of_batch_4_seed0_step2: no dev-step model there"):
         lap_logit_adjustment.main(["--data", str(data), "--work", str(tmp_path), "--out", str(tmp_path / "r")])
     assert not (tmp_path / "r").exists()
+    # A user's file as the report folder, or no thread at all: refused before any work, the file as it was.
+    user_file = tmp_path / "notes.txt"
+    user_file.write_text("mine")
+    for bad in (["--out", str(user_file)], ["--threads", "0"]):
+        with pytest.raises(SystemExit) as stop:
+            lap_logit_adjustment.main(["--data", str(data), "--work", str(tmp_path), *bad])
+        assert stop.value.code == 2
+    assert user_file.read_text() == "mine"
 
 
 def _protocol_runs(full: list[list[float]], others: dict[str, list[list[float]]]) -> list[dict]:
