@@ -48,6 +48,8 @@ def propagate(args) -> dict:
     options = {"reg_iterations": tuple(args.reg_iterations)} if args.reg_iterations else {}
     if args.aff_iterations:
         options["aff_iterations"] = tuple(args.aff_iterations)
+    for name, value in json.loads(args.registration_options or "{}").items():
+        options[name] = tuple(value) if isinstance(value, list) else value
     # antspyx passes a seed to antsRegistration (--random-seed, for the affine stage's random sampling) only
     # through this module setting; its public switch (set_ants_deterministic) would also force one thread.
     ants.config._random_seed = args.seed
@@ -75,13 +77,17 @@ def settings_key(settings: dict, files: list[str]) -> str:
 
 def run_ants(out_dir: Path, fixed: Path, moving: Path, labels: Path, transform: str, spacing: float | None,
              reg_iterations: tuple[int, ...] | None, threads: int, reuse: bool, seed: int = 1,
-             aff_iterations: tuple[int, ...] | None = None) -> dict:
+             aff_iterations: tuple[int, ...] | None = None, registration_options: dict | None = None) -> dict:
     """Propagate ``labels`` from ``moving`` to ``fixed`` in a measured child process, or reuse the cached result
-    in ``out_dir`` (``reuse``) when it was made with the same settings and inputs.
+    in ``out_dir`` (``reuse``) when it was made with the same settings and inputs. ``registration_options``: more
+    ``ants.registration`` arguments, e.g. ``{"initial_transform": "identity"}`` (start from the images' own
+    placement instead of matching their centres of mass) or ``{"aff_shrink_factors": [4, 2, 1]}``.
 
     Returns ``{"labels": path, "seconds": whole process, "peak_rss_mb", "registration_seconds", ...}``."""
     settings = {"transform": transform, "spacing": spacing, "reg_iterations": list(reg_iterations or []),
                 "aff_iterations": list(aff_iterations or []), "threads": threads, "seed": seed}
+    if registration_options:  # only when set: the settings, so the cache keys, of every other run stay as they were
+        settings["registration_options"] = registration_options
     key = settings_key(settings, [str(fixed), str(moving), str(labels)])
     cache = out_dir / "result.json"
     if reuse and cache.is_file():
@@ -97,6 +103,8 @@ def run_ants(out_dir: Path, fixed: Path, moving: Path, labels: Path, transform: 
         command += ["--reg-iterations", *reg_iterations]
     if aff_iterations:
         command += ["--aff-iterations", *aff_iterations]
+    if registration_options:
+        command += ["--registration-options", json.dumps(registration_options, sort_keys=True)]
     measured = run_measured(command, env={"ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": str(threads)})
     result = {"key": key, "settings": settings, "labels": str(out_dir / "labels.nii.gz"), **measured.summary(),
               **measured.result}
@@ -116,6 +124,8 @@ def main() -> int:
                         help="SyN iterations per level, coarse to fine (default: ANTs's (40, 20, 0))")
     parser.add_argument("--aff-iterations", type=int, nargs="+", default=None,
                         help="affine iterations per level (default: ANTs's)")
+    parser.add_argument("--registration-options", default=None,
+                        help='more ants.registration arguments as JSON, e.g. \'{"initial_transform": "identity"}\'')
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     print(event_line(RESULT, **propagate(parser.parse_args())), flush=True)

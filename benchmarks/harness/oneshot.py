@@ -148,13 +148,16 @@ def run_floor(data: dict) -> dict:
 
 def run_ants_method(data: dict, work: Path, spec: tuple, threads: int, reuse: bool) -> dict:
     """One ANTs setting on every test scan. ``spec``: (name, transform, spacing mm or None = native,
-    reg_iterations or None = ANTs's defaults, aff_iterations or None)."""
-    name, transform, spacing, reg_iterations, aff_iterations = spec
+    reg_iterations or None = ANTs's defaults, aff_iterations or None[, more ``ants.registration`` arguments: a dict,
+    see ``run_ants``])."""
+    name, transform, spacing, reg_iterations, aff_iterations = spec[:5]
+    registration_options = spec[5] if len(spec) > 5 else None
     folder = work / "ants" / "".join(c if c.isalnum() else "_" for c in name)
     cases, runs = [], []
     for case, image, truth in data["tests"]:
         run = run_ants(folder / case, image, data["atlas"], data["atlas_labels"], transform, spacing,
-                       reg_iterations, threads, reuse, aff_iterations=aff_iterations)
+                       reg_iterations, threads, reuse, aff_iterations=aff_iterations,
+                       registration_options=registration_options)
         runs.append(run)
         cases.append({"case": case, "structures": score_file(Path(run["labels"]), truth, data["structures"],
                                                              data["names"], data["label_map"])})
