@@ -40,6 +40,7 @@ from benchmarks.harness.lap_runs import (SMOKE_SETTINGS, evaluate, fitter, ious,
                                          train_options, variant_tag)
 from benchmarks.harness.paths import shown
 from benchmarks.harness.report import invocation
+from distillseg.common.option_types import whole_number
 
 NAME = "lap_endoscapes"
 # Variant -> (strategy, extra ``lap learn`` options). "+ Dice" / "without Dice" toggle the new-class soft Dice term
@@ -234,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev-settings", type=_dev_settings, default=list(DEV_SETTINGS), metavar="KEYS",
                         help=f"comma-separated subset of {','.join(DEV_SETTINGS)} (default: all)")
     parser.add_argument("--replay-count", type=int, default=64, help="replayed frames for the evidence (default 64)")
+    parser.add_argument("--diffusion-iterations", type=whole_number(1), default=None,
+                        help="iterations of every replay diffusion model (default: the protocol's, "
+                             f"{PROTOCOLS['endoscapes']['settings']['diffusion_iterations']}); with another --work, "
+                             "to compare longer diffusion training on --dev-steps")
     parser.add_argument("--step-seeds", type=int, nargs="*", default=None,
                         help=f"learning-step seeds run besides seed 0 by {', '.join(SEEDED_VARIANTS)}, on the same "
                              "base model (default: 1 2; with --smoke: none)")
@@ -253,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         write_report(out, raw, raw["command"])
         return 0
     settings = {**PROTOCOLS["endoscapes"]["settings"], **(SMOKE_SETTINGS if args.smoke else {})}
+    if args.diffusion_iterations:
+        settings["diffusion_iterations"] = args.diffusion_iterations
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     raw = json.loads(raw_path.read_text()) if raw_path.is_file() and args.reuse_models else {}
@@ -262,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                              args.dev_settings)
     elif args.dev_steps:
         raw["dev_steps"] = run_dev_steps(data, args.work, settings, args.threads, args.reuse_models, args.dev_seeds,
-                                         {v: DEV_STEP_VARIANTS[v] for v in args.dev_steps})
+                                         {v: DEV_STEP_VARIANTS[v] for v in args.dev_steps},
+                                         4 if args.smoke else args.replay_count)
     else:
         variants = {k: VARIANTS[k] for k in ("ours", "finetune")} if args.smoke else VARIANTS
         step_seeds = args.step_seeds if args.step_seeds is not None else [] if args.smoke else [1, 2]

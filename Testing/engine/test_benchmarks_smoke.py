@@ -468,6 +468,16 @@ def test_endoscapes_step_seeds_are_new_seeds_each_once(seeds, tmp_path, capsys):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("count", ["0", "-300", "1.5", "many"])
+def test_endoscapes_diffusion_iterations_are_a_positive_whole_number(count, tmp_path, capsys):
+    from benchmarks import lap_endoscapes
+
+    with pytest.raises(SystemExit) as stop:
+        lap_endoscapes.main(["--data", str(tmp_path), "--work", str(tmp_path / "w"), "--diffusion-iterations", count])
+    assert stop.value.code == 2 and "--diffusion-iterations" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
 def test_learn_steps_pass_the_protocols_step_batch_size_and_seeds(monkeypatch, tmp_path):
     """Every ``lap learn`` of a protocol gets its step iterations, batch size, learning rate and a seed no other step
     of any seed shares."""
@@ -662,8 +672,13 @@ def test_dev_steps_hold_out_their_videos_and_compare_variants_seed_by_seed(tmp_p
            "curves": {"ours": {"0": curve(0.4, 0.1), "1": curve(0.5, 0.1)},
                       "ours without Dice": {"0": curve(0.5, 0.1), "1": curve(0.5, 0.04)}},
            "seconds": {"ours": {"0": 240.0, "1": 300.0}, "ours without Dice": {"0": 200.0, "1": 200.0}},
-           "reused": [], "variants": {"ours": ["ours", []], "ours without Dice": ["ours", ["--dice-weight", "0"]]}}
+           "reused": [], "variants": {"ours": ["ours", []], "ours without Dice": ["ours", ["--dice-weight", "0"]]},
+           "replay": {"diffusion_iterations": 1200, "count": {"replayed": 64, "base_real": 90, "other_real": 80},
+                      "frechet": {"replayed_vs_base_real": 31.25, "other_patients_vs_base_real": 2.5,
+                                  "noise_vs_base_real": 150.0}}}
     lines = "\n".join(dev_steps_lines(dev))
+    assert ("The base model's replay (1200 diffusion iterations): Fréchet distance of 64 replayed frames to the "
+            "base step's 90 real frames 31.25; other patients' real frames 2.50") in lines
     # ours, seed 0: (0.4 * 2 + 0.1 * 2 + 0.1 * 2) / 6 = 20.0; seed 1: 23.3. Old structures' mean IoU: step 1
     # 0.6 -> 0.5 (-10); step 2 (0.5 * 2 + 0.2) / 4 = 0.3 -> (0.4 * 2 + 0.2) / 4 = 0.25 (-5): the worst is -10.
     assert "| ours (`--strategy ours`) | 21.7 [20.0–23.3] | 27.5 [25.0–30.0] | 10.0 [10.0–10.0] |" in lines

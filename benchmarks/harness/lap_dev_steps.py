@@ -29,9 +29,13 @@ def dev_steps_protocol() -> dict:
 
 
 def run_dev_steps(data: Path, work: Path, settings: dict, threads: int, reuse: bool, seeds: list[int],
-                  variants: dict[str, tuple[str, tuple]]) -> dict:
-    """The base step once, then every variant's learning steps under every seed, into ``work/dev_steps``.
-    ``variants``: name -> (strategy, extra ``lap learn`` options), as ``benchmarks.lap_endoscapes.VARIANTS``."""
+                  variants: dict[str, tuple[str, tuple]], replay_count: int) -> dict:
+    """The base step once, how close its diffusion model's replay comes to the real frames (``replay_count``
+    frames, Fréchet distances of ``lap_replay_evidence``), then every variant's learning steps under every seed, into
+    ``work/dev_steps``. ``variants``: name -> (strategy, extra ``lap learn`` options), as
+    ``benchmarks.lap_endoscapes.VARIANTS``."""
+    from .lap_replay_evidence import replay_evidence
+
     protocol = dev_steps_protocol()
     work = work / "dev_steps"
     work.mkdir(parents=True, exist_ok=True)
@@ -39,6 +43,10 @@ def run_dev_steps(data: Path, work: Path, settings: dict, threads: int, reuse: b
     fit = fitter(threads, reuse, reused)
     log("dev steps: base step")
     base, base_seconds, base_scores = train_base(protocol, data, work, settings, threads, fit)
+    # The grid of replayed and real frames stays in the scratch folder: the report has the numbers only.
+    evidence = replay_evidence(base, data, protocol, replay_count, 0, work / "replay_grid.png")
+    replay = {"diffusion_iterations": settings["diffusion_iterations"], "count": evidence["count"],
+              "frechet": evidence["frechet"]}
     curves: dict[str, dict[str, list[dict]]] = {}
     seconds: dict[str, dict[str, float]] = {}
     for variant, (strategy, extra) in variants.items():
@@ -49,7 +57,7 @@ def run_dev_steps(data: Path, work: Path, settings: dict, threads: int, reuse: b
                 strategy, base, base_scores, protocol, data, work, settings, threads, fit, extra,
                 tag=f"{variant_tag(variant)}_seed{seed}", seed=seed)
     return {"steps": protocol["steps"], "dev_videos": ENDOSCAPES_DEV_VIDEOS, "seeds": seeds,
-            "base_seconds": base_seconds, "curves": curves, "seconds": seconds, "reused": reused,
+            "base_seconds": base_seconds, "replay": replay, "curves": curves, "seconds": seconds, "reused": reused,
             "variants": {v: [s, list(map(str, e))] for v, (s, e) in variants.items()}}
 
 
@@ -72,6 +80,13 @@ def dev_steps_lines(dev: dict) -> list[str]:
              f"seeds ({', '.join(seeds)}) are the learning steps' seeds, the same for every variant, so the spread is "
              "that of the steps alone. IoU in percent after the last step, seed mean [min–max]; a difference smaller "
              "than the seed spread is a tie:", "", *seed_table_lines(dev)]
+    if dev.get("replay"):
+        replay, f = dev["replay"], dev["replay"]["frechet"]
+        lines += ["", f"The base model's replay ({replay['diffusion_iterations']} diffusion iterations): Fréchet "
+                  f"distance of {replay['count']['replayed']} replayed frames to the base step's "
+                  f"{replay['count']['base_real']} real frames {f['replayed_vs_base_real']:.2f}; other patients' "
+                  f"real frames {f['other_patients_vs_base_real']:.2f}, smooth random colour fields "
+                  f"{f['noise_vs_base_real']:.2f} (features: the base segmenter's encoder)."]
     if dev.get("reused"):
         lines += ["", f"Reused from an earlier run with the same options: {', '.join(dev['reused'])}."]
     return lines + [""]

@@ -146,22 +146,22 @@ def run_floor(data: dict) -> dict:
             "segment": None, "train": None}
 
 
-def run_ants_method(data: dict, work: Path, spec: tuple, threads: int, reuse: bool) -> dict:
+def run_ants_method(data: dict, work: Path, spec: tuple, threads: int, reuse: bool, seed: int = 1) -> dict:
     """One ANTs setting on every test scan. ``spec``: (name, transform, spacing mm or None = native,
     reg_iterations or None = ANTs's defaults, aff_iterations or None[, more ``ants.registration`` arguments: a dict,
-    see ``run_ants``])."""
+    see ``run_ants``]). ``seed``: antsRegistration's random seed (its affine stage samples voxels at random)."""
     name, transform, spacing, reg_iterations, aff_iterations = spec[:5]
     registration_options = spec[5] if len(spec) > 5 else None
-    folder = work / "ants" / "".join(c if c.isalnum() else "_" for c in name)
+    folder = work / "ants" / ("".join(c if c.isalnum() else "_" for c in name) + (f"_seed{seed}" if seed != 1 else ""))
     cases, runs = [], []
     for case, image, truth in data["tests"]:
         run = run_ants(folder / case, image, data["atlas"], data["atlas_labels"], transform, spacing,
-                       reg_iterations, threads, reuse, aff_iterations=aff_iterations,
+                       reg_iterations, threads, reuse, seed=seed, aff_iterations=aff_iterations,
                        registration_options=registration_options)
         runs.append(run)
         cases.append({"case": case, "structures": score_file(Path(run["labels"]), truth, data["structures"],
                                                              data["names"], data["label_map"])})
-    return {"name": name, "kind": "peer", "resolution_mm": spacing or data["native_mm"], "cases": cases,
+    return {"name": name, "kind": "peer", "seed": seed, "resolution_mm": spacing or data["native_mm"], "cases": cases,
             "train": None, "settings": runs[0]["settings"], "reused": all(r["reused"] for r in runs),
             "segment": {"seconds_per_volume": float(np.mean([r["seconds"] for r in runs])),
                         "registration_seconds": float(np.mean([r.get("registration_seconds", math.nan)
