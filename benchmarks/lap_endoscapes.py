@@ -237,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replay-count", type=int, default=64, help="replayed frames for the evidence (default 64)")
     parser.add_argument("--diffusion-iterations", type=whole_number(1), default=None,
                         help="iterations of every replay diffusion model (default: the protocol's, "
-                             f"{PROTOCOLS['endoscapes']['settings']['diffusion_iterations']}); with another --work, "
-                             "to compare longer diffusion training on --dev-steps")
+                             f"{PROTOCOLS['endoscapes']['settings']['diffusion_iterations']}); --dev-steps with "
+                             "another budget works in WORK/dev_steps_diffusion<N>")
     parser.add_argument("--step-seeds", type=int, nargs="*", default=None,
                         help=f"learning-step seeds run besides seed 0 by {', '.join(SEEDED_VARIANTS)}, on the same "
                              "base model (default: 1 2; with --smoke: none)")

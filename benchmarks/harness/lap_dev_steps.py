@@ -37,7 +37,10 @@ def run_dev_steps(data: Path, work: Path, settings: dict, threads: int, reuse: b
     from .lap_replay_evidence import replay_evidence
 
     protocol = dev_steps_protocol()
-    work = work / "dev_steps"
+    # Another replay diffusion budget is another base model: its own folder, so it never replaces the protocol's.
+    budget = settings["diffusion_iterations"]
+    work = work / ("dev_steps" if budget == PROTOCOLS["endoscapes"]["settings"]["diffusion_iterations"]
+                   else f"dev_steps_diffusion{budget}")
     work.mkdir(parents=True, exist_ok=True)
     reused: list[str] = []
     fit = fitter(threads, reuse, reused)
