@@ -37,7 +37,8 @@ from pathlib import Path
 
 from benchmarks.harness.cli import benchmark_parser, log, read_raw_result, report_folder, save_run
 from benchmarks.harness.figures import learning_curves
-from benchmarks.harness.oneshot import SMOKE_ANTS, SYN_FINE, fine_syn_spec, run_ants_method, run_floor
+from benchmarks.harness.oneshot import (SMOKE_ANTS, SYN_FINE, add_budget_options, budget_options, budget_text,
+                                        fine_syn_spec, run_ants_method, run_floor)
 from benchmarks.harness.oneshot_seeds import dice_figure, seed_stats, structure_tables, summary_table
 from benchmarks.harness.oneshot_variants import VARIANT_NAMES, VARIANTS, run_variants
 from benchmarks.harness.report import about, fmt, header, write_json, write_text
@@ -157,9 +158,7 @@ def run_direction(args, direction: str, data: dict, external: list, seeds: list[
     # The transductive protocol's reference (issue 18): SyN at 1 mm.
     syn_fine = run_ants_method(data, work, fine_syn_spec(args.smoke), args.threads, reuse=True) \
         if "transductive" in args.protocols.split(",") else None
-    budget = SMOKE_BUDGET if args.smoke else [
-        *(["--augmenter-iterations", args.augmenter_iterations] if args.augmenter_iterations else []),
-        *(["--iterations", args.iterations] if args.iterations else [])]
+    budget = budget_options(args, SMOKE_BUDGET)
     common = ["--spacing", args.spacing, "--label-names", data["seg35_names"], *budget, *args.train_option]
     evaluate = ["--label-map", f"{data['labels_json']}:oasis_seg35_to_freesurfer",
                 "--structures", f"{data['labels_json']}:brain_eval_labels_recommended"]
@@ -291,10 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the reporting direction (all seeds); the other one chooses settings (first seed)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the reporting direction")
     parser.add_argument("--spacing", type=float, default=2.0, help="our working resolution in mm")
-    parser.add_argument("--augmenter-iterations", type=int, default=None, help="default: the CLI's")
-    parser.add_argument("--iterations", type=int, default=None, help="student steps (default: the CLI's)")
-    parser.add_argument("--train-option", action="append", default=[],
-                        help="one more option for every `oneshot train` (repeat; e.g. --train-option=--lr=3e-4)")
+    add_budget_options(parser)
     parser.add_argument("--variants", default=",".join(k for k, *_ in VARIANTS),
                         help="comma-separated subset of " + ", ".join(k for k, *_ in VARIANTS))
     parser.add_argument("--only-reporting", action="store_true", help="skip the settings-choosing direction")
@@ -321,9 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for message in skipped:
         log(f"skipped: {message}")
-    budget = ("smoke: " + " ".join(map(str, SMOKE_BUDGET)) if args.smoke else
-              f"augmenter {args.augmenter_iterations or 'CLI default'} + student {args.iterations or 'CLI default'}"
-              " iterations" + (f", {' '.join(args.train_option)}" if args.train_option else ""))
+    budget = budget_text(args, SMOKE_BUDGET)
     result = {"about": about(), "skipped": skipped, "directions": {},
               "settings": {"direction": args.direction, "seeds": args.seeds, "spacing": args.spacing,
                            "budget": budget, "smoke": args.smoke, "threads": args.threads, "variants": args.variants,

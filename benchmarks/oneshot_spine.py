@@ -60,19 +60,32 @@ def make_subject(image, labels, seed: int):
     return np.asarray(out["image"][0], dtype=np.float32), np.rint(np.asarray(out["label"][0])).astype(np.int16)
 
 
+def read_spine(data: Path) -> dict | None:
+    """The shared data's labelled spine CT: ``{"image": (I, J, K) float32 in [0, 1], "labels": (I, J, K) int16
+    vertebrae 1..12, "affine": 4x4 (mm), "image_path", "labels_path"}``; None when it is absent."""
+    import nibabel as nib
+    import numpy as np
+
+    folder = data / "spine_ct"
+    image_path, labels_path = folder / "verse_spine_image704.nii.gz", folder / "verse_spine_label704.nii.gz"
+    if not image_path.is_file() or not labels_path.is_file():
+        return None
+    source = nib.load(image_path)
+    return {"image": np.asarray(source.dataobj, dtype=np.float32),
+            "labels": np.rint(np.asarray(nib.load(labels_path).dataobj)).astype(np.int16),
+            "affine": source.affine, "image_path": image_path, "labels_path": labels_path}
+
+
 def prepare_data(args, work: Path) -> dict | None:
     """The atlas (the real scan) and its deformed copies as unlabelled and test subjects; None when absent."""
     import nibabel as nib
     import numpy as np
 
-    folder = args.data / "spine_ct"
-    image_path, labels_path = folder / "verse_spine_image704.nii.gz", folder / "verse_spine_label704.nii.gz"
-    if not image_path.is_file() or not labels_path.is_file():
+    spine = read_spine(args.data)
+    if spine is None:
         return None
-    source = nib.load(image_path)
-    image = np.asarray(source.dataobj, dtype=np.float32)
-    labels = np.rint(np.asarray(nib.load(labels_path).dataobj)).astype(np.int16)
-    affine = source.affine
+    image, labels, affine = spine["image"], spine["labels"], spine["affine"]
+    image_path, labels_path = spine["image_path"], spine["labels_path"]
     data_dir = work / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
 

@@ -44,13 +44,15 @@ import time
 from functools import partial
 from pathlib import Path
 
-from benchmarks.harness.cli import benchmark_parser, log, read_raw_result, report_folder, save_run
-from benchmarks.harness.oneshot import SMOKE_ANTS, run_ants_method, run_floor
+from benchmarks.harness.cli import benchmark_parser, log, rebuilt_only, report_folder, save_run
+from benchmarks.harness.oneshot import (SMOKE_ANTS, add_budget_options, budget_options, budget_text, run_ants_method,
+                                        run_floor)
 from benchmarks.harness.oneshot_seeds import dice_figure, seed_stats, structure_tables, summary_table
 from benchmarks.harness.oneshot_variants import VARIANT_NAMES, run_variants
 from benchmarks.harness.paths import shown
 from benchmarks.harness.report import about, fmt, header, write_json, write_text
 from benchmarks.oneshot_protocols import SMOKE_BUDGET, _kept
+from benchmarks.oneshot_spine import read_spine
 
 NAME = "oneshot_spine_levels"
 LEVELS = 4  # vertebrae per window
@@ -119,19 +121,16 @@ def window_labels(labels, first_vertebra: int, span: tuple[int, int]):
 def prepare(args, work: Path) -> dict | None:
     """Per direction the data dict the one-shot harness takes (atlas, labels, tests, unlabelled windows); None
     without the spine CT."""
-    import nibabel as nib
     import numpy as np
 
-    folder = args.data / "spine_ct"
-    image_path, labels_path = folder / "verse_spine_image704.nii.gz", folder / "verse_spine_label704.nii.gz"
-    if not image_path.is_file() or not labels_path.is_file():
+    spine = read_spine(args.data)
+    if spine is None:
         return None
-    source = nib.load(image_path)
-    image = np.asarray(source.dataobj, dtype=np.float32)
-    labels = np.rint(np.asarray(nib.load(labels_path).dataobj)).astype(np.int16)
+    image, labels, affine = spine["image"], spine["labels"], spine["affine"]
+    image_path, labels_path = spine["image_path"], spine["labels_path"]
     spans = windows(labels)
-    # Across the cranio-caudal axis only the vertebrae and a margin: a third of the voxels of the source's section,
-    # so a training costs a third less.
+    # Across the cranio-caudal axis only the vertebrae and a margin (57 x 65 of the source's 64 x 96 voxels): the
+    # trainings see less empty border.
     around = np.argwhere(labels > 0)
     low = np.maximum(around.min(0)[:2] - MARGIN, 0)
     high = np.minimum(around.max(0)[:2] + MARGIN + 1, labels.shape[:2])
@@ -142,7 +141,7 @@ def prepare(args, work: Path) -> dict | None:
 
     def write(name, array):
         """Kept when there (``_kept``): ANTs's cache and our training keys then see the same file every run."""
-        return _kept(data_dir / name, array, source.affine, array.dtype)
+        return _kept(data_dir / name, array, affine, array.dtype)
 
     needed = {*(v for d in DIRECTIONS.values() for v in d[1:]), *BETWEEN}
     crops = {v: write(f"window_{v}.nii.gz", image[:, :, slice(*spans[v])]) for v in sorted(needed)}
@@ -167,7 +166,7 @@ def prepare(args, work: Path) -> dict | None:
                            "unlabeled": [crops[test], *(crops[v] for v in BETWEEN)],
                            "floor_labels": stretched(atlas, test),
                            "structures": list(range(1, LEVELS + 1)), "names": names, "names_file": names_file,
-                           "label_map": None, "native_mm": float(np.linalg.norm(source.affine[:3, 0]))}
+                           "label_map": None, "native_mm": float(np.linalg.norm(affine[:3, 0]))}
     return {"directions": directions, "spans": {str(v): list(s) for v, s in spans.items()},
             "sources": {"image": shown(image_path), "labels": shown(labels_path)}}
 
@@ -183,9 +182,7 @@ def run_direction(args, direction: str, data: dict, seeds: list[int]) -> dict:
         for seed in ANTS_SEEDS:
             ants.append(run_ants_method(data, work, (name, transform, None, iterations, affine, options),
                                         args.threads, reuse=True, seed=seed))
-    budget = SMOKE_BUDGET if args.smoke else [
-        *(["--augmenter-iterations", args.augmenter_iterations] if args.augmenter_iterations else []),
-        *(["--iterations", args.iterations] if args.iterations else [])]
+    budget = budget_options(args, SMOKE_BUDGET)
     common = ["--spacing", "atlas", "--label-names", data["names_file"], *budget, *args.train_option]
     log(f"{data['title']}: seeds {seeds}")
     runs = run_variants(work, data, data["unlabeled"], common, args.variants.split(","), seeds, [], args.threads)
@@ -281,10 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--direction", choices=list(DIRECTIONS), default="upper_to_lower",
                         help="the reported direction (all seeds); the other runs with the first seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the reported direction")
-    parser.add_argument("--augmenter-iterations", type=int, default=None, help="default: the CLI's")
-    parser.add_argument("--iterations", type=int, default=None, help="student steps (default: the CLI's)")
-    parser.add_argument("--train-option", action="append", default=[],
-                        help="one more option for every `oneshot train` (repeat; e.g. --train-option=--lr=3e-4)")
+    add_budget_options(parser)
     parser.add_argument("--variants", default="default,augmenter",
                         help="comma-separated keys of benchmarks.harness.oneshot_variants.VARIANTS")
     parser.add_argument("--only-reporting", action="store_true", help="skip the other direction")
@@ -295,17 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.seeds, args.only_reporting = args.seeds[:1], True
     out = report_folder(args, NAME)
-    if args.report_only:
-        write_report(read_raw_result(args), out)
+    if rebuilt_only(args, out, write_report):
         return 0
     started = time.monotonic()
     data = prepare(args, args.work)
     if data is None:
         print(f"Skipped: no spine CT in {args.data / 'spine_ct'}.", file=sys.stderr)
         return 0
-    budget = ("smoke: " + " ".join(map(str, SMOKE_BUDGET)) if args.smoke else
-              f"augmenter {args.augmenter_iterations or 'CLI default'} + student {args.iterations or 'CLI default'}"
-              " iterations" + (f", {' '.join(args.train_option)}" if args.train_option else ""))
+    budget = budget_text(args, SMOKE_BUDGET)
     result = {"about": about(), "data": data["sources"], "directions": {},
               "windows": data["spans"],
               "settings": {"direction": args.direction, "seeds": args.seeds, "budget": budget, "smoke": args.smoke,

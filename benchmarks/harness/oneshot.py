@@ -29,23 +29,41 @@ def fine_syn_spec(smoke: bool) -> tuple:
     return (SYN_FINE, "SyN", None, SMOKE_ANTS["syn_fine"] if smoke else None, SMOKE_ANTS["affine"] if smoke else None)
 
 
-def add_training_options(parser: argparse.ArgumentParser) -> None:
-    """Our training budget and seed, any other training option, and reuse of cached ANTs results."""
+def add_budget_options(parser: argparse.ArgumentParser) -> None:
+    """Our training budget and any other training option."""
     parser.add_argument("--augmenter-iterations", type=int, default=None,
                         help="our augmenter steps (default: the CLI's default)")
     parser.add_argument("--iterations", type=int, default=None, help="our student steps (default: the CLI's)")
     parser.add_argument("--train-option", action="append", default=[],
                         help="one more option for `distillseg oneshot train` (repeat; e.g. --train-option=--lr=3e-4)")
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Our training budget and seed, any other training option, and reuse of cached ANTs results."""
+    add_budget_options(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse", action="store_true", help="reuse cached ANTs results made with the same settings")
 
 
-def training_options(args: argparse.Namespace) -> list:
-    """The budget (a smoke run's, or the iterations given), the seed and the extra options of our training."""
-    budget = SMOKE_TRAINING if args.smoke else [
+def budget_options(args: argparse.Namespace, smoke_budget: list = SMOKE_TRAINING) -> list:
+    """``oneshot train``'s budget options: ``smoke_budget`` for a smoke run, else the iterations given (none: the
+    CLI's defaults)."""
+    return smoke_budget if args.smoke else [
         *(["--augmenter-iterations", args.augmenter_iterations] if args.augmenter_iterations else []),
         *(["--iterations", args.iterations] if args.iterations else [])]
-    return ["--seed", args.seed, *budget, *args.train_option]
+
+
+def budget_text(args: argparse.Namespace, smoke_budget: list = SMOKE_TRAINING) -> str:
+    """The budget and the extra training options as a report's settings give them."""
+    if args.smoke:
+        return "smoke: " + " ".join(map(str, smoke_budget))
+    return (f"augmenter {args.augmenter_iterations or 'CLI default'} + student {args.iterations or 'CLI default'}"
+            " iterations" + (f", {' '.join(args.train_option)}" if args.train_option else ""))
+
+
+def training_options(args: argparse.Namespace) -> list:
+    """The budget (a smoke run's, or the iterations given), the seed and the extra options of our training."""
+    return ["--seed", args.seed, *budget_options(args), *args.train_option]
 
 
 def training_settings(args: argparse.Namespace) -> dict:
