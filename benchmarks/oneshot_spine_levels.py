@@ -129,28 +129,30 @@ def prepare(args, work: Path) -> dict | None:
     image, labels, affine = spine["image"], spine["labels"], spine["affine"]
     image_path, labels_path = spine["image_path"], spine["labels_path"]
     spans = windows(labels)
+    labelled = [d[1] for d in DIRECTIONS.values()]  # each window that is one direction's atlas and the other's test
+    needed = sorted({*labelled, *BETWEEN})
+    if any(v not in spans for v in needed):
+        raise SystemExit(f"{shown(labels_path)}: fewer vertebrae than the windows need ({sorted(spans)} start one).")
     # Across the cranio-caudal axis only the vertebrae and a margin (57 x 65 of the source's 64 x 96 voxels): the
     # trainings see less empty border.
     around = np.argwhere(labels > 0)
     low = np.maximum(around.min(0)[:2] - MARGIN, 0)
     high = np.minimum(around.max(0)[:2] + MARGIN + 1, labels.shape[:2])
     image, labels = image[low[0]:high[0], low[1]:high[1]], labels[low[0]:high[0], low[1]:high[1]]
-    if any(v not in spans for v in (*(v for d in DIRECTIONS.values() for v in d[1:]), *BETWEEN)):
-        raise SystemExit(f"{shown(labels_path)}: fewer vertebrae than the windows need ({sorted(spans)} start one).")
     data_dir = work / f"data_{LEVELS}_levels"  # another window design writes other files
 
     def write(name, array):
         """Kept when there (``_kept``): ANTs's cache and our training keys then see the same file every run."""
         return _kept(data_dir / name, array, affine, array.dtype)
 
-    needed = {*(v for d in DIRECTIONS.values() for v in d[1:]), *BETWEEN}
-    crops = {v: write(f"window_{v}.nii.gz", image[:, :, slice(*spans[v])]) for v in sorted(needed)}
-    truths = {v: write(f"window_{v}_labels.nii.gz", window_labels(labels, v, spans[v]))
-              for v in (d[1] for d in DIRECTIONS.values())}
+    crops = {v: write(f"window_{v}.nii.gz", image[:, :, slice(*spans[v])]) for v in needed}
+    level_maps = {v: window_labels(labels, v, spans[v]) for v in labelled}
+    truths = {v: write(f"window_{v}_labels.nii.gz", level_maps[v]) for v in labelled}
+
     def stretched(atlas: int, test: int) -> Path:
         """The atlas window's labels on the test window's grid, slice k taken from the atlas slice at the same
         fraction of its length (nearest neighbour): the floor, registration without registration."""
-        source = window_labels(labels, atlas, spans[atlas])
+        source = level_maps[atlas]
         length = spans[test][1] - spans[test][0]
         index = np.minimum(((np.arange(length) + 0.5) * source.shape[2] / length).astype(int), source.shape[2] - 1)
         return write(f"window_{atlas}_labels_stretched_to_{test}.nii.gz", source[:, :, index])

@@ -48,7 +48,7 @@ def run_dev_steps(data: Path, work: Path, settings: dict, threads: int, reuse: b
     base, base_seconds, base_scores = train_base(protocol, data, work, settings, threads, fit)
     # The grid of replayed and real frames stays in the scratch folder: the report has the numbers only.
     evidence = replay_evidence(base, data, protocol, replay_count, 0, work / "replay_grid.png")
-    replay = {"diffusion_iterations": settings["diffusion_iterations"], "count": evidence["count"],
+    replay = {"diffusion_iterations": budget, "count": evidence["count"],
               "frechet": evidence["frechet"]}
     curves: dict[str, dict[str, list[dict]]] = {}
     seconds: dict[str, dict[str, float]] = {}
