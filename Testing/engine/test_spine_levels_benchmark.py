@@ -88,6 +88,12 @@ def test_prepare_refuses_a_scan_with_too_few_vertebrae_naming_the_file(tmp_path)
     with pytest.raises(SystemExit, match="verse_spine_label704.nii.gz: fewer vertebrae than the windows need"):
         levels.prepare(args, tmp_path / "work")
     assert levels.main(["--data", str(tmp_path / "none"), "--work", str(tmp_path / "w")]) == 0
+    # A user's file as the report folder is refused before any work, and left as it was.
+    user_file = tmp_path / "notes.txt"
+    user_file.write_text("mine")
+    with pytest.raises(SystemExit, match="notes.txt: is a file, not a folder for the report"):
+        levels.main(["--data", str(args.data), "--work", str(tmp_path / "w2"), "--out", str(user_file)])
+    assert user_file.read_text() == "mine" and not (tmp_path / "w2").exists()
 
 
 def _method(name: str, kind: str, dices: list[float], hd95: float) -> dict:

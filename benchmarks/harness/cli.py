@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .paths import RESULTS, SHARED_DATA
+from .paths import RESULTS, SHARED_DATA, shown
 from .report import write_json
 
 
@@ -41,8 +41,13 @@ def benchmark_parser(doc: str, name: str, work: str, smoke: str, data: str | Non
 
 
 def report_folder(args: argparse.Namespace, name: str) -> Path:
-    """Where the report goes: ``--out``, else ``WORK/report`` for a smoke run, else ``benchmarks/results/<name>``."""
-    return args.out or (args.work / "report" if args.smoke else RESULTS / name)
+    """Where the report goes: ``--out``, else ``WORK/report`` for a smoke run, else ``benchmarks/results/<name>``.
+    Every script asks before any work, so an ``--out`` that is a file (a user's) is refused then, not after hours
+    of computing when the report is written."""
+    out = args.out or (args.work / "report" if args.smoke else RESULTS / name)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {shown(out)}: is a file, not a folder for the report; choose a folder.")
+    return out
 
 
 def raw_result(args: argparse.Namespace) -> Path:
