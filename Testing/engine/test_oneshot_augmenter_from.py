@@ -101,3 +101,18 @@ def test_a_source_whose_augmenter_options_are_missing_or_mistyped_is_refused(tin
         change(manifest["training"]["options"]["augmenter"])
         (source / "manifest.json").write_text(json.dumps(manifest))
         _refused(_train(tiny, out, "--augmenter-from", source), fragment, out)
+
+
+def test_a_source_from_before_the_refinement_smoothness_lends_its_augmenter(tiny, tmp_path):
+    """The refinement runs in the borrowing training, so its smoothness is this training's own, and a source whose
+    manifest predates that option is still a source."""
+    source = shutil.copytree(tiny.model, tmp_path / "older source")
+    manifest = json.loads((source / "manifest.json").read_text())
+    assert manifest["training"]["options"]["augmenter"].pop("refine_smooth_weight") is None
+    (source / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "out"
+    checked(_train(tiny, out, "--refine-smooth-weight", 0.25, "--augmenter-from", source))
+    options = load_bundle(out, "oneshot").manifest["training"]["options"]["augmenter"]
+    assert options["refine_smooth_weight"] == 0.25 and options["smooth_weight"] == 1.0
+    assert all(torch.equal(a, b) for a, b in zip(_weights(source, "augmenter").values(),
+                                                 _weights(out, "augmenter").values()))

@@ -2,8 +2,9 @@
 the structures that are one piece in the atlas (a structure in several pieces there, like the choroid plexus,
 keeps all its pieces: its largest piece need not be the right one); and ``--registration-margin MM``: each of the
 student's structures kept within MM millimetres of where the augmenter's warp of the atlas puts it, farther voxels
-going to the next most likely class; and ``--registration-union``: a structure in several pieces in the atlas also takes
-the voxels the augmenter's warp of the atlas gives it."""
+going to the next most likely class; ``--registration-union``: a structure in several pieces in the atlas also takes
+the voxels the augmenter's warp of the atlas gives it; and ``--registration-fusion W``: the student's probabilities
+averaged with the per-scan refined warp of the atlas labels."""
 
 from __future__ import annotations
 
@@ -211,10 +212,29 @@ def test_the_predictor_unites_only_structures_in_pieces_in_the_atlas_with_its_ow
     assert (predictor.refine_iterations, augmenter.refine_iterations) == (0, trained) and trained > 0
     result = tmp_path / "united.nii.gz"
     plain = tmp_path / "plain.nii.gz"
-    for output, extra in ((result, []), (plain, ["--no-registration-union"])):  # the union is segment's default
+    # the union is segment's default for the student alone (--registration-fusion 0)
+    for output, extra in ((result, ["--registration-fusion", "0"]),
+                          (plain, ["--registration-fusion", "0", "--no-registration-union"])):
         checked(distillseg("oneshot", "segment", "--model", out, "--input", scan, "--output", output, "--device",
                            "cpu", "--progress", "none", *extra))
     united, alone = read_labels(result).array, read_labels(plain).array
     # The CLI passes the option on: only the fragmented structure gains voxels, the one-piece one never does.
     assert united.shape == (24, 24, 24) and np.sum(united == TWO_PIECES) > np.sum(alone == TWO_PIECES)
     assert not np.any((united == ONE_PIECE) & (alone != ONE_PIECE))
+
+
+def test_the_fusion_averages_the_student_with_the_refined_registration_and_replaces_the_union(model):
+    out, _ = model
+    bundle = load_bundle(out, "oneshot")
+    fused = OneShotPredictor(bundle, torch.device("cpu"), None, "student", registration_union=True,
+                             registration_fusion=0.3)
+    trained = bundle.manifest["training"]["options"]["augmenter"]["refine_iterations"]
+    # its labels are the warp's, so the warp is refined as the augmenter predictor's; the union is off beside it
+    assert fused.refine_iterations == trained > 0 and fused.registration_union is False
+    image = fused.atlas_image
+    torch.manual_seed(0)
+    expected = 0.7 * fused.student_scores(image) + 0.3 * fused.warped_atlas(image)
+    assert torch.allclose(fused.scores(image), expected, atol=1e-6)
+    assert torch.allclose(fused.scores(image).sum(0), torch.ones(()), atol=1e-5)  # still a probability
+    # other predictors ignore it, as they ignore the union
+    assert OneShotPredictor(bundle, torch.device("cpu"), None, "affine", registration_fusion=0.5).augmenter is None

@@ -66,8 +66,10 @@ _ONESHOT = _object({
         "atlas_prior_sigma": {"type": "number", "minimum": 0, "maximum": 100},  # working-grid voxels
     }, ("grid", "intensity")),
     "training": _object({"options": _object({
-        "augmenter": _object({"refine_iterations": _ints(0, 100_000), "refine_lr": {"type": "number",
-                                                                                    "exclusiveMinimum": 0}}),
+        # what `segment` reads to refine a scan's deformation as in training
+        "augmenter": _object({"refine_iterations": _ints(0, 100_000),
+                              "refine_lr": {"type": "number", "exclusiveMinimum": 0},
+                              "window": _ints(1, 255)}),
         "synthesis": _object({"patch": {"oneOf": [{"type": "null"}, _array(_ints(1, 4096), 3, 3)]}}),
     })}),
     "weights": _weights("student", "augmenter", "atlas"),

@@ -26,7 +26,7 @@ from distillseg.oneshot.augmenter import RegistrationAugmenter
 from distillseg.oneshot.train_augmenter import AugmenterOptions
 
 # Options of the refinement that runs in *this* training: never taken from the source.
-_REFINEMENT = ("refine_iterations", "refine_lr")
+_REFINEMENT = ("refine_iterations", "refine_lr", "refine_smooth_weight")
 
 
 def source_bundle(path: str) -> Bundle:
@@ -42,7 +42,7 @@ def source_options(bundle: Bundle, own: AugmenterOptions) -> AugmenterOptions:
     """The augmenter options the source model's augmenter was trained with, keeping this run's refinement options."""
     recorded = bundle.manifest.get("training", {}).get("options", {}).get("augmenter")
     names = {f.name for f in fields(AugmenterOptions)}
-    if not isinstance(recorded, dict) or not names <= set(recorded):
+    if not isinstance(recorded, dict) or not names - set(_REFINEMENT) <= set(recorded):
         raise _refused(bundle, "its manifest does not record how its augmenter was trained (not a model of "
                                "`oneshot train`, or of an older version)")
     chosen = {name: recorded[name] for name in names if name not in _REFINEMENT}

@@ -38,8 +38,18 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
     add_memory_option(parser, "memory budget, e.g. 6G (default: what the device has free)")
     parser.add_argument("--refine-iterations", type=types.whole_number(0, 100_000), default=None,
                         help="instance-optimisation iterations of the learned registration per scan (default: as "
-                             "in training with --predictor augmenter or --registration-margin, else 0: the "
-                             "registration union alone uses the network's one-pass warp)")
+                             "in training with --predictor augmenter, --registration-fusion or "
+                             "--registration-margin, else 0: the registration union alone uses the network's "
+                             "one-pass warp)")
+    parser.add_argument("--refine-smooth-weight", type=types.real_number(0, 1000), default=0.25,
+                        help="smoothness weight of that per-scan refinement (default: 0.25, more pliant than "
+                             "training's 1: here the scan's own registration becomes labels, docs/oneshot.md)")
+    parser.add_argument("--registration-fusion", type=types.real_number(0, 1), default=0.5, metavar="W",
+                        help="with --predictor student: average the student's class probabilities with the atlas "
+                             "labels warped by the per-scan refined registration, weight W for the registration "
+                             "(0 = the student alone, with --registration-union; 1 = the registration alone; "
+                             "default: 0.5; costs one refined registration per scan, about a minute on 2 CPU "
+                             "cores at 2 mm)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the student first (pays off over many scans; compiling takes minutes)")
     parser.add_argument("--keep-largest", nargs="?", const="all", default=None, choices=["all", "atlas"],
@@ -51,7 +61,8 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
                              "the learned registration puts that structure go to the next most likely class "
                              "(removes stray islands; costs one registration per scan; default: off)")
     parser.add_argument("--registration-union", action=argparse.BooleanOptionalAction, default=True,
-                        help="with --predictor student: a structure in several pieces in the atlas (e.g. the choroid "
+                        help="with --predictor student and --registration-fusion 0: a structure in several pieces "
+                             "in the atlas (e.g. the choroid "
                              "plexus) also takes the voxels the learned registration gives it, reaching the extent "
                              "a thin structure's student region falls short of (default: on; costs one pass of the "
                              "registration network per scan when the atlas has such a structure)")
@@ -110,6 +121,9 @@ def add_oneshot_verbs(subparsers) -> None:
                           help="instance-optimisation iterations refining each atlas->scan deformation after the "
                                "augmenter's training (0 = use the network's as it is)")
     advanced.add_argument("--smooth-weight", type=_WEIGHT, default=1.0, help="augmenter smoothness weight")
+    advanced.add_argument("--refine-smooth-weight", type=_WEIGHT, default=None,
+                          help="smoothness weight of the refinement (instance optimisation) of each deformation, "
+                               "in training and in `segment` (default: --smooth-weight)")
     advanced.add_argument("--contrastive-weight", type=_WEIGHT, default=0.01, help="augmenter NT-Xent weight")
     advanced.add_argument("--seg-weight", type=types.real_number(0, above=True), default=1.0,
                           help="student Dice+CE weight (above 0: without it the student learns no labels)")

@@ -81,16 +81,20 @@ class OneShotPredictor:
     def __init__(self, bundle: Bundle, device: torch.device, dtype: torch.dtype | None, predictor: str = "student",
                  window: tuple[int, int, int] | None = None, refine_iterations: int | None = None,
                  compile_network: bool = False, registration_margin: float | None = None,
-                 registration_union: bool = False):
+                 registration_union: bool = False, registration_fusion: float = 0.0,
+                 refine_smooth_weight: float = 0.25):
         """``window``: sliding-window size in working-grid voxels, or None to run the whole grid at once;
         ``refine_iterations``: instance optimisation of the augmenter's field per scan (default: as in training for
-        the augmenter predictor and the registration margin; none for the union alone, whose one-pass warp measured
+        the augmenter predictor, the fusion and the registration margin; none for the union alone, whose one-pass warp measured
         as good: docs/oneshot.md);
         ``compile_network``: ``torch.compile`` the student (worth it for many scans: the first call compiles for a
         minute or more); ``registration_margin``: student predictor only, keep each structure within this many mm
         of where the augmenter's warp of the atlas puts it (``registration_bound``; None = unbounded);
         ``registration_union``: student predictor only, a structure in several pieces in the atlas also takes the
-        voxels the augmenter's warp of the atlas gives it (``registration_bound``)."""
+        voxels the augmenter's warp of the atlas gives it (``registration_bound``);
+        ``registration_fusion``: student predictor only, the weight in [0, 1] of the per-scan refined warp of the
+        atlas labels averaged with the student's probabilities (0 = off; when on, it replaces the union, which it
+        covers); ``refine_smooth_weight``: the per-scan refinement's smoothness weight."""
         check_consistent(bundle)
         manifest = bundle.manifest
         self.manifest = manifest  # its name and creation time identify the algorithm in a DICOM SEG
@@ -108,10 +112,15 @@ class OneShotPredictor:
             if pre.get("prealign", True) and predictor != "identity" else None
         self.atlas_classes = atlas["classes"].long()
         self.registration_margin = registration_margin if predictor == "student" else None
+        self.registration_fusion = registration_fusion if predictor == "student" else 0.0
         # An atlas whose structures are all one piece leaves the union nothing to do: no registration pass then.
-        self.registration_union = registration_union and predictor == "student" and bool(self.fragmented_classes)
+        # The fusion gives every structure the registration's extent, so the union adds nothing beside it (and
+        # measured slightly worse on top of it: docs/oneshot.md).
+        self.registration_union = registration_union and predictor == "student" and not self.registration_fusion \
+            and bool(self.fragmented_classes)
         self.augmenter = None
-        if predictor == "augmenter" or self.registration_margin is not None or self.registration_union:
+        if predictor == "augmenter" or self.registration_margin is not None or self.registration_union \
+                or self.registration_fusion:
             self.augmenter = bundle.load_network(
                 "augmenter", lambda: RegistrationAugmenter(**manifest["networks"]["augmenter"]), device)
             self.augmenter.to(device).eval().requires_grad_(False)
@@ -119,11 +128,18 @@ class OneShotPredictor:
             if refine_iterations is None:
                 # Each use with the warp it was measured with (docs/oneshot.md): the margin cuts the student at the
                 # warp's edge and needs the refined one (0 mm on the one-pass warp lost 0.11 Dice); the union only
-                # adds a fragmented structure's extent, which the one-pass warp already gives.
-                refined = predictor == "augmenter" or self.registration_margin is not None
+                # adds a fragmented structure's extent, which the one-pass warp already gives. The fusion's labels
+                # are the warp's, so they need the refined one as much as the augmenter predictor does.
+                refined = predictor == "augmenter" or self.registration_margin is not None \
+                    or bool(self.registration_fusion)
                 refine_iterations = trained.get("refine_iterations", 0) if refined else 0
             self.refine_iterations = refine_iterations
+            # The step size and similarity window as in training (a model from before they were recorded: the
+            # defaults then); the smoothness is this call's: the refined warp becomes labels here, and a more
+            # pliant one than training's measured better (docs/oneshot.md).
             self.refine_lr = trained.get("refine_lr", 0.05)
+            self.refine_window = trained.get("window", 9)
+            self.refine_smooth = refine_smooth_weight
         if predictor == "student":
             self.network = bundle.load_network("student", lambda: FeatureUNet(**manifest["networks"]["student"]),
                                                device)
@@ -177,11 +193,13 @@ class OneShotPredictor:
         if self.predictor == "augmenter":
             return self.warped_atlas(image)
         scores = self.student_scores(image)
-        if self.registration_margin is None and not self.registration_union:
+        if self.augmenter is None:
             return scores
         warped = self.warped_atlas(image)
         if self.registration_margin is not None:
             scores = bound_to_registration(scores, warped, self.grid.spacing, self.registration_margin)
+        if self.registration_fusion:
+            scores = (1.0 - self.registration_fusion) * scores + self.registration_fusion * warped
         if self.registration_union:
             scores = unite_with_registration(scores, warped, self.fragmented_classes)
         return scores
@@ -196,7 +214,8 @@ class OneShotPredictor:
         if self.refine_iterations:
             with torch.enable_grad():
                 velocity = refine_velocity(self.augmenter, atlas, batch, velocity, self.refine_iterations,
-                                           lr=self.refine_lr)
+                                           lr=self.refine_lr, window=self.refine_window,
+                                           smooth_weight=self.refine_smooth)
         displacement = self.augmenter.displacement(velocity, batch.shape[2:])
         onehot = F.one_hot(self.atlas_classes.to(self.device), len(self.values)).permute(3, 0, 1, 2)[None]
         return self.augmenter.warp(onehot.float(), displacement)[0]

@@ -62,7 +62,8 @@ def load_predictor(args) -> OneShotPredictor:
         if trained:
             window = tuple(min(t, w, g) for t, w, g in zip(trained, window or grid, grid))
     return OneShotPredictor(bundle, device, dtype, args.predictor, window, args.refine_iterations, args.compile,
-                            args.registration_margin, args.registration_union)
+                            args.registration_margin, args.registration_union, args.registration_fusion,
+                            args.refine_smooth_weight)
 
 
 def _algorithm(predictor: OneShotPredictor) -> Algorithm:
@@ -79,7 +80,8 @@ def segment_files(args, outputs: list[Path], progress, companions=None) -> None:
     them, e.g. a BIDS derivative's description and label table, and returns their paths."""
     set_threads(args.threads)  # also for a predictor from the worker's cache
     loaded_as = (args.device, args.precision, args.predictor, tuple(args.sliding_window or ()), args.max_memory,
-                 args.refine_iterations, args.compile, args.registration_margin, args.registration_union)
+                 args.refine_iterations, args.compile, args.registration_margin, args.registration_union,
+                 args.registration_fusion, args.refine_smooth_weight)
     predictor = cached_model(args, loaded_as, lambda: load_predictor(args), progress)
     progress.device(str(predictor.device), describe_device(predictor.device),
                     str(predictor.dtype).replace("torch.", "") if predictor.dtype else "fp32")

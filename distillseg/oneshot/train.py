@@ -228,7 +228,7 @@ def _refined_velocities(augmenter, atlas_image: torch.Tensor, targets: list[torc
                     initial = augmenter.velocity(atlas_image, target).float()
                 velocities.append(refine_velocity(
                     augmenter, atlas_image, target, initial, iterations, lr=options.augmenter.refine_lr,
-                    window=options.augmenter.window, smooth_weight=options.augmenter.smooth_weight,
+                    window=options.augmenter.window, smooth_weight=options.augmenter.refinement_smoothness,
                     step_callback=lambda step, loss, i=index: bar.update(i * iterations + step, loss=loss)))
     checkpointer.extra["velocities"] = {str(i): v.cpu() for i, v in enumerate(velocities)}
     return velocities

@@ -34,6 +34,14 @@ class AugmenterOptions:
     refine_convs: int = 2
     refine_iterations: int = 100   # instance optimisation of each atlas -> target field after training
     refine_lr: float = 0.05
+    # The refinement's own smoothness weight (None: ``smooth_weight``). Apart from the network's because they act
+    # differently: in training the smoothness term is tiny beside the similarity, while the refinement of one field
+    # converges to where similarity and smoothness balance, so its weight sets how far the field may bend.
+    refine_smooth_weight: float | None = None
+
+    @property
+    def refinement_smoothness(self) -> float:
+        return self.smooth_weight if self.refine_smooth_weight is None else self.refine_smooth_weight
 
 
 def build_augmenter(options: AugmenterOptions) -> RegistrationAugmenter:
