@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.harness.cli import benchmark_parser, log, report_folder
+from benchmarks.harness.cli import add_seeds_option, benchmark_parser, log, report_folder
 from benchmarks.harness.lap_endoscapes_report import RIVALS, write_report
 from benchmarks.harness.lap_dev_steps import run_dev_steps
 from benchmarks.harness.lap_protocols import (ENDOSCAPES_DEV_VIDEOS, ENDOSCAPES_FITTING_VIDEOS, ENDOSCAPES_FOLDER,
@@ -234,9 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--dev-steps", type=_variant_names, metavar="VARIANTS",
                       help="only the learning steps of these comma-separated variants, on held-out train videos (no "
                            f"val video is used); variants: {','.join(DEV_STEP_VARIANTS)}")
-    parser.add_argument("--dev-seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="seeds of every --dev setting or --dev-steps variant, the same for each (paired; "
-                             "default: 0 1 2)")
+    add_seeds_option(parser, [0, 1, 2], "seeds of every --dev setting or --dev-steps variant, the same for each "
+                     "(paired; default: 0 1 2)", name="--dev-seeds")
     parser.add_argument("--dev-settings", type=_dev_settings, default=list(DEV_SETTINGS), metavar="KEYS",
                         help=f"comma-separated subset of {','.join(DEV_SETTINGS)} (default: all)")
     parser.add_argument("--replay-count", type=int, default=64, help="replayed frames for the evidence (default 64)")
@@ -244,12 +243,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="iterations of every replay diffusion model (default: the protocol's, "
                              f"{PROTOCOLS['endoscapes']['settings']['diffusion_iterations']}); --dev-steps with "
                              "another budget works in WORK/dev_steps_diffusion<N>")
-    parser.add_argument("--step-seeds", type=int, nargs="*", default=None,
-                        help=f"learning-step seeds run besides seed 0 by {', '.join(SEEDED_VARIANTS)}, on the same "
-                             "base model (default: 1 2; with --smoke: none)")
+    add_seeds_option(parser, None, f"learning-step seeds run besides seed 0 by {', '.join(SEEDED_VARIANTS)}, on the "
+                     "same base model (default: 1 2; with --smoke: none)", name="--step-seeds", nargs="*")
     args = parser.parse_args(argv)
-    if args.step_seeds and (min(args.step_seeds) < 1 or len(set(args.step_seeds)) < len(args.step_seeds)):
-        parser.error("--step-seeds: seeds of 1 or more (seed 0 is the protocol's own run), each once")
+    if args.step_seeds and min(args.step_seeds) < 1:
+        parser.error("--step-seeds: seeds of 1 or more (seed 0 is the protocol's own run)")
     # A settings comparison is its own report and raw result: it never replaces the protocol's.
     mode = "_dev" if args.dev else "_dev_steps" if args.dev_steps else ""
     out = report_folder(args, NAME + mode)

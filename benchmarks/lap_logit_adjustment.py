@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness.cli import log
+from benchmarks.harness.cli import add_seeds_option, log
 from benchmarks.harness.lap_protocols import ENDOSCAPES_DEV_VIDEOS, ENDOSCAPES_FOLDER
 from benchmarks.harness.lap_runs import variant_tag
 from benchmarks.harness.paths import RESULTS, SHARED_DATA, shown
@@ -143,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=whole_number(1), default=2, help="CPU threads")
     parser.add_argument("--variant", default="ours with 300 steps of batch 4",
                         help="the --dev-steps variant whose models to adjust (default: the protocol's ours)")
-    parser.add_argument("--seeds", type=whole_number(0), nargs="+", default=[0, 1],
-                        help="its learning-step seeds (default 0 1)")
+    add_seeds_option(parser, [0, 1], "its learning-step seeds (default 0 1)")
     args = parser.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out}: not a folder (the report's folder; nothing there is replaced but its "

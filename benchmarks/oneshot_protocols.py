@@ -35,7 +35,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from benchmarks.harness.cli import benchmark_parser, log, read_raw_result, report_folder, save_run
+from benchmarks.harness.cli import add_seeds_option, benchmark_parser, log, read_raw_result, report_folder, save_run
 from benchmarks.harness.figures import learning_curves
 from benchmarks.harness.oneshot import (SMOKE_ANTS, SYN_FINE, add_budget_options, budget_options, budget_text,
                                         fine_syn_spec, run_ants_method, run_floor)
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                               "the reporting direction", data="the shared data folder (brain/ and labels.json)")
     parser.add_argument("--direction", choices=list(DIRECTIONS), default="oasis_to_vxm",
                         help="the reporting direction (all seeds); the other one chooses settings (first seed)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the reporting direction")
+    add_seeds_option(parser, [0, 1, 2], "seeds of the reporting direction")
     parser.add_argument("--spacing", type=float, default=2.0, help="our working resolution in mm")
     add_budget_options(parser)
     parser.add_argument("--variants", default=",".join(k for k, *_ in VARIANTS),

@@ -44,7 +44,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from benchmarks.harness.cli import benchmark_parser, log, rebuilt_only, report_folder, save_run
+from benchmarks.harness.cli import add_seeds_option, benchmark_parser, log, rebuilt_only, report_folder, save_run
 from benchmarks.harness.oneshot import (SMOKE_ANTS, add_budget_options, budget_options, budget_text, run_ants_method,
                                         run_floor)
 from benchmarks.harness.oneshot_seeds import dice_figure, seed_stats, structure_tables, summary_table
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                               "the reported direction", data="the shared data folder (spine_ct/)")
     parser.add_argument("--direction", choices=list(DIRECTIONS), default="upper_to_lower",
                         help="the reported direction (all seeds); the other runs with the first seed")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the reported direction")
+    add_seeds_option(parser, [0, 1, 2], "seeds of the reported direction")
     add_budget_options(parser)
     parser.add_argument("--variants", default="default,augmenter",
                         help="comma-separated keys of benchmarks.harness.oneshot_variants.VARIANTS")

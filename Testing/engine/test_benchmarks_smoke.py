@@ -458,14 +458,30 @@ def test_endoscapes_report_calls_ours_against_its_rivals_over_the_learning_step_
     assert summary["ours_minus_plop + Dice_seeds"]["call"] == "ahead"
 
 
-@pytest.mark.parametrize("seeds", [["0"], ["1", "1"], ["-2"]])
-def test_endoscapes_step_seeds_are_new_seeds_each_once(seeds, tmp_path, capsys):
+@pytest.mark.parametrize("seeds, problem", [(["0"], "seeds of 1 or more"), (["1", "1"], "each seed once"),
+                                            (["-2"], "-2")])
+def test_endoscapes_step_seeds_are_new_seeds_each_once(seeds, problem, tmp_path, capsys):
     from benchmarks import lap_endoscapes
 
     with pytest.raises(SystemExit) as stop:
         lap_endoscapes.main(["--data", str(tmp_path), "--work", str(tmp_path / "w"), "--step-seeds", *seeds])
-    assert stop.value.code == 2 and "--step-seeds: seeds of 1 or more" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and "--step-seeds" in error and problem in error, error
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("script, option", [("oneshot_protocols", "--seeds"), ("oneshot_spine_levels", "--seeds"),
+                                            ("lap_logit_adjustment", "--seeds"), ("lap_endoscapes", "--dev-seeds")])
+def test_a_seed_given_twice_is_refused_before_any_work(script, option, tmp_path, capsys):
+    """Paired statistics over ``--seeds 0 0 0`` would count one training as three and call its spread zero."""
+    import importlib
+
+    main = importlib.import_module(f"benchmarks.{script}").main
+    with pytest.raises(SystemExit) as stop:
+        main(["--work", str(tmp_path / "w"), "--out", str(tmp_path / "r"), option, "0", "1", "0"])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and f"{option}: each seed once (repeated: 0)" in error, error
+    assert not (tmp_path / "w").exists() and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("count", ["0", "-300", "1.5", "many"])
@@ -633,17 +649,22 @@ def test_protocol_training_and_scoring_keys_hold_every_engine_default(monkeypatc
     assert not {"atlas", "atlas_labels", "unlabeled", "out"} & set(defaults)
     scoring = json.loads(variants.verb_defaults("segment"))
     assert scoring["registration_union"] is True and scoring["predictor"] == "student"
+    assert scoring["registration_fusion"] == 0.0 and "refine_smooth_weight" not in scoring  # unset: as trained
     assert not {"model", "input", "output"} & set(scoring)
     original = oneshot_cli.add_oneshot_verbs
 
     def with_other_defaults(subparsers):
         original(subparsers)
         verbs = subparsers.choices["oneshot"]._subparsers._group_actions[0].choices
-        verbs["train"].set_defaults(hint_weight=0.5)
+        verbs["train"].set_defaults(hint_weight=0.5, refine_smooth_weight=0.25)
         verbs["segment"].set_defaults(registration_union=False)
 
+    # An option added later whose unset default is the behaviour from before keeps the earlier trainings' keys
+    # while unset, and becomes part of the key once it has a default of its own.
+    assert "refine_smooth_weight" in variants.ADDED_UNSET and "refine_smooth_weight" not in defaults
     monkeypatch.setattr(oneshot_cli, "add_oneshot_verbs", with_other_defaults)
-    assert json.loads(variants.verb_defaults("train"))["hint_weight"] == 0.5
+    changed = json.loads(variants.verb_defaults("train"))
+    assert changed["hint_weight"] == 0.5 and changed["refine_smooth_weight"] == 0.25
     assert json.loads(variants.verb_defaults("segment"))["registration_union"] is False
 
 

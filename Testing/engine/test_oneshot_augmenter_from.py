@@ -95,7 +95,8 @@ def test_bad_augmenter_sources_are_refused_before_any_work(tiny, tmp_path_factor
 def test_a_source_whose_augmenter_options_are_missing_or_mistyped_is_refused(tiny, tmp_path):
     out = tmp_path / "out"
     for change, fragment in [(lambda o: o.pop("window"), "does not record how its augmenter was trained"),
-                             (lambda o: o.update(smooth_weight="strong"), "wrong type (smooth_weight)")]:
+                             (lambda o: o.update(contrastive_weight="strong"), "wrong type (contrastive_weight)"),
+                             (lambda o: o.update(smooth_weight="strong"), "smooth_weight")]:
         source = shutil.copytree(tiny.model, tmp_path / f"edited {fragment[:4]}")
         manifest = json.loads((source / "manifest.json").read_text())
         change(manifest["training"]["options"]["augmenter"])

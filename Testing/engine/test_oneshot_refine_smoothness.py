@@ -1,7 +1,7 @@
 """``segment``'s use of the per-scan refined registration, from the real CLI: ``--refine-smooth-weight`` sets how
-far that refinement may bend (the similarity window and step size stay the model's training's), and
-``--registration-fusion W`` averages the student's probabilities with the refined warp of the atlas labels (W = 1
-is the registration alone, so it must equal ``--predictor augmenter``)."""
+far that refinement may bend (default: as the model's training refined; the similarity window and step size are
+always the training's), and ``--registration-fusion W`` averages the student's probabilities with the refined warp
+of the atlas labels (W = 1 is the registration alone, so it must equal ``--predictor augmenter``)."""
 
 from __future__ import annotations
 
@@ -27,20 +27,38 @@ def _segmented(tiny, out, *options, model=None):
     return np.asarray(read_labels(out).array)
 
 
-def test_the_refinement_smoothness_bends_the_registration(tiny, tmp_path):
+def _with_record(tiny, folder, **changes):
+    """A copy of the tiny model whose manifest records other refinement options (None: the key removed)."""
+    model = shutil.copytree(tiny.model, folder / f"model {len(list(folder.glob('model *')))}")
+    manifest = json.loads((model / "manifest.json").read_text())
+    options = manifest["training"]["options"]["augmenter"]
+    for name, value in changes.items():
+        options.pop(name) if value is None else options.update({name: value})
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    return model
+
+
+def test_the_refinement_smoothness_is_the_trainings_unless_set(tiny, tmp_path):
+    trained = json.loads((tiny.model / "manifest.json").read_text())["training"]["options"]["augmenter"]
+    assert trained["smooth_weight"] == 1.0 and trained["refine_smooth_weight"] is None
     registered = _segmented(tiny, tmp_path / "default.nii.gz", "--predictor", "augmenter")
-    explicit = _segmented(tiny, tmp_path / "explicit.nii.gz", "--predictor", "augmenter", "--refine-smooth-weight",
-                          0.25)
+    explicit = _segmented(tiny, tmp_path / "explicit.nii.gz", "--predictor", "augmenter", "--refine-smooth-weight", 1)
     np.testing.assert_array_equal(explicit, registered)
     stiff = _segmented(tiny, tmp_path / "stiff.nii.gz", "--predictor", "augmenter", "--refine-smooth-weight", 1e3)
     assert (stiff != registered).sum() > 0, "a far stiffer refinement must place the labels otherwise"
+    # a model trained with another refinement smoothness (or from before the option: its smooth_weight) refines so
+    for record in ({"refine_smooth_weight": 1e3}, {"refine_smooth_weight": None, "smooth_weight": 1e3}):
+        model = _with_record(tiny, tmp_path, **record)
+        np.testing.assert_array_equal(
+            _segmented(tiny, tmp_path / "recorded.nii.gz", "--predictor", "augmenter", model=model), stiff)
 
 
 def test_the_fusion_weight_runs_from_the_student_to_the_registration(tiny, tmp_path):
     registered = _segmented(tiny, tmp_path / "registered.nii.gz", "--predictor", "augmenter")
     np.testing.assert_array_equal(_segmented(tiny, tmp_path / "w1.nii.gz", "--registration-fusion", 1), registered)
     student = _segmented(tiny, tmp_path / "w0.nii.gz", "--registration-fusion", 0, "--no-registration-union")
-    fused = _segmented(tiny, tmp_path / "fused.nii.gz")                       # the default: W = 0.5
+    assert not np.array_equal(_segmented(tiny, tmp_path / "default.nii.gz"), registered)  # off by default
+    fused = _segmented(tiny, tmp_path / "fused.nii.gz", "--registration-fusion", 0.5)
     # each voxel of the average takes one of its two parts' labels unless they disagree
     agree = student == registered
     assert not agree.all(), "the tiny model's student and registration should disagree somewhere"
@@ -57,15 +75,13 @@ def test_out_of_range_values_are_refused_before_any_work(tiny, tmp_path, option,
     assert not out.exists()
 
 
-def test_a_damaged_refinement_record_is_refused_in_one_sentence(tiny, tmp_path):
-    model = shutil.copytree(tiny.model, tmp_path / "model")
-    manifest = json.loads((model / "manifest.json").read_text())
-    manifest["training"]["options"]["augmenter"]["window"] = 0
-    (model / "manifest.json").write_text(json.dumps(manifest))
+@pytest.mark.parametrize("record", [{"window": 0}, {"refine_smooth_weight": -1}, {"smooth_weight": "soft"}])
+def test_a_damaged_refinement_record_is_refused_in_one_sentence(tiny, tmp_path, record):
+    model = _with_record(tiny, tmp_path, **record)
     out = tmp_path / "out.nii.gz"
     result = distillseg("oneshot", "segment", "--model", model, "--input", tiny.case["scans"][0], "--output", out,
-                        "--device", "cpu")
+                        "--predictor", "augmenter", "--device", "cpu")
     assert result.returncode == 2, result.stderr[-2000:]
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("error: ") and "window" in message, message
+    assert message.startswith("error: ") and next(iter(record)) in message, message
     assert not out.exists()

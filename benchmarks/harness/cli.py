@@ -40,6 +40,25 @@ def benchmark_parser(doc: str, name: str, work: str, smoke: str, data: str | Non
     return parser
 
 
+class _DistinctSeeds(argparse.Action):
+    """Refuses a seed given twice: paired statistics over ``--seeds 0 0 0`` would count one training as three and
+    call a spread of zero."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            parser.error(f"{option_string}: each seed once (repeated: {' '.join(map(str, repeated))}).")
+        setattr(namespace, self.dest, values)
+
+
+def add_seeds_option(parser: argparse.ArgumentParser, default: list[int] | None, help: str, name: str = "--seeds",
+                     nargs: str = "+") -> None:
+    """A list of distinct seeds, each a whole number ≥ 0."""
+    from distillseg.common.option_types import whole_number
+
+    parser.add_argument(name, type=whole_number(0), nargs=nargs, default=default, action=_DistinctSeeds, help=help)
+
+
 def report_folder(args: argparse.Namespace, name: str) -> Path:
     """Where the report goes: ``--out``, else ``WORK/report`` for a smoke run, else ``benchmarks/results/<name>``.
     Every script asks before any work, so an ``--out`` that is a file (a user's) is refused then, not after hours

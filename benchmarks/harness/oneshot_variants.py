@@ -32,11 +32,14 @@ from .run import CommandFailed
 
 # (key, report name, extra `oneshot train` options or None, extra `segment`/`evaluate` options). A variant without
 # training options is the same seed's default model, scored another way: its augmenter as the predictor, or its
-# student's label maps kept to the largest connected component of each structure, or only of those in one piece
-# in the atlas (stray islands are what keeps HD95 above SyN's), or kept where the augmenter's warp of the atlas puts
+# label maps kept to the largest connected component of each structure, or only of those in one piece in the atlas
+# (stray islands are what keeps HD95 above SyN's), or the student kept where the augmenter's warp of the atlas puts
 # each structure (``--registration-margin``: 0 mm, chosen on the settings direction over 0, 2 and 4 mm), or the
 # student alone: without ``segment``'s default union of each structure in several pieces in the atlas (the choroid
-# plexuses) with the region the augmenter's one-pass warp of the atlas gives it (``--no-registration-union``).
+# plexuses) with the region the augmenter's one-pass warp of the atlas gives it (``--no-registration-union``), or
+# the student averaged with the per-scan refined registration at a more pliant refinement (``fusion``, chosen on
+# the brains' settings direction; it was ``segment``'s default at 471b07a, the commit of the reports
+# ``oneshot_protocols_fusion_*`` and ``oneshot_spine_levels_fusion``, whose "default" rows are this variant).
 VARIANTS = [
     ("default", "default (no hint loss; registration union)", [], []),
     ("hint", "with the paper's hint loss", ["--hint-weight", 1], []),
@@ -52,12 +55,21 @@ VARIANTS = [
      ["--registration-margin", 0]),
     ("no_union", "student alone (no union of the structures in pieces in the atlas with their registered region)",
      None, ["--no-registration-union"]),
+    ("fusion", "student averaged with the refined registration (fusion 0.5, refinement smoothness 0.25)", None,
+     ["--registration-fusion", 0.5, "--refine-smooth-weight", 0.25]),
     ("no_prior", "no atlas prior", ["--no-atlas-prior"], []),
     ("no_appearance", "no appearance transfer", ["--appearance", 0], []),
+    # A more pliant refinement of the deformations the synthetic pairs come from (the default's smoothness 1 leaves
+    # the caudate under-segmented beside the atlas's larger ventricles); the same seed's augmenter network.
+    ("refine_smooth", "refinement smoothness 0.25 in training too", ["--refine-smooth-weight", 0.25], []),
 ]
 VARIANT_NAMES = {key: name for key, name, _, _ in VARIANTS}
 
 _hashes: dict[Path, str] = {}
+
+# Options added to the engine after trainings were keyed whose unset default (None) is the behaviour from before
+# they existed: left out of ``verb_defaults`` while unset, so adding one does not discard finished trainings.
+ADDED_UNSET = {"refine_smooth_weight"}
 
 
 def file_hash(path: Path) -> str:
@@ -89,8 +101,8 @@ def verb_defaults(verb: str) -> str:
               "segment": {"model": "m", "input": "i", "output": "o"}}[verb]
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in inputs.items()]
     parsed = build_parser().parse_args(["oneshot", verb, *flags])
-    return json.dumps({k: v for k, v in sorted(vars(parsed).items()) if k not in inputs and not callable(v)},
-                      default=str)
+    return json.dumps({k: v for k, v in sorted(vars(parsed).items())
+                       if k not in inputs and not callable(v) and not (k in ADDED_UNSET and v is None)}, default=str)
 
 
 def complete_manifest(model: Path) -> bool:

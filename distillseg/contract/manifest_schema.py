@@ -69,7 +69,9 @@ _ONESHOT = _object({
         # what `segment` reads to refine a scan's deformation as in training
         "augmenter": _object({"refine_iterations": _ints(0, 100_000),
                               "refine_lr": {"type": "number", "exclusiveMinimum": 0},
-                              "window": _ints(1, 255)}),
+                              "window": _ints(1, 255), "smooth_weight": {"type": "number", "minimum": 0},
+                              "refine_smooth_weight": {"oneOf": [{"type": "null"},
+                                                                 {"type": "number", "minimum": 0}]}}),
         "synthesis": _object({"patch": {"oneOf": [{"type": "null"}, _array(_ints(1, 4096), 3, 3)]}}),
     })}),
     "weights": _weights("student", "augmenter", "atlas"),

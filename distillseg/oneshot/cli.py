@@ -41,15 +41,16 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
                              "in training with --predictor augmenter, --registration-fusion or "
                              "--registration-margin, else 0: the registration union alone uses the network's "
                              "one-pass warp)")
-    parser.add_argument("--refine-smooth-weight", type=types.real_number(0, 1000), default=0.25,
-                        help="smoothness weight of that per-scan refinement (default: 0.25, more pliant than "
-                             "training's 1: here the scan's own registration becomes labels, docs/oneshot.md)")
-    parser.add_argument("--registration-fusion", type=types.real_number(0, 1), default=0.5, metavar="W",
+    parser.add_argument("--refine-smooth-weight", type=types.real_number(0, 1000), default=None,
+                        help="smoothness weight of that per-scan refinement (default: as in training; 0.25 with "
+                             "--registration-fusion 0.5 measured best on brain MRI, docs/oneshot.md)")
+    parser.add_argument("--registration-fusion", type=types.real_number(0, 1), default=0.0, metavar="W",
                         help="with --predictor student: average the student's class probabilities with the atlas "
                              "labels warped by the per-scan refined registration, weight W for the registration "
-                             "(0 = the student alone, with --registration-union; 1 = the registration alone; "
-                             "default: 0.5; costs one refined registration per scan, about a minute on 2 CPU "
-                             "cores at 2 mm)")
+                             "(0 = off: the student, with --registration-union; 1 = the registration alone). 0.5 "
+                             "with --refine-smooth-weight 0.25 gained 0.016 Dice on unseen brains but lost 0.017 on "
+                             "the spine CT (docs/oneshot.md), so it is off by default; costs one refined "
+                             "registration per scan, about a minute on 2 CPU cores at 2 mm")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the student first (pays off over many scans; compiling takes minutes)")
     parser.add_argument("--keep-largest", nargs="?", const="all", default=None, choices=["all", "atlas"],
@@ -61,8 +62,8 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
                              "the learned registration puts that structure go to the next most likely class "
                              "(removes stray islands; costs one registration per scan; default: off)")
     parser.add_argument("--registration-union", action=argparse.BooleanOptionalAction, default=True,
-                        help="with --predictor student and --registration-fusion 0: a structure in several pieces "
-                             "in the atlas (e.g. the choroid "
+                        help="with --predictor student and no --registration-fusion: a structure in several "
+                             "pieces in the atlas (e.g. the choroid "
                              "plexus) also takes the voxels the learned registration gives it, reaching the extent "
                              "a thin structure's student region falls short of (default: on; costs one pass of the "
                              "registration network per scan when the atlas has such a structure)")

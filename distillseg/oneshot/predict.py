@@ -82,7 +82,7 @@ class OneShotPredictor:
                  window: tuple[int, int, int] | None = None, refine_iterations: int | None = None,
                  compile_network: bool = False, registration_margin: float | None = None,
                  registration_union: bool = False, registration_fusion: float = 0.0,
-                 refine_smooth_weight: float = 0.25):
+                 refine_smooth_weight: float | None = None):
         """``window``: sliding-window size in working-grid voxels, or None to run the whole grid at once;
         ``refine_iterations``: instance optimisation of the augmenter's field per scan (default: as in training for
         the augmenter predictor, the fusion and the registration margin; none for the union alone, whose one-pass warp measured
@@ -94,7 +94,7 @@ class OneShotPredictor:
         voxels the augmenter's warp of the atlas gives it (``registration_bound``);
         ``registration_fusion``: student predictor only, the weight in [0, 1] of the per-scan refined warp of the
         atlas labels averaged with the student's probabilities (0 = off; when on, it replaces the union, which it
-        covers); ``refine_smooth_weight``: the per-scan refinement's smoothness weight."""
+        covers); ``refine_smooth_weight``: the per-scan refinement's smoothness weight (None: as in training)."""
         check_consistent(bundle)
         manifest = bundle.manifest
         self.manifest = manifest  # its name and creation time identify the algorithm in a DICOM SEG
@@ -134,12 +134,13 @@ class OneShotPredictor:
                     or bool(self.registration_fusion)
                 refine_iterations = trained.get("refine_iterations", 0) if refined else 0
             self.refine_iterations = refine_iterations
-            # The step size and similarity window as in training (a model from before they were recorded: the
-            # defaults then); the smoothness is this call's: the refined warp becomes labels here, and a more
-            # pliant one than training's measured better (docs/oneshot.md).
+            # The refinement as in training (a model from before these were recorded: the defaults then) unless
+            # the call sets the smoothness: with the fusion a more pliant warp measured better on brains.
             self.refine_lr = trained.get("refine_lr", 0.05)
             self.refine_window = trained.get("window", 9)
-            self.refine_smooth = refine_smooth_weight
+            recorded = trained.get("refine_smooth_weight")
+            recorded = trained.get("smooth_weight", 1.0) if recorded is None else recorded
+            self.refine_smooth = recorded if refine_smooth_weight is None else refine_smooth_weight
         if predictor == "student":
             self.network = bundle.load_network("student", lambda: FeatureUNet(**manifest["networks"]["student"]),
                                                device)
