@@ -14,6 +14,12 @@ import torch
 from distillseg.oneshot.augmenter import RegistrationAugmenter
 
 
+def refinement_smoothness(smooth_weight: float, refine_smooth_weight: float | None) -> float:
+    """The refinement's smoothness weight: its own when set (``--refine-smooth-weight``), else the augmenter
+    network's (``--smooth-weight``) — for a training's options and for a model's recorded ones alike."""
+    return smooth_weight if refine_smooth_weight is None else refine_smooth_weight
+
+
 def refine_velocity(augmenter: RegistrationAugmenter, atlas: torch.Tensor, target: torch.Tensor,
                     velocity: torch.Tensor, iterations: int, lr: float = 0.05, window: int = 9,
                     smooth_weight: float = 1.0, autocast=None, step_callback=None) -> torch.Tensor:

@@ -29,7 +29,7 @@ from distillseg.oneshot.atlas_prior import atlas_prior
 from distillseg.oneshot.augmenter import RegistrationAugmenter
 from distillseg.oneshot.data import align_scan
 from distillseg.oneshot.geometry import Grid, resample_argmax
-from distillseg.oneshot.instance_optimization import refine_velocity
+from distillseg.oneshot.instance_optimization import refine_velocity, refinement_smoothness
 from distillseg.oneshot.intensity import IntensityNormalization
 from distillseg.oneshot.prealign import AtlasAligner
 from distillseg.oneshot.registration_bound import bound_to_registration, unite_with_registration
@@ -85,8 +85,8 @@ class OneShotPredictor:
                  refine_smooth_weight: float | None = None):
         """``window``: sliding-window size in working-grid voxels, or None to run the whole grid at once;
         ``refine_iterations``: instance optimisation of the augmenter's field per scan (default: as in training for
-        the augmenter predictor, the fusion and the registration margin; none for the union alone, whose one-pass warp measured
-        as good: docs/oneshot.md);
+        the augmenter predictor, the fusion and the registration margin; none for the union alone, whose one-pass
+        warp measured as good: docs/oneshot.md);
         ``compile_network``: ``torch.compile`` the student (worth it for many scans: the first call compiles for a
         minute or more); ``registration_margin``: student predictor only, keep each structure within this many mm
         of where the augmenter's warp of the atlas puts it (``registration_bound``; None = unbounded);
@@ -138,8 +138,7 @@ class OneShotPredictor:
             # the call sets the smoothness: with the fusion a more pliant warp measured better on brains.
             self.refine_lr = trained.get("refine_lr", 0.05)
             self.refine_window = trained.get("window", 9)
-            recorded = trained.get("refine_smooth_weight")
-            recorded = trained.get("smooth_weight", 1.0) if recorded is None else recorded
+            recorded = refinement_smoothness(trained.get("smooth_weight", 1.0), trained.get("refine_smooth_weight"))
             self.refine_smooth = recorded if refine_smooth_weight is None else refine_smooth_weight
         if predictor == "student":
             self.network = bundle.load_network("student", lambda: FeatureUNet(**manifest["networks"]["student"]),

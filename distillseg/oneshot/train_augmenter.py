@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from distillseg.oneshot.augmenter import RegistrationAugmenter
+from distillseg.oneshot.instance_optimization import refinement_smoothness
 from distillseg.oneshot.losses import RegistrationLoss
 
 
@@ -41,7 +42,7 @@ class AugmenterOptions:
 
     @property
     def refinement_smoothness(self) -> float:
-        return self.smooth_weight if self.refine_smooth_weight is None else self.refine_smooth_weight
+        return refinement_smoothness(self.smooth_weight, self.refine_smooth_weight)
 
 
 def build_augmenter(options: AugmenterOptions) -> RegistrationAugmenter:
