@@ -4,7 +4,8 @@ files in an output folder).
 
 Each is one ``distillseg oneshot segment`` request with every scan as ``--input``, sent to the engine worker
 (``DistillSegKernelLib.engineWorker``: the model stays loaded between segmentations): one job and one progress bar,
-since the engine's ``segment`` stage counts scans. Loaded scans are written to the job's temporary folder as the
+since the engine's one ``segment`` stage runs through every scan (and through each scan's refinement, when the
+predictor refines its registration). Loaded scans are written to the job's temporary folder as the
 job is polled, a slice of time at each poll (``jobChain.JobChain``'s preparation), so a long 4-D series does not
 freeze Slicer before the job starts. Each label map comes back onto its own scan's exact grid; segments get the
 model's names, colours and terminology, and existing segments of the same structures are updated in place.

@@ -85,3 +85,27 @@ def test_a_damaged_refinement_record_is_refused_in_one_sentence(tiny, tmp_path, 
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: ") and next(iter(record)) in message, message
     assert not out.exists()
+
+
+def _segment_progress(tiny, tmp_path, *options) -> list[dict]:
+    """The ``segment`` stage's progress events of a two-scan job with ``--progress jsonl``."""
+    scans = [tmp_path / "scan a.nii.gz", tmp_path / "scan b.nii.gz"]
+    for scan in scans:
+        shutil.copyfile(tiny.case["scans"][0], scan)
+    result = checked(distillseg("oneshot", "segment", "--model", tiny.model, "--input", *scans, "--output",
+                                tmp_path / f"out{len(list(tmp_path.glob('out*')))}", "--device", "cpu", "--threads",
+                                ENGINE_THREADS, "--progress", "jsonl", *options))
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return [e for e in events if e["event"] == "progress" and e["stage"] == "segment"]
+
+
+def test_the_per_scan_refinement_moves_the_one_progress_stage(tiny, tmp_path):
+    """A refining job reports each scan as its refinement's iterations plus one step, so Slicer's one bar moves
+    during the minute a scan refines instead of standing still; without a refinement a step is still a scan."""
+    refining = _segment_progress(tiny, tmp_path, "--predictor", "augmenter", "--refine-iterations", 5)
+    assert {e["total"] for e in refining} == {2 * (5 + 1)}
+    steps = [e["step"] for e in refining]
+    assert steps == sorted(steps) and steps[0] == 1 and steps[-1] == 12, steps
+    assert isinstance(refining[0]["loss"], float), "a refinement step carries the refinement's loss"
+    plain = _segment_progress(tiny, tmp_path, "--predictor", "student", "--no-registration-union")
+    assert [(e["step"], e["total"]) for e in plain] == [(1, 2), (2, 2)]

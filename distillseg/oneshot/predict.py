@@ -119,6 +119,7 @@ class OneShotPredictor:
         self.registration_union = registration_union and predictor == "student" and not self.registration_fusion \
             and bool(self.fragmented_classes)
         self.augmenter = None
+        self.refine_iterations = 0  # per-scan refinement steps; set below when a warp is used
         if predictor == "augmenter" or self.registration_margin is not None or self.registration_union \
                 or self.registration_fusion:
             self.augmenter = bundle.load_network(
@@ -185,17 +186,17 @@ class OneShotPredictor:
         return [c for c, v in enumerate(self.values.tolist()) if c and v not in self.one_piece_values]
 
     @torch.no_grad()
-    def scores(self, image: torch.Tensor) -> torch.Tensor:
+    def scores(self, image: torch.Tensor, on_refine_step=None) -> torch.Tensor:
         """Class scores (C, I, J, K) on the working grid for an aligned image (I, J, K) in [0, 1] (a channels-last
-        view when computed in windows)."""
+        view when computed in windows); ``on_refine_step(iteration, loss)`` follows the per-scan refinement."""
         if self.predictor in BASELINES:
             return F.one_hot(self.atlas_classes.to(self.device), len(self.values)).permute(3, 0, 1, 2).float()
         if self.predictor == "augmenter":
-            return self.warped_atlas(image)
+            return self.warped_atlas(image, on_refine_step)
         scores = self.student_scores(image)
         if self.augmenter is None:
             return scores
-        warped = self.warped_atlas(image)
+        warped = self.warped_atlas(image, on_refine_step)
         if self.registration_margin is not None:
             scores = bound_to_registration(scores, warped, self.grid.spacing, self.registration_margin)
         if self.registration_fusion:
@@ -205,9 +206,10 @@ class OneShotPredictor:
         return scores
 
     @torch.no_grad()
-    def warped_atlas(self, image: torch.Tensor) -> torch.Tensor:
+    def warped_atlas(self, image: torch.Tensor, on_refine_step=None) -> torch.Tensor:
         """The atlas's one-hot labels (C, I, J, K) warped onto an aligned image (I, J, K) by the augmenter's
-        deformation, refined per scan when ``refine_iterations`` says so."""
+        deformation, refined per scan when ``refine_iterations`` says so (``on_refine_step(iteration, loss)`` after
+        each iteration)."""
         batch = image.to(self.device)[None, None]
         atlas = self.atlas_image.to(self.device)[None, None]
         velocity = self.augmenter.velocity(atlas, batch)
@@ -215,7 +217,7 @@ class OneShotPredictor:
             with torch.enable_grad():
                 velocity = refine_velocity(self.augmenter, atlas, batch, velocity, self.refine_iterations,
                                            lr=self.refine_lr, window=self.refine_window,
-                                           smooth_weight=self.refine_smooth)
+                                           smooth_weight=self.refine_smooth, step_callback=on_refine_step)
         displacement = self.augmenter.displacement(velocity, batch.shape[2:])
         onehot = F.one_hot(self.atlas_classes.to(self.device), len(self.values)).permute(3, 0, 1, 2)[None]
         return self.augmenter.warp(onehot.float(), displacement)[0]
@@ -234,10 +236,11 @@ class OneShotPredictor:
             logits = self.windows(batch, lambda x: self.run(x)[0])  # (I, J, K, C)
         return torch.softmax(logits, dim=-1).permute(3, 0, 1, 2)
 
-    def segment(self, volume: Volume) -> Segmentation:
-        """Label map of ``volume`` on its own grid."""
+    def segment(self, volume: Volume, on_refine_step=None) -> Segmentation:
+        """Label map of ``volume`` on its own grid; ``on_refine_step(iteration, loss)`` is called after each of the
+        ``refine_iterations`` iterations of the per-scan refinement (progress: about a minute on a CPU)."""
         aligned = align_scan(volume, self.grid, self.normalization, self.aligner, self.device)
-        scores = self.scores(aligned.image)
+        scores = self.scores(aligned.image, on_refine_step)
         scan_grid = Grid(volume.shape, volume.affine)
         classes = resample_argmax(scores, self.grid, scan_grid, np.linalg.inv(aligned.world_map))
         labels = self.values.to(classes.device)[classes].cpu().numpy()

@@ -66,6 +66,19 @@ def load_predictor(args) -> OneShotPredictor:
                             args.refine_smooth_weight)
 
 
+def scan_steps(predictor: OneShotPredictor) -> int:
+    """Progress steps one scan counts for in ``segment`` and ``evaluate``: one, or with a per-scan refinement (about
+    a minute on a CPU, which would otherwise pass without a line) its iterations and then one for the rest, so a
+    job's one stage moves steadily from its first scan to its last."""
+    return predictor.refine_iterations + 1
+
+
+def refinement_reporter(bar, scans_done: int, per_scan: int):
+    """``on_refine_step`` for ``OneShotPredictor.segment``: the refinement's iterations as steps of ``bar`` after
+    the ``scans_done`` scans before this one, with the refinement's loss."""
+    return lambda iteration, loss: bar.update(scans_done * per_scan + iteration, loss=loss)
+
+
 def _algorithm(predictor: OneShotPredictor) -> Algorithm:
     """How a DICOM SEG names what made it: the model's name, when it was trained, the method and predictor."""
     manifest = predictor.manifest
@@ -87,11 +100,12 @@ def segment_files(args, outputs: list[Path], progress, companions=None) -> None:
                     str(predictor.dtype).replace("torch.", "") if predictor.dtype else "fp32")
     jobs = shard(list(zip(args.input, outputs)), world_from_env())
     written, seconds = [], []
-    with StagedFiles() as staged, progress.stage("segment", total=len(jobs)) as bar:
+    per_scan = scan_steps(predictor)
+    with StagedFiles() as staged, progress.stage("segment", total=len(jobs) * per_scan) as bar:
         for number, (path, output) in enumerate(jobs, 1):
             started = time.perf_counter()
             volume = read_image(path, series_uids(args))
-            result = predictor.segment(volume)
+            result = predictor.segment(volume, refinement_reporter(bar, number - 1, per_scan))
             labels = result.labels
             labels = keep_largest_components(labels, predictor, args.keep_largest)
             if is_seg_path(output):
@@ -101,7 +115,7 @@ def segment_files(args, outputs: list[Path], progress, companions=None) -> None:
             seconds.append(round(time.perf_counter() - started, 3))
             written.append(str(output))
             progress.log(f"{path} -> {output} in {seconds[-1]:.1f} s")
-            bar.update(number)
+            bar.update(number * per_scan)
         if companions is not None and world_from_env().is_main:
             written += [str(path) for path in companions(staged, predictor.table)]
     progress.result(outputs=written, seconds=seconds, device=str(predictor.device),
