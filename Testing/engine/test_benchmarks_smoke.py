@@ -656,17 +656,15 @@ def test_protocol_training_and_scoring_keys_hold_every_engine_default(monkeypatc
     def with_other_defaults(subparsers):
         original(subparsers)
         verbs = subparsers.choices["oneshot"]._subparsers._group_actions[0].choices
-        verbs["train"].set_defaults(hint_weight=0.5, refine_smooth_weight=0.25, mix_extrapolation=0.5)
+        verbs["train"].set_defaults(hint_weight=0.5, refine_smooth_weight=0.25)
         verbs["segment"].set_defaults(registration_union=False)
 
-    # An option added later whose default is the behaviour from before keeps the earlier trainings' keys while at
-    # that default, and becomes part of the key once its default changes.
-    assert variants.ADDED_NEUTRAL["refine_smooth_weight"] is None and "refine_smooth_weight" not in defaults
-    assert variants.ADDED_NEUTRAL["mix_extrapolation"] == 0.0 and "mix_extrapolation" not in defaults
+    # An option added later whose unset default is the behaviour from before keeps the earlier trainings' keys
+    # while unset, and becomes part of the key once it has a default of its own.
+    assert "refine_smooth_weight" in variants.ADDED_UNSET and "refine_smooth_weight" not in defaults
     monkeypatch.setattr(oneshot_cli, "add_oneshot_verbs", with_other_defaults)
     changed = json.loads(variants.verb_defaults("train"))
     assert changed["hint_weight"] == 0.5 and changed["refine_smooth_weight"] == 0.25
-    assert changed["mix_extrapolation"] == 0.5
     assert json.loads(variants.verb_defaults("segment"))["registration_union"] is False
 
 

@@ -113,33 +113,6 @@ def test_synthetic_patches_carry_the_prior_at_their_unmoved_position():
         assert torch.equal(sample[0, :, 0, 0], torch.arange(first, first + 16.0))  # a plain crop, no affine
 
 
-def test_extrapolated_mixing_stretches_the_same_draws_beyond_the_registered_anatomies():
-    """``--mix-extrapolation E`` maps each Beta draw λ in [0, 1] to (1 + 2E)·λ - E: the same draws, so E = 0 is the
-    mixing from before, and the mixed field is the stretched weight's combination of the two fields."""
-    from distillseg.oneshot.augmenter import RegistrationAugmenter
-    from distillseg.oneshot.synthesis import SynthesisOptions, SyntheticPairSampler
-
-    shape = (16, 16, 16)
-    augmenter = RegistrationAugmenter(encoder_channels=(4, 8, 8, 8), decoder_channels=8, embedding=8)
-    atlas = torch.rand(1, 1, *shape)
-    targets = [torch.rand(1, 1, *shape) for _ in range(2)]
-    velocities = [torch.randn(1, 3, *shape) for _ in range(2)]
-
-    def draws(extrapolation):
-        sampler = SyntheticPairSampler(augmenter, atlas, (atlas > 0.5).long(), 2, targets,
-                                       SynthesisOptions(mix_extrapolation=extrapolation), velocities)
-        return [sampler._mixed(torch.Generator().manual_seed(seed)) for seed in range(200)]
-
-    plain, stretched = draws(0.0), draws(0.5)
-    weights = torch.tensor([info["weight"] for _, _, _, info in stretched])
-    assert torch.allclose(weights, torch.tensor([2 * info["weight"] - 0.5 for _, _, _, info in plain]))
-    assert weights.min() < 0 and weights.max() > 1 and weights.min() >= -0.5 and weights.max() <= 1.5
-    velocity, _, _, info = stretched[int(weights.argmax())]
-    partner = velocities[info["partner"]] if info["partner"] < 2 else torch.zeros_like(velocity)
-    expected = info["weight"] * velocities[info["target"]] + (1 - info["weight"]) * partner
-    assert torch.allclose(velocity, expected, atol=1e-6)
-
-
 def test_atlas_prior_blur_equals_monai_gaussian_filter():
     from monai.networks.layers import GaussianFilter
 

@@ -62,16 +62,17 @@ VARIANTS = [
     # A more pliant refinement of the deformations the synthetic pairs come from (the default's smoothness 1 leaves
     # the caudate under-segmented beside the atlas's larger ventricles); the same seed's augmenter network.
     ("refine_smooth", "refinement smoothness 0.25 in training too", ["--refine-smooth-weight", 0.25], []),
-    # Synthetic anatomies also beyond the registered ones (the same cause: the refined warps under-deform).
-    ("extrapolate", "mixing weight stretched to [-0.5, 1.5]", ["--mix-extrapolation", 0.5], []),
+    # Every synthetic deformation a registered one: none drawn between a target and the atlas (whose ventricles are
+    # the larger) or between two targets.
+    ("no_mix", "no deformation mixing", ["--mix-beta", 0], []),
 ]
 VARIANT_NAMES = {key: name for key, name, _, _ in VARIANTS}
 
 _hashes: dict[Path, str] = {}
 
-# Options added to the engine after trainings were keyed, with the default that is the behaviour from before they
-# existed: left out of ``verb_defaults`` while at it, so adding one does not discard finished trainings.
-ADDED_NEUTRAL = {"refine_smooth_weight": None, "mix_extrapolation": 0.0}
+# Options added to the engine after trainings were keyed whose unset default (None) is the behaviour from before
+# they existed: left out of ``verb_defaults`` while unset, so adding one does not discard finished trainings.
+ADDED_UNSET = {"refine_smooth_weight"}
 
 
 def file_hash(path: Path) -> str:
@@ -104,8 +105,7 @@ def verb_defaults(verb: str) -> str:
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in inputs.items()]
     parsed = build_parser().parse_args(["oneshot", verb, *flags])
     return json.dumps({k: v for k, v in sorted(vars(parsed).items())
-                       if k not in inputs and not callable(v)
-                       and not (k in ADDED_NEUTRAL and v == ADDED_NEUTRAL[k])}, default=str)
+                       if k not in inputs and not callable(v) and not (k in ADDED_UNSET and v is None)}, default=str)
 
 
 def complete_manifest(model: Path) -> bool:

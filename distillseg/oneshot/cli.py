@@ -147,9 +147,6 @@ def add_oneshot_verbs(subparsers) -> None:
                           help="student without the atlas prior input (the paper's student; learns far slower)")
     advanced.add_argument("--mix-beta", type=_WEIGHT, default=0.3,
                           help="β of the Beta(β, β) deformation mixing; 0 = no mixing")
-    advanced.add_argument("--mix-extrapolation", type=types.real_number(0, 1), default=0.0,
-                          help="stretch the mixing weight from [0, 1] to [-E, 1+E], so synthetic anatomies also "
-                               "lie beyond the registered ones (default 0: between them only)")
     advanced.add_argument("--appearance", type=types.real_number(0, 1), default=0.5,
                           help="probability of transferring a target's appearance onto a synthetic image")
     advanced.add_argument("--checkpointing", action="store_true",

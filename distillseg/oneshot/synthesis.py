@@ -3,9 +3,7 @@
 For each unlabelled target y_i the augmenter's velocity field v_i (atlas -> y_i) is computed once. A sample then:
 
 1. mixes two deformations, BRBS-style: v = λ·v_i + (1-λ)·v_j with λ ~ Beta(β, β) and partner j another target or
-   the atlas itself (v = 0), so samples lie near real anatomies and between them; with ``mix_extrapolation`` E the
-   weight is stretched to [-E, 1 + E], so samples also lie beyond them (a smoothness-regularised registration
-   under-deforms: it leaves an atlas's larger ventricles larger than the target's);
+   the atlas itself (v = 0), so samples lie near real anatomies and between them;
 2. optionally transfers appearance, DataAug-style: the atlas plus the mixed intensity residual
    r_i = y_i∘φ_i⁻¹ - x (computed once in atlas space), so the student sees the targets' contrast, not only the atlas's;
 3. applies a small random affine (robustness to the residual error of the pre-alignment);
@@ -34,7 +32,6 @@ from distillseg.oneshot.augmenter import RegistrationAugmenter
 @dataclass(frozen=True)
 class SynthesisOptions:
     mix_beta: float = 0.3              # Beta(β, β) of the mixing weight; 0 disables mixing (λ = 1)
-    mix_extrapolation: float = 0.0     # E: the mixing weight stretched from [0, 1] to [-E, 1 + E]
     appearance_probability: float = 0.5
     affine_degrees: float = 5.0
     affine_scale: float = 0.05
@@ -107,7 +104,6 @@ class SyntheticPairSampler:
             weight = float(betaincinv(self.options.mix_beta, self.options.mix_beta, u))
         else:
             weight = 1.0
-        weight = (1 + 2 * self.options.mix_extrapolation) * weight - self.options.mix_extrapolation
         zero = torch.zeros_like(self.velocities[i])
         v_j = self.velocities[partner] if partner < count else zero
         r_j = self.residuals[partner] if partner < count else torch.zeros_like(self.residuals[i])
