@@ -65,6 +65,9 @@ VARIANTS = [
     # Every synthetic deformation a registered one: none drawn between a target and the atlas (whose ventricles are
     # the larger) or between two targets.
     ("no_mix", "no deformation mixing", ["--mix-beta", 0], []),
+    # Whether the student's boundaries are still settling at the CLI's 500 iterations (its cosine schedule is
+    # stretched over the longer budget, not continued).
+    ("long_student", "student trained 3× longer (1500 iterations)", ["--iterations", 1500], []),
 ]
 VARIANT_NAMES = {key: name for key, name, _, _ in VARIANTS}
 
