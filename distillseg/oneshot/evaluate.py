@@ -14,7 +14,7 @@ from distillseg.common.metrics import structure_scores, summarize
 from distillseg.common.reports import write_report
 from distillseg.common.volume_io import read_image, read_labels, same_grid
 from distillseg.oneshot.jobs import series_uids
-from distillseg.oneshot.segment import keep_largest_components, load_predictor, refinement_reporter, scan_steps
+from distillseg.oneshot.segment import ScanSteps, keep_largest_components, load_predictor
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -73,14 +73,13 @@ def evaluate_files(args, progress) -> dict:
     for source, target in mapping.items():
         lookup[source] = target
     cases = []
-    per_scan = scan_steps(predictor)
-    with progress.stage("evaluate", total=len(args.images) * per_scan) as bar:
+    with ScanSteps(progress, "evaluate", len(args.images), predictor) as steps:
         for number, (image_path, labels_path) in enumerate(zip(args.images, args.labels), 1):
             volume, truth = read_image(image_path, series_uids(args)), read_labels(labels_path)
             if not same_grid(volume, truth):
                 raise file_error(labels_path, "true labels are not on the image's grid")
             started = time.perf_counter()
-            labels = predictor.segment(volume, refinement_reporter(bar, number - 1, per_scan)).labels
+            labels = predictor.segment(volume, steps.refining(number - 1)).labels
             labels = keep_largest_components(labels, predictor, args.keep_largest)
             seconds = time.perf_counter() - started
             predicted = lookup[np.clip(labels, 0, len(lookup) - 1)]
@@ -90,7 +89,7 @@ def evaluate_files(args, progress) -> dict:
             cases.append({"image": str(image_path), "labels": str(labels_path), "segment_seconds": round(seconds, 2),
                           **summarize(scores), "structures": {str(k): v for k, v in scores.items()}})
             progress.log(f"{image_path}: mean Dice {cases[-1].get('mean_dice', float('nan')):.4f}")
-            bar.update(number * per_scan)
+            steps.scanned(number)
     report = {
         "model": str(args.model),
         "predictor": args.predictor,

@@ -66,17 +66,29 @@ def load_predictor(args) -> OneShotPredictor:
                             args.refine_smooth_weight)
 
 
-def scan_steps(predictor: OneShotPredictor) -> int:
-    """Progress steps one scan counts for in ``segment`` and ``evaluate``: one, or with a per-scan refinement (about
-    a minute on a CPU, which would otherwise pass without a line) its iterations and then one for the rest, so a
-    job's one stage moves steadily from its first scan to its last."""
-    return predictor.refine_iterations + 1
+class ScanSteps:
+    """The one progress stage of ``segment`` and ``evaluate`` over their scans: a scan counts one step, or with a
+    per-scan refinement (about a minute on a CPU, which would otherwise pass without a line) its iterations and then
+    one for the rest, so the stage moves steadily from the first scan to the last."""
 
+    def __init__(self, progress, name: str, scans: int, predictor: OneShotPredictor):
+        self.per_scan = predictor.refine_iterations + 1
+        self.stage = progress.stage(name, total=scans * self.per_scan)
 
-def refinement_reporter(bar, scans_done: int, per_scan: int):
-    """``on_refine_step`` for ``OneShotPredictor.segment``: the refinement's iterations as steps of ``bar`` after
-    the ``scans_done`` scans before this one, with the refinement's loss."""
-    return lambda iteration, loss: bar.update(scans_done * per_scan + iteration, loss=loss)
+    def refining(self, scans_done: int):
+        """``on_refine_step`` for ``OneShotPredictor.segment``: the refinement's iterations as steps after the
+        ``scans_done`` scans before this one, with the refinement's loss."""
+        return lambda iteration, loss: self.stage.update(scans_done * self.per_scan + iteration, loss=loss)
+
+    def scanned(self, scans_done: int) -> None:
+        """``scans_done`` scans are finished."""
+        self.stage.update(scans_done * self.per_scan)
+
+    def __enter__(self) -> "ScanSteps":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stage.close()
 
 
 def _algorithm(predictor: OneShotPredictor) -> Algorithm:
@@ -100,12 +112,11 @@ def segment_files(args, outputs: list[Path], progress, companions=None) -> None:
                     str(predictor.dtype).replace("torch.", "") if predictor.dtype else "fp32")
     jobs = shard(list(zip(args.input, outputs)), world_from_env())
     written, seconds = [], []
-    per_scan = scan_steps(predictor)
-    with StagedFiles() as staged, progress.stage("segment", total=len(jobs) * per_scan) as bar:
+    with StagedFiles() as staged, ScanSteps(progress, "segment", len(jobs), predictor) as steps:
         for number, (path, output) in enumerate(jobs, 1):
             started = time.perf_counter()
             volume = read_image(path, series_uids(args))
-            result = predictor.segment(volume, refinement_reporter(bar, number - 1, per_scan))
+            result = predictor.segment(volume, steps.refining(number - 1))
             labels = result.labels
             labels = keep_largest_components(labels, predictor, args.keep_largest)
             if is_seg_path(output):
@@ -115,7 +126,7 @@ def segment_files(args, outputs: list[Path], progress, companions=None) -> None:
             seconds.append(round(time.perf_counter() - started, 3))
             written.append(str(output))
             progress.log(f"{path} -> {output} in {seconds[-1]:.1f} s")
-            bar.update(number * per_scan)
+            steps.scanned(number)
         if companions is not None and world_from_env().is_main:
             written += [str(path) for path in companions(staged, predictor.table)]
     progress.result(outputs=written, seconds=seconds, device=str(predictor.device),
